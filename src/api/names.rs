@@ -1,0 +1,190 @@
+//! Resource names (AIP-122): the only place that knows their grammar.
+//!
+//! `upstreams/{upstream}`, `upstreams/{upstream}/tasks/{task}` and
+//! `upstreams/{upstream}/runspaces/{runspace}`, where `{upstream}` may be `-` (AIP-159)
+//! and ids are percent-encoded where they hold `/` or `%`.
+
+use crate::error::{GatewayError, Result, clip};
+
+const MAX_ID_LEN: usize = 1024;
+
+/// The `{upstream}` segment of a name: one configured upstream, or `-` for any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamRef {
+    Named(String),
+    Any,
+}
+
+impl UpstreamRef {
+    /// The segment as it appears in names.
+    pub fn segment(&self) -> &str {
+        match self {
+            UpstreamRef::Named(n) => n,
+            UpstreamRef::Any => "-",
+        }
+    }
+}
+
+/// A parsed `upstreams/{upstream}/{collection}/{id}` name, with `id` percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceName {
+    pub upstream: UpstreamRef,
+    pub id: String,
+}
+
+/// True for names usable as `{upstream}`: lowercase letters, digits and `-`, starting with a
+/// letter, at most 63 characters (the same rule the configuration enforces).
+pub fn is_valid_upstream_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && !name.ends_with('-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn bad(field: &str, expected: &str, got: &str) -> GatewayError {
+    GatewayError::invalid(
+        "INVALID_NAME",
+        field,
+        format!("expected {expected}, got '{}'", clip(got)),
+    )
+}
+
+fn upstream_segment(seg: &str, field: &str, expected: &str, got: &str) -> Result<UpstreamRef> {
+    if seg == "-" {
+        Ok(UpstreamRef::Any)
+    } else if is_valid_upstream_name(seg) {
+        Ok(UpstreamRef::Named(seg.to_string()))
+    } else {
+        Err(bad(field, expected, got))
+    }
+}
+
+/// Parses `upstreams/{upstream}` (a `parent`, or an upstream's own name).
+pub fn parse_upstream(name: &str, field: &str) -> Result<UpstreamRef> {
+    const EXPECTED: &str = "upstreams/{upstream}";
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["upstreams", seg] => upstream_segment(seg, field, EXPECTED, name),
+        _ => Err(bad(field, EXPECTED, name)),
+    }
+}
+
+/// Parses `upstreams/{upstream}/{collection}/{id}`, decoding the id.
+pub fn parse_resource(name: &str, collection: &str, field: &str) -> Result<ResourceName> {
+    let expected = format!("upstreams/{{upstream}}/{collection}/{{id}}");
+    let parts: Vec<&str> = name.split('/').collect();
+    let ["upstreams", seg, coll, raw_id] = parts.as_slice() else {
+        return Err(bad(field, &expected, name));
+    };
+    if *coll != collection || raw_id.is_empty() || raw_id.len() > MAX_ID_LEN {
+        return Err(bad(field, &expected, name));
+    }
+    let upstream = upstream_segment(seg, field, &expected, name)?;
+    let id = percent_decode(raw_id).ok_or_else(|| {
+        GatewayError::invalid(
+            "INVALID_NAME",
+            field,
+            format!("the id in '{}' has a malformed percent-escape", clip(name)),
+        )
+    })?;
+    if id.is_empty() || id.chars().any(char::is_control) {
+        return Err(bad(field, &expected, name));
+    }
+    Ok(ResourceName { upstream, id })
+}
+
+/// `upstreams/{upstream}`.
+pub fn upstream_name(upstream: &str) -> String {
+    format!("upstreams/{upstream}")
+}
+
+/// `upstreams/{upstream}/{collection}/{id}`, escaping `%` and `/` in the id.
+pub fn resource_name(upstream: &str, collection: &str, id: &str) -> String {
+    format!("upstreams/{upstream}/{collection}/{}", percent_encode(id))
+}
+
+/// Escapes only what would break the name's grammar: `%` and `/`.
+pub fn percent_encode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_round_trip_ids_with_slashes_and_percents() {
+        let name = resource_name("vc1", "tasks", "a/b%c");
+        assert_eq!(name, "upstreams/vc1/tasks/a%2Fb%25c");
+        let parsed = parse_resource(&name, "tasks", "name").unwrap();
+        assert_eq!(parsed.upstream, UpstreamRef::Named("vc1".into()));
+        assert_eq!(parsed.id, "a/b%c");
+    }
+
+    #[test]
+    fn dash_means_any_upstream() {
+        assert_eq!(
+            parse_upstream("upstreams/-", "parent").unwrap(),
+            UpstreamRef::Any
+        );
+        let r = parse_resource("upstreams/-/tasks/t-1", "tasks", "name").unwrap();
+        assert_eq!(r.upstream, UpstreamRef::Any);
+    }
+
+    #[test]
+    fn malformed_names_are_invalid_argument() {
+        for bad in [
+            "",
+            "upstreams",
+            "upstreams/",
+            "upstreams/VC1/tasks/x",
+            "upstreams/vc1/tasks/",
+            "upstreams/vc1/runspaces/x",
+            "upstreams/vc1/tasks/x/y",
+            "tasks/x",
+            "upstreams/vc1/tasks/%zz",
+            "upstreams/vc1/tasks/%",
+        ] {
+            let err = parse_resource(bad, "tasks", "name").unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstream_names_follow_the_dns_label_rule() {
+        assert!(is_valid_upstream_name("vc1"));
+        assert!(is_valid_upstream_name("vcd-prod-2"));
+        assert!(!is_valid_upstream_name("1vc"));
+        assert!(!is_valid_upstream_name("vc-"));
+        assert!(!is_valid_upstream_name("vc_1"));
+        assert!(!is_valid_upstream_name(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,226 @@
+//! `TaskService`: tasks of every task upstream in one shape.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures_util::Stream;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::{
+    enum_field, names,
+    names::UpstreamRef,
+    not_implemented,
+    paging::{self, decode_token, paginate},
+    unary,
+};
+use crate::{
+    error::{GatewayError, Result},
+    proto::{
+        CancelTaskRequest, GetTaskRequest, ListTasksRequest, ListTasksResponse, Task, TaskEvent,
+        TaskFilter, TaskState, TaskView, WaitTaskRequest, WatchTaskRequest,
+        task_service_server::TaskService,
+    },
+    upstream::Registry,
+};
+
+pub struct TaskApi {
+    registry: Arc<Registry>,
+}
+
+impl TaskApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    async fn get(&self, req: &GetTaskRequest) -> Result<Task> {
+        let view = enum_field::<TaskView>(req.view, "view")?;
+        let name = names::parse_resource(&req.name, "tasks", "name")?;
+        let (_, source) = self.registry.task_source(&name.upstream)?;
+        Ok(with_view(source.get(&name.id).await?, view))
+    }
+
+    async fn list(&self, req: &ListTasksRequest) -> Result<ListTasksResponse> {
+        let parent = names::parse_upstream(&req.parent, "parent")?;
+        let view = enum_field::<TaskView>(req.view, "view")?;
+        let filter = req.filter.clone().unwrap_or_default();
+        for s in &filter.states {
+            enum_field::<TaskState>(*s, "filter.states")?;
+        }
+        let size = paging::page_size(req.page_size)?;
+        let fingerprint = filter_fingerprint(&filter);
+        let after: Option<TaskKey> = decode_token(&req.page_token, &req.parent, &fingerprint)?;
+        let merged = parent == UpstreamRef::Any;
+        let mut tasks = match &parent {
+            UpstreamRef::Named(_) => {
+                let (_, source) = self.registry.task_source(&parent)?;
+                source.list(&filter).await?
+            }
+            UpstreamRef::Any => {
+                let sources = self.registry.task_sources();
+                let lists =
+                    futures_util::future::join_all(sources.iter().map(|(_, s)| s.list(&filter)))
+                        .await;
+                let mut all = Vec::new();
+                for ((upstream, _), list) in sources.iter().zip(lists) {
+                    all.extend(list.map_err(|e| in_merged_list(&upstream.name, e))?);
+                }
+                all
+            }
+        };
+        // Upstreams filter by their own statuses; the exact normalized states are kept here.
+        if !filter.states.is_empty() {
+            tasks.retain(|t| filter.states.contains(&t.state));
+        }
+        let (page, next_page_token) = paginate(
+            tasks,
+            |t| task_key(t, merged),
+            after.as_ref(),
+            size,
+            &req.parent,
+            &fingerprint,
+        );
+        Ok(ListTasksResponse {
+            tasks: page.into_iter().map(|t| with_view(t, view)).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn cancel(&self, req: &CancelTaskRequest) -> Result<Task> {
+        let name = names::parse_resource(&req.name, "tasks", "name")?;
+        let (upstream, source) = self.registry.task_source(&name.upstream)?;
+        if !source.supports_cancel() {
+            return Err(GatewayError::Unimplemented {
+                reason: "NOT_SUPPORTED_BY_UPSTREAM",
+                message: format!(
+                    "upstream '{}' is of kind {} which has no cancel operation",
+                    upstream.name,
+                    crate::proto::UpstreamKind::from(upstream.kind).as_str_name()
+                ),
+                upstream: Some(upstream.name.clone()),
+            });
+        }
+        let before = source.get(&name.id).await?;
+        if before.done {
+            return Err(GatewayError::FailedPrecondition {
+                reason: "TASK_DONE",
+                message: format!(
+                    "task is already done ({}); there is nothing to cancel",
+                    before.state().as_str_name()
+                ),
+                upstream: Some(upstream.name.clone()),
+            });
+        }
+        source.cancel(&name.id).await?;
+        Ok(with_view(source.get(&name.id).await?, TaskView::Basic))
+    }
+}
+
+/// Drops the upstream payload unless the FULL view was asked for.
+pub fn with_view(mut task: Task, view: TaskView) -> Task {
+    if view != TaskView::Full {
+        task.upstream_payload = None;
+    }
+    task
+}
+
+/// Order of task lists: not yet started first, then `start_time` descending, ties by id
+/// (by name in a merged list).
+type TaskKey = (u8, i64, String);
+
+fn task_key(t: &Task, merged: bool) -> TaskKey {
+    let tie = if merged { t.name.clone() } else { t.id.clone() };
+    match &t.start_time {
+        None => (0, 0, tie),
+        Some(ts) => (
+            1,
+            -(ts.seconds.saturating_mul(1_000_000) + i64::from(ts.nanos / 1000)),
+            tie,
+        ),
+    }
+}
+
+/// Fingerprint of a filter, independent of the order of its values.
+fn filter_fingerprint(f: &TaskFilter) -> String {
+    let mut c = f.clone();
+    c.task_ids.sort();
+    c.services.sort();
+    c.operations.sort();
+    c.states.sort();
+    c.users.sort();
+    paging::fingerprint(&c.encode_to_vec())
+}
+
+/// In a merged list, an upstream that fails or cannot apply the filter fails the call, named.
+fn in_merged_list(upstream: &str, e: GatewayError) -> GatewayError {
+    match e {
+        GatewayError::InvalidArgument {
+            reason,
+            field,
+            description,
+        } => GatewayError::InvalidArgument {
+            reason,
+            field,
+            description: format!("upstream '{upstream}': {description}"),
+        },
+        other => other,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<TaskEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn get_task(
+        &self,
+        request: Request<GetTaskRequest>,
+    ) -> std::result::Result<Response<Task>, Status> {
+        let req = request.get_ref();
+        unary("GetTask", &req.name, request.metadata(), self.get(req)).await
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> std::result::Result<Response<ListTasksResponse>, Status> {
+        let req = request.get_ref();
+        unary("ListTasks", &req.parent, request.metadata(), self.list(req)).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<CancelTaskRequest>,
+    ) -> std::result::Result<Response<Task>, Status> {
+        let req = request.get_ref();
+        unary(
+            "CancelTask",
+            &req.name,
+            request.metadata(),
+            self.cancel(req),
+        )
+        .await
+    }
+
+    type WatchTaskStream = EventStream;
+
+    async fn watch_task(
+        &self,
+        request: Request<WatchTaskRequest>,
+    ) -> std::result::Result<Response<Self::WatchTaskStream>, Status> {
+        let req = request.get_ref();
+        unary("WatchTask", &req.name, request.metadata(), async {
+            Err::<EventStream, _>(not_implemented("WatchTask"))
+        })
+        .await
+    }
+
+    async fn wait_task(
+        &self,
+        request: Request<WaitTaskRequest>,
+    ) -> std::result::Result<Response<Task>, Status> {
+        let req = request.get_ref();
+        unary("WaitTask", &req.name, request.metadata(), async {
+            Err(not_implemented("WaitTask"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,83 @@
+//! `UpstreamService`: what is behind this gateway, for exploration.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{
+    names::{self, UpstreamRef},
+    paging::{self, decode_token, paginate},
+    unary,
+};
+use crate::{
+    error::{GatewayError, Result},
+    proto::{
+        GetUpstreamRequest, ListUpstreamsRequest, ListUpstreamsResponse, Upstream,
+        upstream_service_server::UpstreamService,
+    },
+    upstream::Registry,
+};
+
+pub struct UpstreamApi {
+    registry: Arc<Registry>,
+}
+
+impl UpstreamApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    fn list(&self, req: &ListUpstreamsRequest) -> Result<ListUpstreamsResponse> {
+        let size = paging::page_size(req.page_size)?;
+        let after: Option<String> = decode_token(&req.page_token, "upstreams", "")?;
+        let all: Vec<Upstream> = self.registry.all().map(|u| u.info()).collect();
+        let (upstreams, next_page_token) = paginate(
+            all,
+            |u| u.name.clone(),
+            after.as_ref(),
+            size,
+            "upstreams",
+            "",
+        );
+        Ok(ListUpstreamsResponse {
+            upstreams,
+            next_page_token,
+        })
+    }
+
+    fn get(&self, req: &GetUpstreamRequest) -> Result<Upstream> {
+        match names::parse_upstream(&req.name, "name")? {
+            UpstreamRef::Named(n) => Ok(self.registry.get(&n)?.info()),
+            UpstreamRef::Any => Err(GatewayError::invalid(
+                "INVALID_NAME",
+                "name",
+                "'-' names no single upstream; use ListUpstreams",
+            )),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl UpstreamService for UpstreamApi {
+    async fn list_upstreams(
+        &self,
+        request: Request<ListUpstreamsRequest>,
+    ) -> std::result::Result<Response<ListUpstreamsResponse>, Status> {
+        let req = request.get_ref();
+        unary("ListUpstreams", "upstreams", request.metadata(), async {
+            self.list(req)
+        })
+        .await
+    }
+
+    async fn get_upstream(
+        &self,
+        request: Request<GetUpstreamRequest>,
+    ) -> std::result::Result<Response<Upstream>, Status> {
+        let req = request.get_ref();
+        unary("GetUpstream", &req.name, request.metadata(), async {
+            self.get(req)
+        })
+        .await
+    }
+}

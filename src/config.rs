@@ -1,0 +1,560 @@
+//! One typed configuration: a TOML file plus environment overrides, validated once at start.
+//!
+//! Secrets come from the environment or from files, never from the command line or the
+//! TOML text itself, and are redacted wherever the configuration is printed.
+
+use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::api::names::is_valid_upstream_name;
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "VMWGW_";
+
+/// A configuration problem, naming the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+/// A duration written as `500ms`, `10s`, `5m` or `1h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("'{s}' has no unit (use ms, s, m or h)"))?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' does not start with a whole number"))?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => {
+                return Err(format!(
+                    "'{s}' has an unknown unit '{unit}' (use ms, s, m or h)"
+                ));
+            }
+        };
+        Ok(HumanDuration(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HumanDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The gRPC server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// How long in-flight unary calls may take to finish once shutdown starts.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            shutdown_grace: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// The REST API an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamKind {
+    Vsphere,
+    Snapservice,
+    CloudDirector,
+    ScriptRuntime,
+}
+
+/// One upstream.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Short name used in resource names (`upstreams/{name}`).
+    pub name: String,
+    pub kind: UpstreamKind,
+    /// Base URL, e.g. `https://vcenter.example.com` (without `/api`).
+    pub url: String,
+    /// Service-account user (for Cloud Director without `@org`; see `org`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File that holds the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The resolved password (from `password_env`, `password_file` or `VMWGW_UPSTREAM_<NAME>_PASSWORD`).
+    #[serde(skip_deserializing)]
+    pub password: Secret,
+    /// Cloud Director organization of the service account (`System` for providers).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Cloud Director: log in as provider (system administrator).
+    #[serde(default)]
+    pub provider: bool,
+    /// Cloud Director API version sent in `Accept`.
+    #[serde(default = "default_vcd_api_version")]
+    pub api_version: String,
+    /// Cloud Director: environment variable holding an API (refresh) token, used instead of a password.
+    #[serde(default)]
+    pub api_token_env: Option<String>,
+    /// Cloud Director: file holding an API (refresh) token.
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub api_token: Secret,
+    /// PEM file of CA certificates to trust in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (testing only; logged as a warning at start).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Timeout of one upstream HTTP request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+fn default_vcd_api_version() -> String {
+    "37.0".into()
+}
+
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl UpstreamConfig {
+    /// A minimal upstream with a password, as `demo` and tests build them.
+    pub fn new(name: &str, kind: UpstreamKind, url: &str, username: &str, password: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            url: url.into(),
+            username: Some(username.into()),
+            password_env: None,
+            password_file: None,
+            password: Secret::new(password),
+            org: None,
+            provider: false,
+            api_version: default_vcd_api_version(),
+            api_token_env: None,
+            api_token_file: None,
+            api_token: Secret::default(),
+            ca_file: None,
+            insecure: false,
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+/// Reads the environment through a function, so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Reads `path`, applies environment overrides, resolves secrets and validates.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Config::from_toml(&text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses TOML text, then applies overrides from `env`, resolves secrets and validates.
+    pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+            ConfigError::new(
+                if key.is_empty() { "config".into() } else { key },
+                e.message().to_string(),
+            )
+        })?;
+        cfg.apply_env(env)?;
+        cfg.resolve_secrets(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<(), ConfigError> {
+        let var = |k: &str| env(&format!("{ENV_PREFIX}{k}"));
+        if let Some(v) = var("LISTEN") {
+            self.server.listen = v.parse().map_err(|e| {
+                ConfigError::new(format!("{ENV_PREFIX}LISTEN"), format!("'{v}': {e}"))
+            })?;
+        }
+        for u in &mut self.upstreams {
+            let prefix = format!("UPSTREAM_{}_", env_name(&u.name));
+            if let Some(v) = var(&format!("{prefix}URL")) {
+                u.url = v;
+            }
+            if let Some(v) = var(&format!("{prefix}USERNAME")) {
+                u.username = Some(v);
+            }
+            if let Some(v) = var(&format!("{prefix}PASSWORD")) {
+                u.password = Secret::new(v);
+            }
+            if let Some(v) = var(&format!("{prefix}API_TOKEN")) {
+                u.api_token = Secret::new(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_secrets(&mut self, env: EnvLookup<'_>) -> Result<(), ConfigError> {
+        for (i, u) in self.upstreams.iter_mut().enumerate() {
+            let key = |field: &str| format!("upstreams[{i}].{field}");
+            if u.password.is_empty() {
+                u.password = read_secret(
+                    env,
+                    u.password_env.as_deref(),
+                    u.password_file.as_ref(),
+                    &key("password_env"),
+                    &key("password_file"),
+                )?;
+            }
+            if u.api_token.is_empty() {
+                u.api_token = read_secret(
+                    env,
+                    u.api_token_env.as_deref(),
+                    u.api_token_file.as_ref(),
+                    &key("api_token_env"),
+                    &key("api_token_file"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without talking to an upstream.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_message_bytes < 1024 {
+            return Err(ConfigError::new(
+                "server.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.server.max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "server.max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let key = |field: &str| format!("upstreams[{i}].{field}");
+            if !is_valid_upstream_name(&u.name) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!(
+                        "'{}' is not a valid name: use lowercase letters, digits and '-', starting with a letter, at most 63 characters",
+                        u.name
+                    ),
+                ));
+            }
+            if !names.insert(u.name.as_str()) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("'{}' is used by two upstreams", u.name),
+                ));
+            }
+            let url = reqwest::Url::parse(&u.url).map_err(|e| {
+                ConfigError::new(key("url"), format!("'{}' is not a URL: {e}", u.url))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    key("url"),
+                    format!("'{}' must be http:// or https://", u.url),
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(ConfigError::new(
+                    key("url"),
+                    "must not carry credentials; use username and password_env/password_file",
+                ));
+            }
+            let has_token = u.kind == UpstreamKind::CloudDirector && !u.api_token.is_empty();
+            if !has_token {
+                if u.username.as_deref().unwrap_or("").is_empty() {
+                    return Err(ConfigError::new(key("username"), "is required"));
+                }
+                if u.password.is_empty() {
+                    return Err(ConfigError::new(
+                        key("password_env"),
+                        format!(
+                            "no password: set password_env or password_file, or {ENV_PREFIX}UPSTREAM_{}_PASSWORD",
+                            env_name(&u.name)
+                        ),
+                    ));
+                }
+            }
+            if u.kind == UpstreamKind::CloudDirector
+                && u.org.as_deref().unwrap_or("").is_empty()
+                && !u.provider
+            {
+                return Err(ConfigError::new(
+                    key("org"),
+                    "is required for cloud_director (or set provider = true)",
+                ));
+            }
+            if u.kind == UpstreamKind::CloudDirector && u.api_version.parse::<f32>().is_err() {
+                return Err(ConfigError::new(
+                    key("api_version"),
+                    format!("'{}' is not a version like 37.0", u.api_version),
+                ));
+            }
+            if let Some(ca) = &u.ca_file {
+                if !ca.is_file() {
+                    return Err(ConfigError::new(
+                        key("ca_file"),
+                        format!("{} is not a readable file", ca.display()),
+                    ));
+                }
+            }
+            if u.request_timeout.0.is_zero() {
+                return Err(ConfigError::new(
+                    key("request_timeout"),
+                    "must be more than 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+}
+
+fn read_secret(
+    env: EnvLookup<'_>,
+    var: Option<&str>,
+    file: Option<&PathBuf>,
+    var_key: &str,
+    file_key: &str,
+) -> Result<Secret, ConfigError> {
+    if let Some(var) = var {
+        return env(var)
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| {
+                ConfigError::new(var_key, format!("environment variable {var} is not set"))
+            });
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(file_key, format!("cannot read {}: {e}", path.display()))
+        })?;
+        let value = text.trim_end_matches(['\r', '\n']);
+        if value.is_empty() {
+            return Err(ConfigError::new(
+                file_key,
+                format!("{} is empty", path.display()),
+            ));
+        }
+        return Ok(Secret::new(value));
+    }
+    Ok(Secret::default())
+}
+
+/// `vc-1` → `VC_1`, as used in `VMWGW_UPSTREAM_<NAME>_...`.
+pub fn env_name(upstream: &str) -> String {
+    upstream.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The dotted key of the TOML table/array entry around byte `offset`, for error messages.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let mut table = String::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for line in before.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = index.entry(name.to_string()).or_insert(usize::MAX);
+            *n = n.wrapping_add(1);
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.to_string();
+        }
+    }
+    let line = before.rsplit('\n').next().unwrap_or("");
+    let field = line.split('=').next().unwrap_or("").trim();
+    match (table.is_empty(), field.is_empty() || field.starts_with('[')) {
+        (true, true) => String::new(),
+        (true, false) => field.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{field}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const VC: &str = r#"
+[server]
+listen = "127.0.0.1:6000"
+
+[[upstreams]]
+name = "vc1"
+kind = "vsphere"
+url = "https://vc.example.com"
+username = "svc@vsphere.local"
+password_env = "VC1_PASSWORD"
+"#;
+
+    #[test]
+    fn password_comes_from_the_named_environment_variable() {
+        let cfg = Config::from_toml(VC, &env(&[("VC1_PASSWORD", "s3cret")])).unwrap();
+        assert_eq!(cfg.upstreams[0].password.expose(), "s3cret");
+        assert!(!cfg.redacted_toml().contains("s3cret"));
+        assert!(cfg.redacted_toml().contains("<redacted>"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let cfg = Config::from_toml(
+            VC,
+            &env(&[
+                ("VC1_PASSWORD", "x"),
+                ("VMWGW_LISTEN", "127.0.0.1:7000"),
+                ("VMWGW_UPSTREAM_VC1_URL", "https://other.example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.server.listen.port(), 7000);
+        assert_eq!(cfg.upstreams[0].url, "https://other.example.com");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::from_toml(VC, &env(&[])).unwrap_err();
+        assert_eq!(err.key, "upstreams[0].password_env");
+        assert!(err.problem.contains("VC1_PASSWORD"));
+
+        let bad_url = VC.replace("https://vc.example.com", "vc.example.com");
+        let err = Config::from_toml(&bad_url, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+        assert_eq!(err.key, "upstreams[0].url");
+
+        let typo = VC.replace("username", "user_name");
+        let err = Config::from_toml(&typo, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+        assert_eq!(err.key, "upstreams[0].user_name");
+
+        let bad_kind = VC.replace("\"vsphere\"", "\"vsfere\"");
+        let err = Config::from_toml(&bad_kind, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+        assert_eq!(err.key, "upstreams[0].kind");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            HumanDuration::parse("2m").unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert!(HumanDuration::parse("10").is_err());
+        assert!(HumanDuration::parse("10 parsecs").is_err());
+    }
+}

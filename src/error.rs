@@ -1,0 +1,451 @@
+//! `GatewayError` and the one mapping from an upstream outcome to a gRPC `Status`.
+//!
+//! Everything below the gRPC face returns `GatewayError`; it becomes a `Status` only here,
+//! with exactly one `ErrorInfo` (domain `vmware-grpc-gateway`) and, where they apply,
+//! `BadRequest`, `RetryInfo`, `ResourceInfo` and the upstream's messages as `LocalizedMessage`.
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetail, FieldViolation, StatusExt};
+
+/// The `ErrorInfo.domain` of every error this gateway returns.
+pub const DOMAIN: &str = "vmware-grpc-gateway";
+
+/// Longest excerpt of a client value or an upstream body echoed in an error.
+const ECHO_LIMIT: usize = 256;
+
+/// How long clients are asked to wait before retrying a transient upstream failure.
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+/// One human message of an upstream error (the first describes the error, each next one its cause).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamMessage {
+    pub id: String,
+    pub default_message: String,
+    pub localized: Option<String>,
+}
+
+impl UpstreamMessage {
+    pub fn text(&self) -> &str {
+        self.localized
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.default_message)
+    }
+}
+
+/// What went wrong talking to an upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamFailure {
+    /// The upstream answered with an error status. `reason` is its own error kind (vAPI
+    /// `error_type`, Cloud Director `minorErrorCode`, `SRS_<code>`) when the body named one.
+    Api {
+        reason: Option<String>,
+        messages: Vec<UpstreamMessage>,
+        /// A short excerpt of a body that was not the documented error JSON.
+        excerpt: Option<String>,
+    },
+    /// No HTTP answer: connection refused, reset, TLS failure, DNS...
+    Unreachable(String),
+    /// No answer within the request timeout or the caller's deadline.
+    Timeout,
+    /// An answer that is not the documented JSON.
+    BadResponse { problem: String, excerpt: String },
+}
+
+/// An upstream outcome, with the configured upstream name and the HTTP status where one came.
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    pub upstream: String,
+    pub http_status: Option<u16>,
+    pub failure: UpstreamFailure,
+    /// The upstream's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl UpstreamError {
+    pub fn new(upstream: &str, http_status: Option<u16>, failure: UpstreamFailure) -> Self {
+        Self {
+            upstream: upstream.to_string(),
+            http_status,
+            failure,
+            retry_after: None,
+        }
+    }
+
+    /// An answer that is not the documented JSON: `problem` says what is wrong.
+    pub fn bad_response(
+        upstream: &str,
+        status: u16,
+        problem: impl Into<String>,
+        body: &[u8],
+    ) -> Self {
+        Self::new(
+            upstream,
+            Some(status),
+            UpstreamFailure::BadResponse {
+                problem: problem.into(),
+                excerpt: excerpt(body),
+            },
+        )
+    }
+
+    /// The upstream's own error kind, when its body named one.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.failure {
+            UpstreamFailure::Api { reason, .. } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// True for failures worth retrying later (5xx, 429, timeouts, connection errors).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+        )
+    }
+
+    /// The mapping table of the contract: the upstream's own error kind first, the HTTP
+    /// status only where the body names none.
+    pub fn code(&self) -> Code {
+        match &self.failure {
+            UpstreamFailure::Unreachable(_) => Code::Unavailable,
+            UpstreamFailure::Timeout => Code::DeadlineExceeded,
+            UpstreamFailure::BadResponse { .. } => Code::Internal,
+            UpstreamFailure::Api { reason, .. } => reason
+                .as_deref()
+                .and_then(code_for_reason)
+                .unwrap_or_else(|| code_for_http(self.http_status.unwrap_or(500))),
+        }
+    }
+
+    fn error_info_reason(&self) -> String {
+        match &self.failure {
+            UpstreamFailure::Unreachable(_) => "UPSTREAM_UNREACHABLE".into(),
+            UpstreamFailure::Timeout => "UPSTREAM_TIMEOUT".into(),
+            UpstreamFailure::BadResponse { .. } => "UPSTREAM_BAD_RESPONSE".into(),
+            UpstreamFailure::Api { reason, .. } => reason.clone().unwrap_or_else(|| {
+                format!("UPSTREAM_HTTP_{}", self.http_status.unwrap_or_default())
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let status = self
+            .http_status
+            .map(|s| format!(" (HTTP {s})"))
+            .unwrap_or_default();
+        match &self.failure {
+            UpstreamFailure::Unreachable(why) => {
+                format!("upstream '{}' is unreachable: {why}", self.upstream)
+            }
+            UpstreamFailure::Timeout => {
+                format!("upstream '{}' did not answer in time", self.upstream)
+            }
+            UpstreamFailure::BadResponse { problem, .. } => format!(
+                "upstream '{}' sent a response that is not the documented JSON{status}: {problem}",
+                self.upstream
+            ),
+            UpstreamFailure::Api {
+                reason, messages, ..
+            } => {
+                let kind = reason.as_deref().unwrap_or("an error");
+                let mut text = format!("upstream '{}' answered {kind}{status}", self.upstream);
+                let stack: Vec<&str> = messages.iter().map(UpstreamMessage::text).collect();
+                if !stack.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(&stack.join(" Caused by: "));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// Upstream error kinds (vAPI `error_type`, Cloud Director `minorErrorCode`, `SRS_<code>`)
+/// that decide the code on their own, whatever the HTTP status.
+fn code_for_reason(reason: &str) -> Option<Code> {
+    Some(match reason {
+        "INVALID_ARGUMENT"
+        | "INVALID_REQUEST"
+        | "UNEXPECTED_INPUT"
+        | "BAD_REQUEST"
+        | "INVALID_ELEMENT_TYPE"
+        | "INVALID_ELEMENT_CONFIGURATION" => Code::InvalidArgument,
+        "NOT_ALLOWED_IN_CURRENT_STATE" | "ALREADY_IN_DESIRED_STATE" | "SRS_2031" => {
+            Code::FailedPrecondition
+        }
+        "UNSUPPORTED" => Code::Unimplemented,
+        "ALREADY_EXISTS" | "DUPLICATE_NAME" => Code::AlreadyExists,
+        "UNAUTHENTICATED" | "SRS_401" => Code::Unauthenticated,
+        "UNAUTHORIZED" | "ACCESS_TO_RESOURCE_IS_FORBIDDEN" => Code::PermissionDenied,
+        "NOT_FOUND" | "RESOURCE_NOT_FOUND" | "OPERATION_NOT_FOUND" | "SRS_2030" => Code::NotFound,
+        "CONCURRENT_CHANGE" | "RESOURCE_BUSY" | "BUSY_ENTITY" => Code::Aborted,
+        "SRS_2020" => Code::ResourceExhausted,
+        "RESOURCE_INACCESSIBLE" | "SERVICE_UNAVAILABLE" | "INTERNAL_SERVER_ERROR" | "ERROR" => {
+            Code::Unavailable
+        }
+        "TIMED_OUT" => Code::DeadlineExceeded,
+        _ => return None,
+    })
+}
+
+/// The HTTP status alone, for bodies that name no error kind (or one not in the table).
+fn code_for_http(status: u16) -> Code {
+    match status {
+        400 | 405 | 406 | 411 | 413..=415 | 422 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 | 410 => Code::NotFound,
+        409 | 423 => Code::Aborted,
+        412 => Code::FailedPrecondition,
+        429 => Code::ResourceExhausted,
+        501 => Code::Unimplemented,
+        408 | 504 => Code::DeadlineExceeded,
+        _ => Code::Unavailable,
+    }
+}
+
+/// Every failure of a gateway call, before it becomes a `Status`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// A request field is wrong; becomes INVALID_ARGUMENT with a `BadRequest` field violation.
+    #[error("{field}: {description}")]
+    InvalidArgument {
+        reason: &'static str,
+        field: String,
+        description: String,
+    },
+    #[error("upstream '{0}' is not configured")]
+    UnknownUpstream(String),
+    /// `-` was given where exactly one upstream must serve the resource.
+    #[error("'-' needs exactly one upstream serving {resource_kind}; these serve it: [{}]", serving.join(", "))]
+    AmbiguousUpstream {
+        resource_kind: &'static str,
+        serving: Vec<String>,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+        upstream: Option<String>,
+    },
+    #[error("{message}")]
+    Unimplemented {
+        reason: &'static str,
+        message: String,
+        upstream: Option<String>,
+    },
+    #[error("{message}")]
+    LimitReached { message: String },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("{}", .0.describe())]
+    Upstream(UpstreamError),
+}
+
+impl From<UpstreamError> for GatewayError {
+    fn from(e: UpstreamError) -> Self {
+        GatewayError::Upstream(e)
+    }
+}
+
+impl GatewayError {
+    pub fn invalid(reason: &'static str, field: &str, description: impl Into<String>) -> Self {
+        GatewayError::InvalidArgument {
+            reason,
+            field: field.to_string(),
+            description: description.into(),
+        }
+    }
+
+    /// The gRPC code of this error (the table of the contract).
+    pub fn code(&self) -> Code {
+        match self {
+            GatewayError::InvalidArgument { .. } | GatewayError::AmbiguousUpstream { .. } => {
+                Code::InvalidArgument
+            }
+            GatewayError::UnknownUpstream(_) => Code::NotFound,
+            GatewayError::FailedPrecondition { .. } => Code::FailedPrecondition,
+            GatewayError::Unimplemented { .. } => Code::Unimplemented,
+            GatewayError::LimitReached { .. } => Code::ResourceExhausted,
+            GatewayError::ShuttingDown => Code::Unavailable,
+            GatewayError::Upstream(e) => e.code(),
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            GatewayError::InvalidArgument { reason, .. } => (*reason).into(),
+            GatewayError::UnknownUpstream(_) => "UNKNOWN_UPSTREAM".into(),
+            GatewayError::AmbiguousUpstream { .. } => "AMBIGUOUS_UPSTREAM".into(),
+            GatewayError::FailedPrecondition { reason, .. }
+            | GatewayError::Unimplemented { reason, .. } => (*reason).into(),
+            GatewayError::LimitReached { .. } => "LIMIT_REACHED".into(),
+            GatewayError::ShuttingDown => "SHUTTING_DOWN".into(),
+            GatewayError::Upstream(e) => e.error_info_reason(),
+        }
+    }
+
+    /// The `Status` a client sees for this error on `resource` (the name it asked for).
+    pub fn into_status(self, resource: &str) -> Status {
+        let code = self.code();
+        let mut metadata = HashMap::from([("resource".to_string(), clip(resource))]);
+        let mut details = Vec::new();
+        let mut retry = None;
+        match &self {
+            GatewayError::InvalidArgument {
+                field, description, ..
+            } => details.push(ErrorDetail::from(tonic_types::BadRequest::new(vec![
+                FieldViolation::new(field.clone(), description.clone()),
+            ]))),
+            GatewayError::AmbiguousUpstream { .. } => {
+                details.push(ErrorDetail::from(tonic_types::BadRequest::new(vec![
+                    FieldViolation::new("name", self.to_string()),
+                ])))
+            }
+            GatewayError::UnknownUpstream(name) => {
+                details.push(ErrorDetail::from(tonic_types::ResourceInfo::new(
+                    "vmware.gateway.v1.Upstream",
+                    format!("upstreams/{}", clip(name)),
+                    "",
+                    "no upstream of that name is configured",
+                )))
+            }
+            GatewayError::FailedPrecondition {
+                upstream: Some(u), ..
+            }
+            | GatewayError::Unimplemented {
+                upstream: Some(u), ..
+            } => {
+                metadata.insert("upstream".into(), u.clone());
+            }
+            GatewayError::ShuttingDown => retry = Some(DEFAULT_RETRY_DELAY),
+            GatewayError::Upstream(e) => {
+                metadata.insert("upstream".into(), e.upstream.clone());
+                if let Some(s) = e.http_status {
+                    metadata.insert("httpStatus".into(), s.to_string());
+                }
+                match &e.failure {
+                    UpstreamFailure::Api {
+                        messages, excerpt, ..
+                    } => {
+                        for m in messages {
+                            details.push(ErrorDetail::from(tonic_types::LocalizedMessage::new(
+                                "en-US",
+                                m.text(),
+                            )));
+                        }
+                        if let Some(x) = excerpt {
+                            metadata.insert("excerpt".into(), x.clone());
+                        }
+                    }
+                    UpstreamFailure::BadResponse { excerpt, .. } => {
+                        metadata.insert("excerpt".into(), excerpt.clone());
+                    }
+                    _ => {}
+                }
+                if code == Code::NotFound {
+                    details.push(ErrorDetail::from(tonic_types::ResourceInfo::new(
+                        "",
+                        clip(resource),
+                        e.upstream.clone(),
+                        "the upstream does not know this resource",
+                    )));
+                }
+                if matches!(code, Code::Unavailable | Code::ResourceExhausted) {
+                    retry = Some(e.retry_after.unwrap_or(DEFAULT_RETRY_DELAY));
+                }
+            }
+            _ => {}
+        }
+        if let Some(delay) = retry {
+            details.push(ErrorDetail::from(tonic_types::RetryInfo::new(Some(delay))));
+        }
+        details.insert(
+            0,
+            ErrorDetail::from(tonic_types::ErrorInfo::new(self.reason(), DOMAIN, metadata)),
+        );
+        let message = format!("{}: {}", clip(resource), self);
+        Status::with_error_details_vec(code, message, details)
+    }
+}
+
+/// Cuts a client- or upstream-supplied text to the echo limit, on a character boundary.
+pub fn clip(s: &str) -> String {
+    if s.len() <= ECHO_LIMIT {
+        return s.to_string();
+    }
+    let mut end = ECHO_LIMIT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A short, printable excerpt of an upstream body for error metadata.
+pub fn excerpt(body: &[u8]) -> String {
+    clip(String::from_utf8_lossy(body).trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, reason: Option<&str>) -> UpstreamError {
+        UpstreamError::new(
+            "vc1",
+            Some(status),
+            UpstreamFailure::Api {
+                reason: reason.map(str::to_string),
+                messages: vec![],
+                excerpt: None,
+            },
+        )
+    }
+
+    #[test]
+    fn upstream_error_kind_decides_before_http_status() {
+        assert_eq!(api(400, Some("RESOURCE_BUSY")).code(), Code::Aborted);
+        assert_eq!(
+            api(500, Some("RESOURCE_INACCESSIBLE")).code(),
+            Code::Unavailable
+        );
+        assert_eq!(api(400, Some("UNSUPPORTED")).code(), Code::Unimplemented);
+        assert_eq!(api(404, Some("SRS_2030")).code(), Code::NotFound);
+    }
+
+    #[test]
+    fn http_status_decides_when_the_body_names_no_kind() {
+        assert_eq!(api(429, None).code(), Code::ResourceExhausted);
+        assert_eq!(api(502, None).code(), Code::Unavailable);
+        assert_eq!(api(504, None).code(), Code::DeadlineExceeded);
+        assert_eq!(
+            api(403, Some("SOMETHING_NEW")).code(),
+            Code::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn every_status_carries_one_error_info_with_the_resource() {
+        let status = GatewayError::UnknownUpstream("nope".into()).into_status("upstreams/nope");
+        assert_eq!(status.code(), Code::NotFound);
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "UNKNOWN_UPSTREAM");
+        assert_eq!(info.domain, DOMAIN);
+        assert_eq!(info.metadata["resource"], "upstreams/nope");
+        assert!(status.message().contains("upstreams/nope"));
+    }
+
+    #[test]
+    fn long_values_are_clipped_on_a_char_boundary() {
+        let long = "é".repeat(300);
+        let c = clip(&long);
+        assert!(c.len() <= ECHO_LIMIT + '…'.len_utf8());
+        assert!(c.ends_with('…'));
+    }
+}

@@ -1,0 +1,143 @@
+//! The `vmware-grpc-gateway` command line: parse, then hand off to the library.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use vmware_grpc_gateway::{
+    config::Config,
+    demo, server,
+    simulator::{SimOptions, Simulator},
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A gRPC gateway for VMware task and runspace REST APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured upstreams.
+    Serve {
+        /// TOML configuration file (environment overrides: VMWGW_*).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on the embedded simulator of every upstream kind.
+    Demo {
+        /// Address of the gRPC server.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Let the simulator speak HTTPS with a self-signed certificate the gateway trusts.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Run only the simulator, to point other tools at it.
+    Simulate {
+        /// Serve HTTPS with a self-signed certificate.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Validate a configuration and print it with secrets redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let cfg = Config::load(&config)?;
+            server::serve(cfg, stop_signal()).await?;
+        }
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            println!("# {}: valid\n{}", config.display(), cfg.redacted_toml());
+        }
+        Command::Demo { listen, tls } => {
+            let sim = Simulator::start(SimOptions {
+                tls,
+                ..SimOptions::default()
+            })
+            .await
+            .context("starting the simulator")?;
+            let ca = match sim.vcenter.ca_pem() {
+                Some(pem) => {
+                    let path = std::env::temp_dir()
+                        .join(format!("vmwgw-demo-ca-{}.pem", std::process::id()));
+                    std::fs::write(&path, pem).context("writing the simulator's certificate")?;
+                    Some(path)
+                }
+                None => None,
+            };
+            let cfg = demo::config(&sim, listen, ca.as_deref());
+            let running = server::Running::start(cfg.clone()).await?;
+            println!("{}", demo::banner(running.addr, &cfg));
+            stop_signal().await;
+            running.shutdown().await?;
+            sim.shutdown();
+            if let Some(path) = ca {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Command::Simulate { tls } => {
+            let opts = SimOptions {
+                tls,
+                ..SimOptions::default()
+            };
+            let sim = Simulator::start(opts.clone())
+                .await
+                .context("starting the simulator")?;
+            println!(
+                "vCenter (CIS tasks): {}/api  user {}  password {}",
+                sim.vcenter.url(),
+                opts.username,
+                opts.password
+            );
+            if let Some(pem) = sim.vcenter.ca_pem() {
+                println!("\nself-signed certificate (trust it with ca_file):\n{pem}");
+            }
+            println!("Ctrl-C stops the simulator.");
+            stop_signal().await;
+            sim.shutdown();
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

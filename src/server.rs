@@ -1,0 +1,180 @@
+//! Assembles the tonic server: the three services, reflection v1 and v1alpha, health,
+//! message and stream limits, and graceful shutdown.
+//!
+//! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
+//! "shutting down", no new connections are accepted, in-flight unary calls get
+//! `shutdown_grace` to finish, then every upstream session is logged out.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+
+use crate::{
+    api::{runspaces::RunspaceApi, tasks::TaskApi, upstreams::UpstreamApi},
+    config::{Config, ConfigError},
+    proto::{
+        self, runspace_service_server::RunspaceServiceServer,
+        task_service_server::TaskServiceServer, upstream_service_server::UpstreamServiceServer,
+    },
+    upstream::Registry,
+};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The names health reports on, besides the overall "" service.
+pub const SERVICES: [&str; 3] = [
+    <TaskServiceServer<TaskApi> as NamedService>::NAME,
+    <RunspaceServiceServer<RunspaceApi> as NamedService>::NAME,
+    <UpstreamServiceServer<UpstreamApi> as NamedService>::NAME,
+];
+
+/// Binds `cfg.server.listen` (port 0 picks a free one) and serves until `signal` completes.
+pub async fn serve(
+    cfg: Config,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = bind(cfg.server.listen).await?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(cfg.server.listen), "gRPC server listening");
+    serve_on(cfg, listener, signal).await
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves on an already bound listener until `signal` completes, then shuts down gracefully.
+pub async fn serve_on(
+    cfg: Config,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let registry = Arc::new(Registry::new(&cfg)?);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    for s in SERVICES {
+        health.set_service_status(s, ServingStatus::Serving).await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let max = cfg.server.max_message_bytes;
+    let tasks = TaskServiceServer::new(TaskApi::new(registry.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let runspaces = RunspaceServiceServer::new(RunspaceApi)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let upstreams = UpstreamServiceServer::new(UpstreamApi::new(registry.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let (stopping_tx, mut stopping) = watch::channel(false);
+    let health_on_stop = health.clone();
+    let shutdown = async move {
+        signal.await;
+        tracing::info!("shutdown started: health NOT_SERVING, streams ending, draining calls");
+        health_on_stop
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for s in SERVICES {
+            health_on_stop
+                .set_service_status(s, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = stopping_tx.send(true);
+    };
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(cfg.server.max_concurrent_streams)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(tasks)
+        .add_service(runspaces)
+        .add_service(upstreams)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let grace = cfg.server.shutdown_grace.0;
+    let result = tokio::select! {
+        r = server => r.map_err(ServeError::from),
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "grace period over: closing the calls still running");
+            Ok(())
+        }
+    };
+    registry.logout_all().await;
+    tracing::info!("shutdown complete");
+    result
+}
+
+/// A gateway running in this process (tests, `demo`).
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Binds and starts serving in a background task.
+    pub async fn start(cfg: Config) -> Result<Running, ServeError> {
+        let listener = bind(cfg.server.listen).await?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: cfg.server.listen,
+            source,
+        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve_on(cfg, listener, async {
+            let _ = rx.await;
+        }));
+        Ok(Running {
+            addr,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the graceful shutdown and waits for it to finish.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "server task failed");
+                Ok(())
+            }
+        }
+    }
+}

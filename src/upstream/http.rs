@@ -1,0 +1,237 @@
+//! The one HTTP client per upstream: TLS options, timeouts bounded by the caller's deadline,
+//! transport errors turned into `UpstreamError`, and the upstream's reachability recorded.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, header::HeaderMap};
+use tokio::time::Instant;
+
+use crate::{
+    config::{ConfigError, UpstreamConfig},
+    error::{UpstreamError, UpstreamFailure},
+};
+
+tokio::task_local! {
+    /// The deadline of the gRPC call being served, so every upstream request made for it
+    /// gives up in time (set by the gRPC face, read here).
+    pub static DEADLINE: Option<Instant>;
+}
+
+/// What the last request to an upstream told us, for `Upstream.reachable` / `last_error`.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub reachable: bool,
+    pub last_error: String,
+}
+
+/// An HTTP answer, body read whole (task and runspace bodies are small).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The `Retry-After` header in seconds, when present.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+/// The HTTP side of one upstream.
+pub struct HttpClient {
+    client: reqwest::Client,
+    base: String,
+    upstream: String,
+    timeout: Duration,
+    health: Mutex<Health>,
+}
+
+impl HttpClient {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Arc<Self>, ConfigError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_file {
+            let key = format!("upstreams.{}.ca_file", cfg.name);
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::new(&key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ConfigError::new(&key, format!("{} is not PEM: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} holds no certificate", path.display()),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if cfg.insecure {
+            tracing::warn!(upstream = %cfg.name, "TLS certificate verification is OFF for this upstream (insecure = true)");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let client = builder.build().map_err(|e| {
+            ConfigError::new(
+                format!("upstreams.{}", cfg.name),
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })?;
+        Ok(Arc::new(Self {
+            client,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            upstream: cfg.name.clone(),
+            timeout: cfg.request_timeout.0,
+            health: Mutex::new(Health::default()),
+        }))
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// A request to `path` (starting with `/`) on this upstream.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, reachable: bool, error: String) {
+        if let Ok(mut h) = self.health.lock() {
+            h.reachable = reachable;
+            h.last_error = error;
+        }
+    }
+
+    /// Records a failure the caller found in an answer (e.g. a bad body).
+    pub fn record_error(&self, e: &UpstreamError) {
+        self.record(
+            e.http_status.is_some(),
+            crate::error::clip(&e.to_short_text()),
+        );
+    }
+
+    /// Sends the request within the request timeout and the caller's deadline.
+    pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+        let mut timeout = self.timeout;
+        if let Ok(Some(deadline)) = DEADLINE.try_with(|d| *d) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UpstreamError::new(
+                    &self.upstream,
+                    None,
+                    UpstreamFailure::Timeout,
+                ));
+            }
+            timeout = timeout.min(left);
+        }
+        let result = tokio::time::timeout(timeout, async {
+            let resp = rb.send().await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(Reply {
+                status,
+                headers,
+                body,
+            })
+        })
+        .await;
+        let outcome = match result {
+            Err(_) => Err(UpstreamFailure::Timeout),
+            Ok(Err(e)) if e.is_timeout() => Err(UpstreamFailure::Timeout),
+            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(transport_text(&e))),
+            Ok(Ok(reply)) => Ok(reply),
+        };
+        match outcome {
+            Ok(reply) => {
+                let error = if reply.is_success() {
+                    String::new()
+                } else {
+                    format!("HTTP {}", reply.status)
+                };
+                self.record(true, error);
+                Ok(reply)
+            }
+            Err(failure) => {
+                let e = UpstreamError::new(&self.upstream, None, failure);
+                self.record(false, e.to_short_text());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The innermost cause of a transport error: the part a human can act on.
+fn transport_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
+
+impl UpstreamError {
+    /// One line for `Upstream.last_error`.
+    pub fn to_short_text(&self) -> String {
+        match &self.failure {
+            UpstreamFailure::Unreachable(why) => format!("unreachable: {why}"),
+            UpstreamFailure::Timeout => "timed out".into(),
+            UpstreamFailure::BadResponse { problem, .. } => format!("bad response: {problem}"),
+            UpstreamFailure::Api { reason, .. } => format!(
+                "HTTP {} {}",
+                self.http_status.unwrap_or_default(),
+                reason.as_deref().unwrap_or("")
+            )
+            .trim_end()
+            .to_string(),
+        }
+    }
+}
+
+/// Percent-encodes an id for use as one URL path segment (RFC 3986 unreserved kept).
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,271 @@
+//! Service-account sessions: login on first use, one shared session per upstream, exactly
+//! one fresh login when any number of concurrent calls see 401, and logout on shutdown.
+//!
+//! The four upstream kinds differ only in data (where to log in, where the token comes back,
+//! which header carries it), so one `Session` serves them all, driven by a `LoginFlow`.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU8, AtomicU64, Ordering},
+};
+
+use reqwest::{Method, RequestBuilder};
+
+use super::http::{HttpClient, Reply};
+use crate::{
+    config::Secret,
+    error::{UpstreamError, UpstreamFailure},
+    proto::SessionState,
+};
+
+/// Turns a non-2xx answer into the upstream kind's error (vAPI, Cloud Director, SRS).
+pub type ErrorParser = fn(&str, &Reply) -> UpstreamError;
+
+/// Where the session token comes back after login.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenSource {
+    /// The body is a JSON string (vCenter, snapshot service).
+    JsonStringBody,
+    /// A response header (Cloud Director, SRS).
+    Header(&'static str),
+    /// An OAuth token response `{"access_token": ...}` (Cloud Director API tokens).
+    OAuthAccessToken,
+}
+
+/// How one upstream kind logs in, presents its session and logs out.
+#[derive(Debug, Clone)]
+pub struct LoginFlow {
+    pub login_path: String,
+    pub token_source: TokenSource,
+    /// Header that carries the token on later calls, and the text before the token.
+    pub auth_header: &'static str,
+    pub auth_prefix: &'static str,
+    /// Extra headers on every request, login included (Cloud Director's versioned `Accept`).
+    pub extra_headers: Vec<(&'static str, String)>,
+    /// Logout request; `None` when the upstream has none.
+    pub logout: Option<(Method, String)>,
+    /// A refresh token to exchange (form-encoded `grant_type=refresh_token`) instead of Basic auth.
+    pub refresh_token: Option<Secret>,
+    pub parse_error: ErrorParser,
+}
+
+#[derive(Clone)]
+struct Token {
+    generation: u64,
+    value: Secret,
+}
+
+/// The shared session of one upstream.
+pub struct Session {
+    http: Arc<HttpClient>,
+    flow: LoginFlow,
+    user: String,
+    password: Secret,
+    current: Mutex<Option<Token>>,
+    login_lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    state: AtomicU8,
+    logins: AtomicU64,
+}
+
+impl Session {
+    pub fn new(http: Arc<HttpClient>, flow: LoginFlow, user: String, password: Secret) -> Self {
+        Self {
+            http,
+            flow,
+            user,
+            password,
+            current: Mutex::new(None),
+            login_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            state: AtomicU8::new(SessionState::None as u8),
+            logins: AtomicU64::new(0),
+        }
+    }
+
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    pub fn state(&self) -> SessionState {
+        SessionState::try_from(i32::from(self.state.load(Ordering::Relaxed)))
+            .unwrap_or(SessionState::Unspecified)
+    }
+
+    fn set_state(&self, s: SessionState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Successful logins so far (for tests and diagnostics).
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    fn current(&self) -> Option<Token> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Sends `method path` with the session, logging in first if needed and once more on 401.
+    /// `customize` adds query, body and headers; it may run twice (after a re-login).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        let token = match self.current() {
+            Some(t) => t,
+            None => self.login_replacing(None).await?,
+        };
+        let reply = self
+            .send_with(&token, method.clone(), path, &customize)
+            .await?;
+        if reply.status != 401 {
+            self.set_state(SessionState::Active);
+            return Ok(reply);
+        }
+        self.set_state(SessionState::Expired);
+        let token = self.login_replacing(Some(token.generation)).await?;
+        let reply = self.send_with(&token, method, path, &customize).await?;
+        if reply.status == 401 {
+            // A fresh session was refused at once: report it, do not loop.
+            self.set_state(SessionState::Expired);
+        } else {
+            self.set_state(SessionState::Active);
+        }
+        Ok(reply)
+    }
+
+    async fn send_with(
+        &self,
+        token: &Token,
+        method: Method,
+        path: &str,
+        customize: &impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        let mut rb = self.http.request(method, path);
+        for (k, v) in &self.flow.extra_headers {
+            rb = rb.header(*k, v);
+        }
+        rb = customize(rb).header(
+            self.flow.auth_header,
+            format!("{}{}", self.flow.auth_prefix, token.value.expose()),
+        );
+        self.http.send(rb).await
+    }
+
+    /// Logs in unless another caller already replaced the `stale` session (or, with `None`,
+    /// already made one): many concurrent 401s cause exactly one login.
+    async fn login_replacing(&self, stale: Option<u64>) -> Result<Token, UpstreamError> {
+        let _one_at_a_time = self.login_lock.lock().await;
+        if let Some(t) = self.current() {
+            if Some(t.generation) != stale {
+                return Ok(t);
+            }
+        }
+        match self.login().await {
+            Ok(value) => {
+                let token = Token {
+                    generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+                    value,
+                };
+                if let Ok(mut c) = self.current.lock() {
+                    *c = Some(token.clone());
+                }
+                self.logins.fetch_add(1, Ordering::Relaxed);
+                self.set_state(SessionState::Active);
+                tracing::info!(upstream = %self.http.upstream(), "logged in");
+                Ok(token)
+            }
+            Err(e) => {
+                self.set_state(SessionState::Failed);
+                self.http.record_error(&e);
+                tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), "login failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn login(&self) -> Result<Secret, UpstreamError> {
+        let mut rb = self.http.request(Method::POST, &self.flow.login_path);
+        for (k, v) in &self.flow.extra_headers {
+            rb = rb.header(*k, v);
+        }
+        rb = match &self.flow.refresh_token {
+            Some(t) => rb.form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t.expose()),
+            ]),
+            None => rb.basic_auth(&self.user, Some(self.password.expose())),
+        };
+        let reply = self.http.send(rb).await?;
+        let upstream = self.http.upstream();
+        if !reply.is_success() {
+            return Err((self.flow.parse_error)(upstream, &reply));
+        }
+        let bad = |problem: &str| {
+            UpstreamError::bad_response(
+                upstream,
+                reply.status,
+                format!("login: {problem}"),
+                &reply.body,
+            )
+        };
+        let token = match self.flow.token_source {
+            TokenSource::JsonStringBody => serde_json::from_slice::<String>(&reply.body)
+                .map_err(|_| bad("the body is not a JSON string session id"))?,
+            TokenSource::Header(name) => reply
+                .header(name)
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("no {name} header in the answer")))?,
+            TokenSource::OAuthAccessToken => {
+                serde_json::from_slice::<serde_json::Value>(&reply.body)
+                    .ok()
+                    .and_then(|v| v.get("access_token")?.as_str().map(str::to_string))
+                    .ok_or_else(|| bad("no access_token in the token response"))?
+            }
+        };
+        if token.is_empty() {
+            return Err(bad("empty session token"));
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// Ends the session at the upstream, if there is one (best effort: shutdown goes on).
+    pub async fn logout(&self) {
+        let Some(token) = self.current.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
+        let Some((method, path)) = self.flow.logout.clone() else {
+            return;
+        };
+        match self.send_with(&token, method, &path, &|rb| rb).await {
+            Ok(r) if r.is_success() => {
+                tracing::info!(upstream = %self.http.upstream(), "logged out")
+            }
+            Ok(r) => {
+                tracing::warn!(upstream = %self.http.upstream(), status = r.status, "logout refused")
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), "logout failed")
+            }
+        }
+        self.set_state(SessionState::None);
+    }
+}
+
+/// Shared by every kind's error parser: an answer whose body named no error kind.
+pub fn unnamed_error(upstream: &str, reply: &Reply) -> UpstreamError {
+    let excerpt = (!reply.body.is_empty()).then(|| crate::error::excerpt(&reply.body));
+    let mut e = UpstreamError::new(
+        upstream,
+        Some(reply.status),
+        UpstreamFailure::Api {
+            reason: None,
+            messages: vec![],
+            excerpt,
+        },
+    );
+    e.retry_after = reply.retry_after();
+    e
+}

@@ -1,0 +1,337 @@
+//! What vCenter CIS tasks and the snapshot service share: the vAPI task `Info` wire shape,
+//! its conversion to `Task`, the vAPI error body, and the vAPI session login.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::{
+    http::{HttpClient, Reply},
+    json::{timestamp_field, to_struct, to_value},
+    session::{LoginFlow, Session, TokenSource, unnamed_error},
+};
+use crate::{
+    api::names::resource_name,
+    config::UpstreamConfig,
+    error::{UpstreamError, UpstreamFailure, UpstreamMessage},
+    proto::{self, TaskState},
+};
+
+/// The session header of vAPI endpoints.
+pub const SESSION_HEADER: &str = "vmware-api-session-id";
+
+/// A vAPI login at `path` (`/api/session`, `/api/snapservice/sessions`), logout by DELETE.
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, path: &str) -> Session {
+    let flow = LoginFlow {
+        login_path: path.to_string(),
+        token_source: TokenSource::JsonStringBody,
+        auth_header: SESSION_HEADER,
+        auth_prefix: "",
+        extra_headers: vec![],
+        logout: Some((Method::DELETE, path.to_string())),
+        refresh_token: None,
+        parse_error,
+    };
+    Session::new(
+        http,
+        flow,
+        cfg.username.clone().unwrap_or_default(),
+        cfg.password.clone(),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LocalizableMessage {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub default_message: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub localized: Option<String>,
+}
+
+impl From<LocalizableMessage> for proto::LocalizableMessage {
+    fn from(m: LocalizableMessage) -> Self {
+        proto::LocalizableMessage {
+            id: m.id,
+            default_message: m.default_message,
+            args: m.args,
+            localized: m.localized.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&LocalizableMessage> for UpstreamMessage {
+    fn from(m: &LocalizableMessage) -> Self {
+        UpstreamMessage {
+            id: m.id.clone(),
+            default_message: m.default_message.clone(),
+            localized: m.localized.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DynamicId {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Progress {
+    total: i64,
+    completed: i64,
+    #[serde(default)]
+    message: Option<LocalizableMessage>,
+}
+
+/// A vAPI error value (`Vapi.Std.Errors.Error`), in a task or as an error body.
+#[derive(Debug, Default, Deserialize)]
+struct VapiError {
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    messages: Vec<LocalizableMessage>,
+}
+
+/// `Cis.Task.Info` / `Snapservice.Tasks.Info` (the latter adds `vc_task`).
+#[derive(Debug, Deserialize)]
+struct Info {
+    #[serde(default)]
+    description: Option<LocalizableMessage>,
+    service: String,
+    operation: String,
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    target: Option<DynamicId>,
+    status: String,
+    #[serde(default)]
+    cancelable: bool,
+    #[serde(default)]
+    error: Option<VapiError>,
+    #[serde(default)]
+    start_time: Option<String>,
+    #[serde(default)]
+    end_time: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    progress: Option<Progress>,
+    #[serde(default)]
+    vc_task: Option<String>,
+}
+
+/// vAPI status → normalized state; FAILED with error type CANCELED is a cancellation.
+pub fn state_of(status: &str, error_type: Option<&str>) -> TaskState {
+    match status {
+        "PENDING" => TaskState::Queued,
+        "RUNNING" => TaskState::Running,
+        "BLOCKED" => TaskState::Blocked,
+        "SUCCEEDED" => TaskState::Succeeded,
+        "FAILED" if error_type == Some("CANCELED") => TaskState::Cancelled,
+        "FAILED" => TaskState::Failed,
+        _ => TaskState::Unspecified,
+    }
+}
+
+/// The vAPI statuses that can hold tasks of a normalized state (for upstream-side filtering;
+/// the gateway filters the exact states afterwards).
+pub fn statuses_for(state: TaskState) -> &'static [&'static str] {
+    match state {
+        TaskState::Queued => &["PENDING"],
+        TaskState::Running => &["RUNNING"],
+        TaskState::Blocked => &["BLOCKED"],
+        TaskState::Succeeded => &["SUCCEEDED"],
+        TaskState::Failed | TaskState::Cancelled => &["FAILED"],
+        TaskState::Unspecified => &[],
+    }
+}
+
+pub fn percent(total: i64, completed: i64) -> i32 {
+    if total <= 0 {
+        0
+    } else {
+        (completed.clamp(0, total) * 100 / total) as i32
+    }
+}
+
+/// Converts one vAPI task `Info` (kept whole in `upstream_payload`) to a `Task`.
+pub fn task_from_info(
+    upstream: &str,
+    kind: proto::UpstreamKind,
+    id: &str,
+    raw: Json,
+    http_status: u16,
+) -> Result<proto::Task, UpstreamError> {
+    let bad = |problem: String| {
+        UpstreamError::bad_response(
+            upstream,
+            http_status,
+            format!("task '{id}': {problem}"),
+            raw.to_string().as_bytes(),
+        )
+    };
+    let Json::Object(map) = &raw else {
+        return Err(bad("is not a JSON object".into()));
+    };
+    let info: Info = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    let error_type = info.error.as_ref().and_then(|e| e.error_type.clone());
+    let state = state_of(&info.status, error_type.as_deref());
+    let start_time = timestamp_field("start_time", info.start_time.as_deref()).map_err(bad)?;
+    let end_time = timestamp_field("end_time", info.end_time.as_deref()).map_err(bad)?;
+    let error = info.error.map(|e| proto::TaskError {
+        r#type: e.error_type.unwrap_or_default(),
+        message: e
+            .messages
+            .first()
+            .map(|m| UpstreamMessage::from(m).text().to_string())
+            .unwrap_or_default(),
+        messages: e.messages.into_iter().map(Into::into).collect(),
+        http_code: 0,
+    });
+    let progress = info.progress.map(|p| proto::TaskProgress {
+        total: p.total,
+        completed: p.completed,
+        percent: percent(p.total, p.completed),
+        message: p.message.map(Into::into),
+    });
+    Ok(proto::Task {
+        name: resource_name(upstream, "tasks", id),
+        upstream: crate::api::names::upstream_name(upstream),
+        kind: kind as i32,
+        id: id.to_string(),
+        state: state as i32,
+        done: matches!(
+            state,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        ),
+        upstream_status: info.status,
+        progress,
+        description: info.description.map(Into::into),
+        service: info.service,
+        operation: info.operation,
+        operation_name: String::new(),
+        parent: info
+            .parent
+            .map(|p| resource_name(upstream, "tasks", &p))
+            .unwrap_or_default(),
+        target: info.target.map(|t| proto::TaskTarget {
+            r#type: t.kind,
+            id: t.id,
+            name: String::new(),
+        }),
+        cancelable: info.cancelable,
+        cancel_requested: false,
+        start_time,
+        end_time,
+        expiry_time: None,
+        user: info.user.unwrap_or_default(),
+        organization: String::new(),
+        details: String::new(),
+        vcenter_tasks: info
+            .vc_task
+            .map(|id| proto::VcenterTaskRef {
+                id,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        subtasks: vec![],
+        error,
+        result: map.get("result").map(to_value),
+        upstream_payload: Some(to_struct(map)),
+    })
+}
+
+/// A non-2xx vAPI answer: `{"error_type", "messages"}` on `/api`, or the legacy `/rest`
+/// `{"type": "com.vmware.vapi.std.errors.not_found", "value": {...}}`.
+pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
+    #[derive(Deserialize)]
+    struct Legacy {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        value: VapiError,
+    }
+    let parsed = serde_json::from_slice::<VapiError>(&reply.body)
+        .ok()
+        .filter(|e| e.error_type.is_some())
+        .or_else(|| {
+            let l: Legacy = serde_json::from_slice(&reply.body).ok()?;
+            let short = l.kind.rsplit('.').next()?.to_ascii_uppercase();
+            Some(VapiError {
+                error_type: Some(short),
+                messages: l.value.messages,
+            })
+        });
+    let Some(err) = parsed else {
+        return unnamed_error(upstream, reply);
+    };
+    let mut e = UpstreamError::new(
+        upstream,
+        Some(reply.status),
+        UpstreamFailure::Api {
+            reason: err.error_type,
+            messages: err.messages.iter().map(Into::into).collect(),
+            excerpt: None,
+        },
+    );
+    e.retry_after = reply.retry_after();
+    e
+}
+
+/// The body of a 2xx answer as JSON, or a bad-response error naming what was expected.
+pub fn json_body(upstream: &str, reply: &Reply, what: &str) -> Result<Json, UpstreamError> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        UpstreamError::bad_response(
+            upstream,
+            reply.status,
+            format!("{what}: not JSON ({e})"),
+            &reply.body,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_with_canceled_error_is_cancelled() {
+        assert_eq!(state_of("FAILED", Some("CANCELED")), TaskState::Cancelled);
+        assert_eq!(state_of("FAILED", Some("ERROR")), TaskState::Failed);
+        assert_eq!(state_of("BLOCKED", None), TaskState::Blocked);
+        assert_eq!(state_of("EXPLODED", None), TaskState::Unspecified);
+    }
+
+    #[test]
+    fn unknown_status_is_kept_not_an_error() {
+        let raw = serde_json::json!({"service": "s", "operation": "o", "status": "PAUSED", "cancelable": false,
+            "description": {"id": "x", "default_message": "X", "args": []}});
+        let t = task_from_info("vc1", proto::UpstreamKind::Vsphere, "t1", raw, 200).unwrap();
+        assert_eq!(t.state(), TaskState::Unspecified);
+        assert_eq!(t.upstream_status, "PAUSED");
+        assert!(!t.done);
+    }
+
+    #[test]
+    fn info_missing_required_fields_is_a_bad_response() {
+        let raw = serde_json::json!({"status": "RUNNING"});
+        let e = task_from_info("vc1", proto::UpstreamKind::Vsphere, "t1", raw, 200).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Internal);
+    }
+
+    #[test]
+    fn percent_rounds_down_and_survives_zero_total() {
+        assert_eq!(percent(3, 2), 66);
+        assert_eq!(percent(0, 5), 0);
+        assert_eq!(percent(100, 150), 100);
+    }
+}

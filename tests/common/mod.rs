@@ -1,0 +1,150 @@
+//! Test fixture shared by the end-to-end tests: the simulator and the gateway in-process on
+//! ephemeral ports, and real tonic clients talking to it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::{ErrorInfo, StatusExt};
+use vmware_grpc_gateway::{
+    config::{Config, HumanDuration, ServerConfig, UpstreamConfig, UpstreamKind},
+    proto::{
+        task_service_client::TaskServiceClient, upstream_service_client::UpstreamServiceClient,
+    },
+    server::Running,
+    simulator::{Phase, SimClock, SimOptions, Simulator, Step, TaskSpec},
+};
+
+pub const VM: &str = "com.vmware.vcenter.VM";
+
+pub struct Env {
+    pub sim: Simulator,
+    pub gateway: Option<Running>,
+    pub channel: Channel,
+}
+
+/// Simulator options for tests: a manual clock and no demo seed, so tests choose every task.
+pub fn sim_options() -> SimOptions {
+    SimOptions {
+        clock: SimClock::manual(),
+        seed_demo_tasks: false,
+        ..SimOptions::default()
+    }
+}
+
+/// The gateway configuration that serves `sim`'s vCenter as `vc1`.
+pub fn config_for(sim: &Simulator) -> Config {
+    Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shutdown_grace: HumanDuration(Duration::from_secs(2)),
+            ..ServerConfig::default()
+        },
+        upstreams: vec![UpstreamConfig::new(
+            "vc1",
+            UpstreamKind::Vsphere,
+            &sim.vcenter.url(),
+            sim.vcenter.username(),
+            sim.vcenter.password(),
+        )],
+    }
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Env::start_with(sim_options(), |_| {}).await
+    }
+
+    pub async fn start_with(opts: SimOptions, tweak: impl FnOnce(&mut Config)) -> Env {
+        let sim = Simulator::start(opts).await.expect("simulator starts");
+        let mut cfg = config_for(&sim);
+        tweak(&mut cfg);
+        let gateway = Running::start(cfg).await.expect("gateway starts");
+        let channel = Channel::from_shared(gateway.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("gateway accepts connections");
+        Env {
+            sim,
+            gateway: Some(gateway),
+            channel,
+        }
+    }
+
+    pub fn tasks(&self) -> TaskServiceClient<Channel> {
+        TaskServiceClient::new(self.channel.clone())
+    }
+
+    pub fn upstreams(&self) -> UpstreamServiceClient<Channel> {
+        UpstreamServiceClient::new(self.channel.clone())
+    }
+
+    pub fn clock(&self) -> &SimClock {
+        self.sim.vcenter.clock()
+    }
+
+    /// Adds a task to the simulated vCenter and returns its gateway name.
+    pub fn add(&self, spec: TaskSpec) -> String {
+        task_name(&self.sim.vcenter.tasks().add(spec))
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+pub fn task_name(id: &str) -> String {
+    format!("upstreams/vc1/tasks/{id}")
+}
+
+/// A task that runs from 0 to 100 % over `secs` seconds, then succeeds.
+pub fn running_for(secs: u64) -> TaskSpec {
+    TaskSpec::new(
+        VM,
+        "clone",
+        "Clone virtual machine",
+        vec![
+            Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
+            Step::new(Duration::from_secs(secs), Phase::Succeeded { result: None }),
+        ],
+    )
+}
+
+/// A task that has been finished (SUCCEEDED) for a while.
+pub fn finished(age_secs: u64) -> TaskSpec {
+    TaskSpec::new(
+        VM,
+        "power_on",
+        "Power on virtual machine",
+        vec![
+            Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
+            Step::new(
+                Duration::from_secs(1),
+                Phase::Succeeded {
+                    result: Some(serde_json::json!({"ok": true})),
+                },
+            ),
+        ],
+    )
+    .aged(Duration::from_secs(age_secs))
+}
+
+/// The ErrorInfo of a status, asserting the gateway's domain.
+pub fn error_info(status: &Status) -> ErrorInfo {
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "vmware-grpc-gateway");
+    info
+}
+
+/// Asserts code and ErrorInfo reason, returning the info.
+pub fn assert_error(status: &Status, code: Code, reason: &str) -> ErrorInfo {
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = error_info(status);
+    assert_eq!(info.reason, reason, "{status:?}");
+    info
+}

@@ -1,0 +1,694 @@
+//! The simulated vCenter's JSON, validated against the vendor OpenAPI subset spec
+//! (`shared/upstream/specs/vsphere-cis-tasks-session.subset.openapi.json`) and the per-status
+//! field rules of `UPSTREAM_APIS.md` 2.5, over real HTTP with reqwest.
+
+#[path = "support/openapi.rs"]
+mod openapi;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vmware_grpc_gateway::simulator::vcenter::{
+    DEMO_BLOCKED_TASK, DEMO_FAILED_TASK, DEMO_PENDING_TASK, DEMO_SUCCEEDED_TASK,
+    ROUTE_SESSION_CREATE, ROUTE_TASK_GET, ROUTE_TASK_LIST, SESSION_HEADER,
+};
+use vmware_grpc_gateway::simulator::{
+    DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, Fault, Phase, SimClock, SimOptions,
+    Simulator, Step, TaskSpec,
+};
+
+const SPEC_FILE: &str = "vsphere-cis-tasks-session.subset.openapi.json";
+
+fn spec_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/upstream/specs"
+    ))
+}
+
+/// The vSphere spec, or `None` (test skipped) only when the spec folder is absent.
+fn load_spec() -> Option<Value> {
+    let dir = spec_dir();
+    if !dir.is_dir() {
+        println!(
+            "skipping: spec folder {} is absent (shared/upstream not checked out next to the crate)",
+            dir.display()
+        );
+        return None;
+    }
+    let text = std::fs::read_to_string(dir.join(SPEC_FILE))
+        .unwrap_or_else(|e| panic!("spec folder exists but {SPEC_FILE} is unreadable: {e}"));
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{SPEC_FILE} is not JSON: {e}")))
+}
+
+/// `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$` without a regex crate.
+fn is_vapi_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    let pattern = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    b.len() == pattern.len()
+        && b.iter().zip(pattern.iter()).all(|(c, p)| match p {
+            b'd' => c.is_ascii_digit(),
+            other => c == other,
+        })
+}
+
+/// The field rules of the "which fields each status carries" table, plus datetime format.
+fn status_rule_violations(info: &Value, exclude_result: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let status = info["status"].as_str().unwrap_or("<missing>");
+    let has = |k: &str| info.get(k).is_some();
+    let (must, must_not): (&[&str], &[&str]) = match status {
+        "PENDING" => (
+            &[],
+            &["progress", "result", "error", "start_time", "end_time"],
+        ),
+        "RUNNING" | "BLOCKED" => (&["progress", "start_time"], &["end_time", "error"]),
+        "SUCCEEDED" => (&["progress", "start_time", "end_time"], &["error"]),
+        "FAILED" => (&["progress", "start_time", "end_time", "error"], &[]),
+        other => {
+            out.push(format!("unknown status {other}"));
+            (&[], &[])
+        }
+    };
+    for k in must {
+        if !has(k) {
+            out.push(format!("{status}: missing {k}"));
+        }
+    }
+    for k in must_not {
+        if has(k) {
+            out.push(format!("{status}: has {k}"));
+        }
+    }
+    if exclude_result && has("result") {
+        out.push("result present although exclude_result".into());
+    }
+    for k in ["start_time", "end_time"] {
+        if let Some(t) = info.get(k) {
+            if !t.as_str().is_some_and(is_vapi_datetime) {
+                out.push(format!("{k} {t} is not in vAPI datetime format"));
+            }
+        }
+    }
+    if let Some(p) = info.get("progress") {
+        let (total, done) = (p["total"].as_i64(), p["completed"].as_i64());
+        if total != Some(100) || !done.is_some_and(|d| (0..=100).contains(&d)) {
+            out.push(format!("odd progress {p}"));
+        }
+    }
+    if let Some(d) = info.get("description") {
+        let expected = format!(
+            "{}.{}",
+            info["service"].as_str().unwrap_or(""),
+            info["operation"].as_str().unwrap_or("")
+        );
+        if d["id"] != json!(expected) {
+            out.push(format!("description.id {} != {expected}", d["id"]));
+        }
+    }
+    out
+}
+
+struct Ctx {
+    spec: Value,
+    client: reqwest::Client,
+    api: String,
+    sid: String,
+    /// Every body validated, for the summary (and to prove we validated something).
+    checked: usize,
+}
+
+impl Ctx {
+    /// Sends a request and validates the body against the schema the spec declares for
+    /// `spec_path` / method / status. Returns status and body (Null when empty).
+    async fn call(
+        &mut self,
+        req: reqwest::RequestBuilder,
+        spec_path: &str,
+        method: &str,
+        expected: u16,
+    ) -> Value {
+        let resp = req.send().await.expect("request reaches the simulator");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body readable");
+        assert_eq!(status, expected, "{method} {spec_path}: body {text}");
+        assert!(
+            openapi::declares_status(&self.spec, spec_path, method, status),
+            "spec does not declare {status} for {method} {spec_path}"
+        );
+        let schema = openapi::response_schema(&self.spec, spec_path, method, status);
+        match schema {
+            None => {
+                assert!(text.is_empty(), "{status} should have no body, got {text}");
+                Value::Null
+            }
+            Some(schema) => {
+                let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                    panic!("{method} {spec_path} {status}: not JSON ({e}): {text}")
+                });
+                let errors = openapi::validate(&self.spec, schema, &body);
+                assert!(
+                    errors.is_empty(),
+                    "{method} {spec_path} {status} violates the spec:\n  {}\nbody: {body:#}",
+                    errors.join("\n  ")
+                );
+                self.checked += 1;
+                body
+            }
+        }
+    }
+
+    async fn get_task(&mut self, id: &str, query: &str) -> Value {
+        let url = format!("{}/cis/tasks/{id}{query}", self.api);
+        let req = self.client.get(url).header(SESSION_HEADER, &self.sid);
+        let info = self.call(req, "/cis/tasks/{task}", "get", 200).await;
+        let violations = status_rule_violations(&info, query.contains("exclude_result=true"));
+        assert!(
+            violations.is_empty(),
+            "{id}{query}: {violations:?}\n{info:#}"
+        );
+        info
+    }
+
+    async fn list(&mut self, body: Value, expected: u16) -> Value {
+        let req = self
+            .client
+            .post(format!("{}/cis/tasks?action=list", self.api))
+            .header(SESSION_HEADER, &self.sid)
+            .json(&body);
+        self.call(req, "/cis/tasks?action=list", "post", expected)
+            .await
+    }
+
+    async fn cancel(&mut self, id: &str, expected: u16) -> Value {
+        let req = self
+            .client
+            .post(format!("{}/cis/tasks/{id}?action=cancel", self.api))
+            .header(SESSION_HEADER, &self.sid);
+        self.call(req, "/cis/tasks/{task}?action=cancel", "post", expected)
+            .await
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn add_test_tasks(sim: &Simulator) {
+    let tasks = sim.vcenter.tasks();
+    let vm = "com.vmware.vcenter.VM";
+    tasks.add(
+        TaskSpec::new(
+            vm,
+            "clone",
+            "Clone virtual machine",
+            vec![
+                Step::new(secs(0), Phase::Pending),
+                Step::new(secs(100), Phase::Running { from: 0, to: 100 }),
+                Step::new(
+                    secs(200),
+                    Phase::Succeeded {
+                        result: Some(json!({"vm": "vm-77"})),
+                    },
+                ),
+            ],
+        )
+        .with_id("t-pending")
+        .with_target("VirtualMachine", "vm-77")
+        .with_user("VSPHERE.LOCAL\\tester"),
+    );
+    tasks.add(
+        TaskSpec::new(
+            vm,
+            "relocate",
+            "Relocate virtual machine",
+            vec![
+                Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
+                Step::new(secs(1000), Phase::Succeeded { result: None }),
+            ],
+        )
+        .with_id("t-cancel")
+        .cancelable()
+        .aged(secs(100)),
+    );
+    tasks.add(
+        TaskSpec::new(
+            vm,
+            "relocate",
+            "Relocate virtual machine",
+            vec![
+                Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
+                Step::new(secs(1000), Phase::Succeeded { result: None }),
+            ],
+        )
+        .with_id("t-notcancel"),
+    );
+    tasks.add(
+        TaskSpec::new(
+            vm,
+            "create",
+            "Create virtual machine",
+            vec![
+                Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
+                Step::new(
+                    secs(5),
+                    Phase::Failed {
+                        error_type: "NOT_FOUND".into(),
+                        message: "The folder was not found.".into(),
+                    },
+                ),
+            ],
+        )
+        .with_id("t/failed with space")
+        .with_error_cause("x.folder", "Folder group-v9 does not exist.")
+        .aged(secs(30)),
+    );
+}
+
+#[tokio::test]
+async fn vcenter_json_matches_the_vendor_schema() {
+    let Some(spec) = load_spec() else { return };
+    let clock = SimClock::manual();
+    let sim = Simulator::start(SimOptions {
+        clock: clock.clone(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    add_test_tasks(&sim);
+    let vc = &sim.vcenter;
+    let api = format!("{}/api", vc.url());
+    let client = reqwest::Client::new();
+
+    // --- session
+    let wrong = client
+        .post(format!("{api}/session"))
+        .basic_auth(vc.username(), Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().contains_key("www-authenticate"));
+    let mut ctx = Ctx {
+        spec,
+        client: client.clone(),
+        api: api.clone(),
+        sid: String::new(),
+        checked: 0,
+    };
+    let body = ctx
+        .call(
+            client.post(format!("{api}/session")),
+            "/session",
+            "post",
+            401,
+        )
+        .await;
+    assert_eq!(body["error_type"], "UNAUTHENTICATED");
+    let sid = ctx
+        .call(
+            client
+                .post(format!("{api}/session"))
+                .basic_auth(vc.username(), Some(vc.password())),
+            "/session",
+            "post",
+            201,
+        )
+        .await;
+    let sid = sid
+        .as_str()
+        .expect("session id is a JSON string")
+        .to_string();
+    assert_eq!(sid.len(), 32);
+    assert!(sid.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(vc.logins(), 1);
+    ctx.sid = sid.clone();
+    let info = ctx
+        .call(
+            client
+                .get(format!("{api}/session"))
+                .header(SESSION_HEADER, &sid),
+            "/session",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(info["user"], vc.username());
+    for k in ["created_time", "last_accessed_time"] {
+        assert!(
+            is_vapi_datetime(info[k].as_str().unwrap_or("")),
+            "{k}: {info}"
+        );
+    }
+
+    // --- one task per status, with and without the GetSpec flags
+    let queries = [
+        "",
+        "?exclude_result=true",
+        "?return_all=true",
+        "?return_all=true&exclude_result=false",
+    ];
+    let cases = [
+        ("t-pending", "PENDING"),
+        (DEMO_PENDING_TASK, "PENDING"),
+        (DEMO_RUNNING_TASK, "RUNNING"),
+        (DEMO_CANCELABLE_TASK, "RUNNING"),
+        (DEMO_BLOCKED_TASK, "BLOCKED"),
+        (DEMO_SUCCEEDED_TASK, "SUCCEEDED"),
+        (DEMO_FAILED_TASK, "FAILED"),
+        ("t%2Ffailed%20with%20space", "FAILED"),
+    ];
+    for (id, status) in cases {
+        for q in queries {
+            let info = ctx.get_task(id, q).await;
+            assert_eq!(info["status"], status, "{id}{q}");
+        }
+    }
+    let succeeded = ctx.get_task(DEMO_SUCCEEDED_TASK, "").await;
+    assert_eq!(succeeded["result"], "vm-2002");
+    assert!(
+        ctx.get_task(DEMO_SUCCEEDED_TASK, "?exclude_result=true")
+            .await
+            .get("result")
+            .is_none()
+    );
+    let failed = ctx.get_task(DEMO_FAILED_TASK, "").await;
+    assert_eq!(
+        failed["error"]["messages"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let errors = openapi::validate(
+        &ctx.spec,
+        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
+        &failed["error"],
+    );
+    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    let all = ctx.get_task(DEMO_RUNNING_TASK, "?return_all=true").await;
+    assert!(all["description"].get("localized").is_some());
+    let running = ctx.get_task(DEMO_RUNNING_TASK, "").await;
+    assert_eq!(
+        running["target"],
+        json!({"type": "VirtualMachine", "id": "vm-1021"})
+    );
+    assert_eq!(running["cancelable"], false);
+
+    // --- time moves: PENDING -> RUNNING with rising progress -> SUCCEEDED
+    clock.advance(secs(150));
+    let mid = ctx.get_task("t-pending", "").await;
+    assert_eq!(
+        (
+            mid["status"].as_str(),
+            mid["progress"]["completed"].as_i64()
+        ),
+        (Some("RUNNING"), Some(50))
+    );
+    clock.advance(secs(60));
+    let done = ctx.get_task("t-pending", "").await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    assert_eq!(done["result"], json!({"vm": "vm-77"}));
+    assert_eq!(done["progress"]["completed"], 100);
+
+    // --- cancel: success, then refusals
+    assert_eq!(ctx.cancel("t-cancel", 204).await, Value::Null);
+    let cancelled = ctx.get_task("t-cancel", "").await;
+    assert_eq!(cancelled["status"], "FAILED");
+    assert_eq!(cancelled["cancelable"], false);
+    assert_eq!(cancelled["error"]["error_type"], "CANCELED");
+    assert_eq!(
+        cancelled["error"]["messages"][0]["default_message"],
+        "The operation was canceled by the user."
+    );
+    let again = ctx.cancel("t-cancel", 400).await;
+    assert_eq!(again["error_type"], "NOT_ALLOWED_IN_CURRENT_STATE");
+    let refused = ctx.cancel("t-notcancel", 400).await;
+    assert_eq!(refused["error_type"], "UNSUPPORTED");
+    let missing = ctx.cancel("no-such-task", 404).await;
+    assert_eq!(missing["error_type"], "NOT_FOUND");
+
+    // --- errors of get
+    let req = client
+        .get(format!("{api}/cis/tasks/no-such-task"))
+        .header(SESSION_HEADER, &sid);
+    let nf = ctx.call(req, "/cis/tasks/{task}", "get", 404).await;
+    assert_eq!(nf["error_type"], "NOT_FOUND");
+    assert_eq!(
+        nf["messages"][0]["id"],
+        "com.vmware.api.cis.tasks.not_found"
+    );
+    assert_eq!(nf["messages"][0]["args"], json!(["no-such-task"]));
+    assert!(nf["messages"][0]["localized"].is_string());
+    // The spec declares no 400 for get; the body must still be a vAPI InvalidArgument.
+    let bad = client
+        .get(format!("{api}/cis/tasks/t-pending?exclude_result=maybe"))
+        .header(SESSION_HEADER, &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.InvalidArgument"});
+    assert!(
+        openapi::validate(&ctx.spec, &schema, &bad).is_empty(),
+        "{bad}"
+    );
+    assert_eq!(bad["error_type"], "INVALID_ARGUMENT");
+
+    // --- list
+    let services: Vec<&str> = DEMO_SERVICES.to_vec();
+    let listed = ctx
+        .list(json!({"filter_spec": {"services": services}}), 200)
+        .await;
+    let map = listed.as_object().expect("list answers an object");
+    assert!(map.len() >= 25, "{} tasks listed", map.len());
+    for (id, info) in map {
+        let v = status_rule_violations(info, false);
+        assert!(v.is_empty(), "{id}: {v:?}");
+    }
+    let running = ctx
+        .list(
+            json!({"filter_spec": {"services": ["com.vmware.vcenter.VM"], "status": ["RUNNING", "BLOCKED"]},
+                   "result_spec": {"exclude_result": true}}),
+            200,
+        )
+        .await;
+    let running = running.as_object().unwrap();
+    assert!(running.contains_key(DEMO_RUNNING_TASK));
+    assert!(
+        !running.contains_key(DEMO_BLOCKED_TASK),
+        "blocked one is vm.hardware"
+    );
+    for info in running.values() {
+        assert_eq!(info["service"], "com.vmware.vcenter.VM");
+        assert!(matches!(
+            info["status"].as_str(),
+            Some("RUNNING" | "BLOCKED")
+        ));
+        assert!(status_rule_violations(info, true).is_empty());
+    }
+    let by_id = ctx
+        .list(
+            json!({"filter_spec": {"tasks": [DEMO_SUCCEEDED_TASK, "t-cancel", "unknown"],
+                                   "targets": [{"type": "VirtualMachine", "id": "vm-1001"}]}}),
+            200,
+        )
+        .await;
+    assert_eq!(
+        by_id
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![DEMO_SUCCEEDED_TASK.to_string()])
+    );
+    let no_filter = ctx
+        .list(json!({"filter_spec": {"status": ["RUNNING"]}}), 400)
+        .await;
+    assert_eq!(no_filter["error_type"], "INVALID_ARGUMENT");
+    let req = client
+        .post(format!("{api}/cis/tasks?action=list"))
+        .header(SESSION_HEADER, &sid)
+        .header("content-type", "application/json")
+        .body("{not json");
+    let malformed = ctx.call(req, "/cis/tasks?action=list", "post", 400).await;
+    assert_eq!(malformed["error_type"], "INVALID_ARGUMENT");
+    let polls_before = vc.requests(ROUTE_TASK_LIST);
+    for n in 0..1001 {
+        vc.tasks().add(
+            TaskSpec::new(
+                "com.vmware.test.Bulk",
+                "op",
+                "bulk",
+                vec![Step::new(secs(0), Phase::Pending)],
+            )
+            .with_id(&format!("bulk-{n}")),
+        );
+    }
+    let too_many = ctx
+        .list(
+            json!({"filter_spec": {"services": ["com.vmware.test.Bulk"]}}),
+            500,
+        )
+        .await;
+    assert_eq!(too_many["error_type"], "RESOURCE_INACCESSIBLE");
+    assert_eq!(vc.requests(ROUTE_TASK_LIST), polls_before + 1);
+
+    // --- faults come before auth, once
+    vc.inject(
+        ROUTE_TASK_GET,
+        Fault::Status {
+            status: 503,
+            body: "<html>oops".into(),
+        },
+    );
+    let r = client
+        .get(format!("{api}/cis/tasks/t-pending"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "<html>oops");
+
+    // --- 401 without / with an expired session
+    let req = client.get(format!("{api}/cis/tasks/t-pending"));
+    let unauth = ctx.call(req, "/cis/tasks/{task}", "get", 401).await;
+    assert_eq!(unauth["error_type"], "UNAUTHENTICATED");
+    let gets = vc.requests(ROUTE_TASK_GET);
+    vc.expire_sessions();
+    let req = client
+        .get(format!("{api}/cis/tasks/t-pending"))
+        .header(SESSION_HEADER, &sid);
+    ctx.call(req, "/cis/tasks/{task}", "get", 401).await;
+    assert_eq!(
+        vc.requests(ROUTE_TASK_GET),
+        gets + 1,
+        "refused calls are counted"
+    );
+
+    // --- idle expiry on the sim clock, and logout
+    let sid2 = client
+        .post(format!("{api}/session"))
+        .basic_auth(vc.username(), Some(vc.password()))
+        .send()
+        .await
+        .unwrap()
+        .json::<String>()
+        .await
+        .unwrap();
+    ctx.sid = sid2.clone();
+    ctx.get_task(DEMO_RUNNING_TASK, "").await;
+    clock.advance(Duration::from_secs(31 * 60));
+    let req = client
+        .get(format!("{api}/session"))
+        .header(SESSION_HEADER, &sid2);
+    ctx.call(req, "/session", "get", 401).await;
+    let sid3 = client
+        .post(format!("{api}/session"))
+        .basic_auth(vc.username(), Some(vc.password()))
+        .send()
+        .await
+        .unwrap()
+        .json::<String>()
+        .await
+        .unwrap();
+    let req = client
+        .delete(format!("{api}/session"))
+        .header(SESSION_HEADER, &sid3);
+    assert_eq!(ctx.call(req, "/session", "delete", 204).await, Value::Null);
+    let req = client
+        .delete(format!("{api}/session"))
+        .header(SESSION_HEADER, &sid3);
+    ctx.call(req, "/session", "delete", 401).await;
+    assert_eq!(vc.logins(), 3);
+    assert!(vc.requests(ROUTE_SESSION_CREATE) >= 5);
+    assert!(vc.total_requests() > 50);
+    assert!(ctx.checked > 50, "validated {} bodies", ctx.checked);
+    println!(
+        "validated {} response bodies against {SPEC_FILE}",
+        ctx.checked
+    );
+}
+
+#[tokio::test]
+async fn tls_listener_serves_with_its_own_certificate() {
+    let sim = Simulator::start(SimOptions {
+        tls: true,
+        clock: SimClock::manual(),
+        seed_demo_tasks: false,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    let vc = &sim.vcenter;
+    assert!(vc.url().starts_with("https://127.0.0.1:"));
+    let pem = vc.ca_pem().expect("tls has a certificate");
+    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/api/session", vc.url()))
+        .basic_auth(vc.username(), Some(vc.password()))
+        .send()
+        .await
+        .expect("TLS handshake with the self-signed certificate");
+    assert_eq!(r.status(), 201);
+    assert!(vc.tasks().is_empty());
+}
+
+#[test]
+fn validator_catches_misspelled_fields_and_wrong_types() {
+    let Some(spec) = load_spec() else { return };
+    let schema = json!({"$ref": "#/components/schemas/Cis.Task.Info"});
+    let good = json!({
+        "description": {"id": "a.b", "default_message": "x", "args": []},
+        "service": "a", "operation": "b", "status": "RUNNING", "cancelable": true,
+        "start_time": "2024-05-02T09:14:03.512Z",
+        "progress": {"total": 100, "completed": 3, "message": {"id": "m", "default_message": "m", "args": []}}
+    });
+    assert_eq!(
+        openapi::validate(&spec, &schema, &good),
+        Vec::<String>::new()
+    );
+
+    let mut bad = good.clone();
+    bad["cancelable"] = json!("yes");
+    bad["start_tme"] = json!("2024-05-02T09:14:03.512Z");
+    bad["status"] = json!("running");
+    bad["progress"]["completed"] = json!(2.5);
+    bad["end_time"] = json!("yesterday");
+    let errors = openapi::validate(&spec, &schema, &bad);
+    let has = |needle: &str| errors.iter().any(|e| e.starts_with(needle));
+    assert!(has("$.cancelable: expected boolean"), "{errors:?}");
+    assert!(has("$.start_tme: unknown property"), "{errors:?}");
+    assert!(has("$.status:"), "{errors:?}");
+    assert!(has("$.progress.completed: expected integer"), "{errors:?}");
+    assert!(has("$.end_time:"), "{errors:?}");
+    assert_eq!(errors.len(), 5, "{errors:?}");
+
+    // Composed error schemas: `challenge` allowed via the sibling, typos still caught.
+    let unauth = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Unauthenticated"});
+    let body = json!({"error_type": "UNAUTHENTICATED", "messages": [], "challenge": "Basic"});
+    assert!(openapi::validate(&spec, &unauth, &body).is_empty());
+    let typo = json!({"error_type": "UNAUTHENTICATED", "mesages": []});
+    let errors = openapi::validate(&spec, &unauth, &typo);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("missing required property \"messages\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("$.mesages: unknown property")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn datetime_pattern_is_strict() {
+    assert!(is_vapi_datetime("2024-05-02T09:14:03.512Z"));
+    assert!(!is_vapi_datetime("2024-05-02T09:14:03Z"));
+    assert!(!is_vapi_datetime("2024-05-02T09:14:03.512+00:00"));
+    assert!(!is_vapi_datetime("2024-05-02T09:14:03.5123Z"));
+}

@@ -1,0 +1,278 @@
+//! A small OpenAPI 3.0 schema validator for the simulator tests (no extra crate).
+//!
+//! Supports `$ref` (`#/components/schemas/...`, any local JSON pointer), `type`, `nullable`,
+//! `required`, `properties`, `additionalProperties` (bool or schema), `items`, `enum`,
+//! `allOf`, `anyOf`, `oneOf` and `format: date-time`. To catch misspelled field names, an
+//! object schema that lists `properties` and has no `additionalProperties` is treated as
+//! closed; properties named by sibling `allOf` branches count as listed, so composed vAPI
+//! error schemas (`Unauthenticated` = `Error` + `challenge`) still validate.
+//! Reusable for every upstream spec: pass the spec document, a schema and a value.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// Validates `value` against `schema` (which may be a `$ref`) of `spec`; returns violations
+/// as `"<json path>: <problem>"`. Empty = valid.
+pub fn validate(spec: &Value, schema: &Value, value: &Value) -> Vec<String> {
+    let mut v = Validator {
+        spec,
+        errors: Vec::new(),
+    };
+    v.check(schema, value, "$", &BTreeSet::new(), 0);
+    v.errors
+}
+
+/// The response schema an operation declares: `paths.<path>.<method>.responses.<status>
+/// .content.application/json.schema`. `None` when the spec declares no JSON body there.
+pub fn response_schema<'a>(
+    spec: &'a Value,
+    path: &str,
+    method: &str,
+    status: u16,
+) -> Option<&'a Value> {
+    spec.get("paths")?
+        .get(path)?
+        .get(method.to_ascii_lowercase())?
+        .get("responses")?
+        .get(status.to_string())?
+        .get("content")?
+        .get("application/json")?
+        .get("schema")
+}
+
+/// Whether the operation declares the status at all (e.g. a 204 without body).
+pub fn declares_status(spec: &Value, path: &str, method: &str, status: u16) -> bool {
+    spec.pointer(&format!(
+        "/paths/{}/{}/responses/{}",
+        escape(path),
+        method.to_ascii_lowercase(),
+        status
+    ))
+    .is_some()
+}
+
+/// A named component schema, e.g. `schema(spec, "Cis.Task.Info")`.
+pub fn component<'a>(spec: &'a Value, name: &str) -> Option<&'a Value> {
+    spec.get("components")?.get("schemas")?.get(name)
+}
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+struct Validator<'a> {
+    spec: &'a Value,
+    errors: Vec<String>,
+}
+
+const MAX_DEPTH: usize = 64;
+
+impl<'a> Validator<'a> {
+    fn resolve(&self, reference: &str) -> Option<&'a Value> {
+        let pointer = reference.strip_prefix('#')?;
+        self.spec.pointer(pointer)
+    }
+
+    /// Property names a schema lists itself or through `$ref` / `allOf`.
+    fn listed_properties(&self, schema: &Value, out: &mut BTreeSet<String>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            if let Some(target) = self.resolve(r) {
+                self.listed_properties(target, out, depth + 1);
+            }
+            return;
+        }
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            out.extend(props.keys().cloned());
+        }
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            for s in all {
+                self.listed_properties(s, out, depth + 1);
+            }
+        }
+    }
+
+    fn fail(&mut self, path: &str, msg: impl Into<String>) {
+        self.errors.push(format!("{path}: {}", msg.into()));
+    }
+
+    fn sub_errors(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        extra: &BTreeSet<String>,
+        depth: usize,
+    ) -> Vec<String> {
+        let mut v = Validator {
+            spec: self.spec,
+            errors: Vec::new(),
+        };
+        v.check(schema, value, path, extra, depth);
+        v.errors
+    }
+
+    /// `extra`: property names that sibling `allOf` branches allow at this object.
+    fn check(
+        &mut self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        extra: &BTreeSet<String>,
+        depth: usize,
+    ) {
+        if depth > MAX_DEPTH {
+            self.fail(path, "schema nesting too deep (recursive $ref?)");
+            return;
+        }
+        let Some(obj) = schema.as_object() else {
+            if schema == &Value::Bool(false) {
+                self.fail(path, "no value allowed here");
+            }
+            return;
+        };
+        if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
+            match self.resolve(r) {
+                Some(target) => self.check(target, value, path, extra, depth + 1),
+                None => self.fail(path, format!("unresolvable $ref {r}")),
+            }
+            return;
+        }
+        if value.is_null() && obj.get("nullable") == Some(&Value::Bool(true)) {
+            return;
+        }
+        if let Some(ty) = obj.get("type").and_then(Value::as_str) {
+            let ok = match ty {
+                "object" => value.is_object(),
+                "array" => value.is_array(),
+                "string" => value.is_string(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "boolean" => value.is_boolean(),
+                other => {
+                    self.fail(path, format!("schema has unknown type {other:?}"));
+                    true
+                }
+            };
+            if !ok {
+                self.fail(path, format!("expected {ty}, got {}", kind(value)));
+                return;
+            }
+        }
+        if let Some(options) = obj.get("enum").and_then(Value::as_array) {
+            if !options.contains(value) {
+                self.fail(
+                    path,
+                    format!("{value} is not one of {}", Value::Array(options.clone())),
+                );
+            }
+        }
+        if obj.get("format").and_then(Value::as_str) == Some("date-time") {
+            if let Some(s) = value.as_str() {
+                if chrono::DateTime::parse_from_rfc3339(s).is_err() {
+                    self.fail(path, format!("{s:?} is not an RFC 3339 date-time"));
+                }
+            }
+        }
+
+        // Names allowed at this object: own + allOf branches + what the parent allowed.
+        let mut allowed = extra.clone();
+        self.listed_properties(schema, &mut allowed, depth);
+
+        if let Some(all) = obj.get("allOf").and_then(Value::as_array) {
+            for branch in all {
+                self.check(branch, value, path, &allowed, depth + 1);
+            }
+        }
+        if let Some(any) = obj.get("anyOf").and_then(Value::as_array) {
+            let passing = any
+                .iter()
+                .filter(|b| {
+                    self.sub_errors(b, value, path, &allowed, depth + 1)
+                        .is_empty()
+                })
+                .count();
+            if passing == 0 {
+                self.fail(path, "matches none of anyOf");
+            }
+        }
+        if let Some(one) = obj.get("oneOf").and_then(Value::as_array) {
+            let passing = one
+                .iter()
+                .filter(|b| {
+                    self.sub_errors(b, value, path, &allowed, depth + 1)
+                        .is_empty()
+                })
+                .count();
+            if passing != 1 {
+                self.fail(path, format!("matches {passing} of oneOf (need exactly 1)"));
+            }
+        }
+
+        if let Some(map) = value.as_object() {
+            if let Some(required) = obj.get("required").and_then(Value::as_array) {
+                for name in required.iter().filter_map(Value::as_str) {
+                    if !map.contains_key(name) {
+                        self.fail(path, format!("missing required property {name:?}"));
+                    }
+                }
+            }
+            let props = obj.get("properties").and_then(Value::as_object);
+            for (key, item) in map {
+                let child = format!("{path}.{key}");
+                if let Some(s) = props.and_then(|p| p.get(key)) {
+                    self.check(s, item, &child, &BTreeSet::new(), depth + 1);
+                    continue;
+                }
+                match obj.get("additionalProperties") {
+                    Some(Value::Bool(true)) => {}
+                    Some(Value::Bool(false)) => {
+                        if !allowed.contains(key) {
+                            self.fail(&child, "property not allowed (additionalProperties: false)");
+                        }
+                    }
+                    Some(s @ Value::Object(_)) => {
+                        if !allowed.contains(key) {
+                            self.check(s, item, &child, &BTreeSet::new(), depth + 1);
+                        }
+                    }
+                    Some(_) => {}
+                    // Closed by our rule when the schema lists properties.
+                    None => {
+                        if props.is_some() && !allowed.contains(key) {
+                            self.fail(&child, "unknown property (schema lists properties)");
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some(items), Some(arr)) = (obj.get("items"), value.as_array()) {
+            for (i, item) in arr.iter().enumerate() {
+                self.check(
+                    items,
+                    item,
+                    &format!("{path}[{i}]"),
+                    &BTreeSet::new(),
+                    depth + 1,
+                );
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

@@ -1,0 +1,297 @@
+//! Every row of the error table that vCenter can produce, through a real client, with the
+//! upstream's answer injected at the simulator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+use vmware_grpc_gateway::{
+    config::{HumanDuration, Secret, UpstreamConfig, UpstreamKind},
+    proto::GetTaskRequest,
+    simulator::Fault,
+};
+
+const GET_ROUTE: &str = "GET /api/cis/tasks/{task}";
+
+fn vapi(error_type: &str, text: &str) -> String {
+    serde_json::json!({
+        "error_type": error_type,
+        "messages": [{"id": "com.vmware.test", "default_message": text, "args": []}]
+    })
+    .to_string()
+}
+
+fn get(name: &str) -> GetTaskRequest {
+    GetTaskRequest {
+        name: name.to_string(),
+        view: 0,
+    }
+}
+
+#[tokio::test]
+async fn upstream_error_kinds_map_to_the_documented_codes() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let rows: &[(u16, &str, Code)] = &[
+        (400, "INVALID_ARGUMENT", Code::InvalidArgument),
+        (400, "INVALID_REQUEST", Code::InvalidArgument),
+        (500, "UNEXPECTED_INPUT", Code::InvalidArgument),
+        (
+            400,
+            "NOT_ALLOWED_IN_CURRENT_STATE",
+            Code::FailedPrecondition,
+        ),
+        (400, "ALREADY_IN_DESIRED_STATE", Code::FailedPrecondition),
+        (400, "UNSUPPORTED", Code::Unimplemented),
+        (400, "ALREADY_EXISTS", Code::AlreadyExists),
+        (403, "UNAUTHORIZED", Code::PermissionDenied),
+        (404, "NOT_FOUND", Code::NotFound),
+        (409, "CONCURRENT_CHANGE", Code::Aborted),
+        (400, "RESOURCE_BUSY", Code::Aborted),
+        (500, "RESOURCE_INACCESSIBLE", Code::Unavailable),
+        (500, "ERROR", Code::Unavailable),
+        (503, "SERVICE_UNAVAILABLE", Code::Unavailable),
+        (504, "TIMED_OUT", Code::DeadlineExceeded),
+    ];
+    let mut c = env.tasks();
+    for (status, kind, code) in rows {
+        env.sim.vcenter.inject(
+            GET_ROUTE,
+            Fault::Status {
+                status: *status,
+                body: vapi(kind, "injected failure"),
+            },
+        );
+        let err = c.get_task(get(&name)).await.unwrap_err();
+        let info = assert_error(&err, *code, kind);
+        assert_eq!(info.metadata["httpStatus"], status.to_string(), "{kind}");
+        assert_eq!(info.metadata["upstream"], "vc1");
+        assert_eq!(info.metadata["resource"], name);
+        let msg = err
+            .get_details_localized_message()
+            .expect("upstream message travels");
+        assert_eq!(msg.message, "injected failure");
+        let retry = err.get_details_retry_info();
+        assert_eq!(
+            retry.is_some(),
+            *code == Code::Unavailable,
+            "RetryInfo only for UNAVAILABLE here ({kind})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_status_decides_where_the_body_names_no_error_kind() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let mut c = env.tasks();
+    let rows: &[(u16, Code, &str)] = &[
+        (429, Code::ResourceExhausted, "UPSTREAM_HTTP_429"),
+        (502, Code::Unavailable, "UPSTREAM_HTTP_502"),
+        (504, Code::DeadlineExceeded, "UPSTREAM_HTTP_504"),
+        (403, Code::PermissionDenied, "UPSTREAM_HTTP_403"),
+    ];
+    for (status, code, reason) in rows {
+        env.sim.vcenter.inject(
+            GET_ROUTE,
+            Fault::Status {
+                status: *status,
+                body: "<html>proxy error</html>".into(),
+            },
+        );
+        let err = c.get_task(get(&name)).await.unwrap_err();
+        let info = assert_error(&err, *code, reason);
+        assert!(info.metadata["excerpt"].contains("proxy error"));
+        if *code == Code::ResourceExhausted {
+            assert!(
+                err.get_details_retry_info().is_some(),
+                "429 carries RetryInfo"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_success_body_that_is_not_the_documented_json_is_internal() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let mut c = env.tasks();
+    for body in [
+        "<html>oops</html>",
+        r#"{"status": "RUNNING"}"#,
+        "[1,2]",
+        r#"{"service":"s","operation":"o","status":"RUNNING","cancelable":true,"start_time":"yesterday"}"#,
+    ] {
+        env.sim.vcenter.inject(
+            GET_ROUTE,
+            Fault::Status {
+                status: 200,
+                body: body.into(),
+            },
+        );
+        let err = c.get_task(get(&name)).await.unwrap_err();
+        let info = assert_error(&err, Code::Internal, "UPSTREAM_BAD_RESPONSE");
+        assert_eq!(info.metadata["httpStatus"], "200");
+        assert!(!info.metadata["excerpt"].is_empty(), "excerpt of {body}");
+    }
+    // The gateway is fine afterwards.
+    c.get_task(get(&name)).await.expect("next call succeeds");
+}
+
+#[tokio::test]
+async fn a_session_refused_twice_is_unauthenticated_after_one_fresh_login() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let mut c = env.tasks();
+    c.get_task(get(&name)).await.unwrap();
+    let unauth = vapi("UNAUTHENTICATED", "session expired");
+    env.sim.vcenter.inject(
+        GET_ROUTE,
+        Fault::Status {
+            status: 401,
+            body: unauth.clone(),
+        },
+    );
+    env.sim.vcenter.inject(
+        GET_ROUTE,
+        Fault::Status {
+            status: 401,
+            body: unauth,
+        },
+    );
+    let err = c.get_task(get(&name)).await.unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert_eq!(
+        env.sim.vcenter.logins(),
+        2,
+        "exactly one fresh login, no loop"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_deadline_exceeded_at_the_request_timeout() {
+    let env = Env::start_with(sim_options(), |cfg| {
+        cfg.upstreams[0].request_timeout = HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let name = env.add(running_for(100));
+    let mut c = env.tasks();
+    c.get_task(get(&name)).await.unwrap();
+    env.sim
+        .vcenter
+        .inject(GET_ROUTE, Fault::Delay(Duration::from_secs(3)));
+    let err = c.get_task(get(&name)).await.unwrap_err();
+    assert_error(&err, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
+}
+
+#[tokio::test]
+async fn the_callers_deadline_bounds_the_upstream_request() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let mut c = env.tasks();
+    c.get_task(get(&name)).await.unwrap();
+    env.sim
+        .vcenter
+        .inject(GET_ROUTE, Fault::Delay(Duration::from_secs(5)));
+    let mut req = tonic::Request::new(get(&name));
+    req.set_timeout(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let err = c.get_task(req).await.unwrap_err();
+    assert_error(&err, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "gave up at the deadline, not after the upstream"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_unavailable_with_retry_info() {
+    let env = Env::start_with(sim_options(), |cfg| {
+        // A port nothing listens on: bind one, then drop it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        cfg.upstreams.push(UpstreamConfig::new(
+            "vc2",
+            UpstreamKind::Vsphere,
+            &format!("http://127.0.0.1:{port}"),
+            "u",
+            "p",
+        ));
+    })
+    .await;
+    let err = env
+        .tasks()
+        .get_task(get("upstreams/vc2/tasks/t-1"))
+        .await
+        .unwrap_err();
+    let info = assert_error(&err, Code::Unavailable, "UPSTREAM_UNREACHABLE");
+    assert_eq!(info.metadata["upstream"], "vc2");
+    assert!(err.get_details_retry_info().is_some());
+    let up = env
+        .upstreams()
+        .get_upstream(vmware_grpc_gateway::proto::GetUpstreamRequest {
+            name: "upstreams/vc2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!up.reachable);
+    assert!(up.last_error.contains("unreachable"), "{}", up.last_error);
+}
+
+#[tokio::test]
+async fn tls_upstreams_need_a_trusted_certificate_or_the_insecure_switch() {
+    let opts = vmware_grpc_gateway::simulator::SimOptions {
+        tls: true,
+        ..sim_options()
+    };
+    let dir = std::env::temp_dir().join(format!("vmwgw-test-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let env = Env::start_with(opts, |cfg| {
+        let trusted = cfg.upstreams[0].clone();
+        let mut untrusted = trusted.clone();
+        untrusted.name = "vc-untrusted".into();
+        let mut insecure = trusted.clone();
+        insecure.name = "vc-insecure".into();
+        insecure.insecure = true;
+        cfg.upstreams = vec![untrusted, insecure];
+        cfg.upstreams[0].password = Secret::new(trusted.password.expose());
+    })
+    .await;
+    assert!(env.sim.vcenter.url().starts_with("https://"));
+    std::fs::write(&ca, env.sim.vcenter.ca_pem().unwrap()).unwrap();
+    let name_for = |u: &str, id: &str| format!("upstreams/{u}/tasks/{id}");
+    let id = env.sim.vcenter.tasks().add(running_for(100));
+    let mut c = env.tasks();
+    let err = c
+        .get_task(get(&name_for("vc-untrusted", &id)))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unavailable, "UPSTREAM_UNREACHABLE");
+    c.get_task(get(&name_for("vc-insecure", &id)))
+        .await
+        .expect("insecure accepts the self-signed cert");
+
+    // And with ca_file, a second gateway trusts it properly.
+    let mut cfg = config_for(&env.sim);
+    cfg.upstreams[0].ca_file = Some(ca.clone());
+    let gw = vmware_grpc_gateway::server::Running::start(cfg)
+        .await
+        .unwrap();
+    let mut c2 =
+        vmware_grpc_gateway::proto::task_service_client::TaskServiceClient::connect(gw.url())
+            .await
+            .unwrap();
+    c2.get_task(get(&task_name(&id)))
+        .await
+        .expect("ca_file makes the certificate trusted");
+    gw.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
