@@ -253,7 +253,21 @@ impl Config {
     /// Parses TOML text, then applies overrides from `env`, resolves secrets and validates.
     pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+            let mut key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+            // For an unknown key the span covers its table; name the key itself.
+            if let Some(field) = e
+                .message()
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+            {
+                if !key.ends_with(field) {
+                    key = if key.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                }
+            }
             ConfigError::new(
                 if key.is_empty() { "config".into() } else { key },
                 e.message().to_string(),

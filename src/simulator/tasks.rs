@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::clock::SimClock;
 
@@ -43,6 +43,11 @@ pub struct TaskSpec {
     /// Further messages of a failure, each the cause of the previous one: `(id, message)`.
     /// Rendered after the `Failed` phase's message (vAPI `messages[1..]`).
     pub error_causes: Vec<(String, String)>,
+    /// Id of the vCenter task behind this one (snapservice `vc_task`).
+    pub vc_task: Option<String>,
+    /// Upstream-specific data the engine carries without interpreting it (e.g. Cloud
+    /// Director's owner name or `vcTaskList`); each upstream documents the keys it reads.
+    pub extra: Map<String, Value>,
 }
 
 /// At script time `at`, the task enters `phase`.
@@ -100,6 +105,8 @@ impl TaskSpec {
             age: Duration::ZERO,
             steps,
             error_causes: Vec::new(),
+            vc_task: None,
+            extra: Map::new(),
         }
     }
 
@@ -131,6 +138,18 @@ impl TaskSpec {
     /// The script started `age` before now.
     pub fn aged(mut self, age: Duration) -> Self {
         self.age = age;
+        self
+    }
+
+    /// The associated vCenter task id (snapservice `vc_task`).
+    pub fn with_vc_task(mut self, vc_task: &str) -> Self {
+        self.vc_task = Some(vc_task.to_string());
+        self
+    }
+
+    /// Sets one upstream-specific value (see [`TaskSpec::extra`]).
+    pub fn with_extra(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_string(), value);
         self
     }
 
@@ -214,6 +233,11 @@ pub struct TaskSnapshot {
     pub error: Option<TaskError>,
     /// Ended by a user cancel (then `status == Failed`, error type `CANCELED`).
     pub canceled: bool,
+    /// A cancel was accepted (the task may still be winding down, see
+    /// [`TaskStore::cancel_after`]).
+    pub cancel_requested: bool,
+    pub vc_task: Option<String>,
+    pub extra: Map<String, Value>,
 }
 
 /// Why a cancel was refused.
@@ -244,7 +268,7 @@ struct Task {
     spec: TaskSpec,
     /// Clock time of `add()`; script time at clock `t` is `t - added + age`.
     added: Duration,
-    /// Script time of a user cancel.
+    /// Script time at which an accepted cancel takes effect.
     canceled_at: Option<Duration>,
 }
 
@@ -333,6 +357,17 @@ impl TaskStore {
 
     /// Cancels a task at clock time `now`: it ends immediately as FAILED / CANCELED.
     pub fn cancel_at(&self, id: &str, now: Duration) -> Result<(), CancelRefusal> {
+        self.cancel_after_at(id, now, Duration::ZERO)
+    }
+
+    /// Accepts a cancel now that takes effect `delay` later (Cloud Director marks
+    /// `cancelRequested` first and aborts the task a moment later). Until then the task keeps
+    /// running and is no longer cancelable; if its script finishes first, that result stands.
+    pub fn cancel_after(&self, id: &str, delay: Duration) -> Result<(), CancelRefusal> {
+        self.cancel_after_at(id, self.clock.now(), delay)
+    }
+
+    fn cancel_after_at(&self, id: &str, now: Duration, delay: Duration) -> Result<(), CancelRefusal> {
         let mut tasks = self.lock();
         let task = tasks
             .iter_mut()
@@ -345,7 +380,7 @@ impl TaskStore {
         if !snap.cancelable {
             return Err(CancelRefusal::NotCancelable);
         }
-        task.canceled_at = Some(script_time(task, now));
+        task.canceled_at = Some(script_time(task, now).saturating_add(delay));
         Ok(())
     }
 
@@ -393,10 +428,12 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
         - chrono::Duration::from_std(spec.age).unwrap_or(chrono::Duration::zero());
     let wall = |s: Duration| origin + chrono::Duration::from_std(s).unwrap_or_default();
 
-    // A cancel freezes the script at the cancel time.
-    let t = match task.canceled_at {
-        Some(c) => c.min(script_time(task, now)),
-        None => script_time(task, now),
+    // A cancel that took effect freezes the script at the cancel time.
+    let now_script = script_time(task, now);
+    let effective_cancel = task.canceled_at.filter(|c| *c <= now_script);
+    let t = match effective_cancel {
+        Some(c) => c,
+        None => now_script,
     };
 
     let mut status = TaskStatus::Pending;
@@ -464,7 +501,7 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
     }
 
     let mut canceled = false;
-    if let Some(c) = task.canceled_at {
+    if let Some(c) = effective_cancel {
         if !status.is_terminal() {
             canceled = true;
             status = TaskStatus::Failed;
@@ -492,7 +529,7 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
         user: spec.user.clone(),
         parent: spec.parent.clone(),
         status,
-        cancelable: spec.cancelable && !status.is_terminal(),
+        cancelable: spec.cancelable && !status.is_terminal() && task.canceled_at.is_none(),
         progress,
         queued_time: origin,
         start_time: start,
@@ -500,6 +537,9 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
         result,
         error,
         canceled,
+        cancel_requested: task.canceled_at.is_some(),
+        vc_task: spec.vc_task.clone(),
+        extra: spec.extra.clone(),
     }
 }
 
@@ -607,6 +647,24 @@ mod tests {
         assert_eq!(s.status, TaskStatus::Failed);
         assert_eq!(s.start_time, s.end_time);
         assert!(s.start_time.is_some());
+    }
+
+    #[test]
+    fn delayed_cancel_marks_first_and_ends_later() {
+        let clock = SimClock::manual();
+        let store = TaskStore::new(clock.clone());
+        store.add(lifecycle().cancelable());
+        clock.advance(secs(30));
+        store.cancel_after("t-1", secs(1)).unwrap();
+        let s = store.snapshot("t-1").unwrap();
+        assert_eq!(s.status, TaskStatus::Running);
+        assert!(s.cancel_requested && !s.cancelable && !s.canceled);
+        assert_eq!(store.cancel("t-1"), Err(CancelRefusal::NotCancelable));
+        clock.advance(secs(1));
+        let s = store.snapshot("t-1").unwrap();
+        assert_eq!(s.status, TaskStatus::Failed);
+        assert!(s.canceled && s.cancel_requested);
+        assert_eq!(s.end_time, Some(clock.wall(clock.now())));
     }
 
     #[test]
