@@ -31,6 +31,39 @@ pub trait TaskSource: Send + Sync {
     fn supports_cancel(&self) -> bool {
         true
     }
+    /// Several tasks in as few upstream requests as the API allows (the watch engine's batched
+    /// poll). Ids the upstream does not know are absent from the answer, not an error.
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        Box::pin(async move {
+            let mut tasks = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.get(id).await {
+                    Ok(t) => tasks.push(t),
+                    Err(e) if e.code() == tonic::Code::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(tasks)
+        })
+    }
+    /// How many ids one `get_many` request can carry (1 = no batching upstream).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+}
+
+/// A source of runspaces: the Script Runtime Service.
+pub trait RunspaceSource: Send + Sync {
+    /// Creates a runspace (it starts CREATING).
+    fn create<'a>(
+        &'a self,
+        display_name: &'a str,
+        run_vc_connection_script: bool,
+    ) -> BoxFuture<'a, Result<proto::Runspace>>;
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Runspace>>;
+    /// Every runspace of the service account (the gateway pages and orders them).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<proto::Runspace>>>;
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 impl From<UpstreamKind> for proto::UpstreamKind {
@@ -50,6 +83,7 @@ pub struct Upstream {
     pub kind: UpstreamKind,
     pub session: Arc<session::Session>,
     pub tasks: Option<Arc<dyn TaskSource>>,
+    pub runspaces: Option<Arc<dyn RunspaceSource>>,
 }
 
 impl Upstream {
@@ -73,6 +107,7 @@ impl Upstream {
             kind: cfg.kind,
             session,
             tasks,
+            runspaces: None,
         })
     }
 
@@ -144,6 +179,43 @@ impl Registry {
                 }),
             },
         }
+    }
+
+    /// The runspace source for one named upstream, or for `-` when exactly one serves them.
+    pub fn runspace_source(
+        &self,
+        r: &UpstreamRef,
+    ) -> Result<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
+        match r {
+            UpstreamRef::Named(name) => {
+                let u = self.get(name)?;
+                let source = u.runspaces.as_ref().ok_or_else(|| {
+                    GatewayError::invalid(
+                        "NOT_SUPPORTED_BY_UPSTREAM",
+                        "name",
+                        format!("upstream '{name}' ({:?}) serves no runspaces", u.kind),
+                    )
+                })?;
+                Ok((u, source))
+            }
+            UpstreamRef::Any => {
+                let serving: Vec<_> = self.runspace_sources();
+                match serving.as_slice() {
+                    [one] => Ok(*one),
+                    many => Err(GatewayError::AmbiguousUpstream {
+                        resource_kind: "runspaces",
+                        serving: many.iter().map(|(u, _)| u.name.clone()).collect(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Upstreams that serve runspaces, ordered by name.
+    pub fn runspace_sources(&self) -> Vec<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
+        self.all()
+            .filter_map(|u| u.runspaces.as_ref().map(|r| (u, r)))
+            .collect()
     }
 
     /// Logs every session out (shutdown).

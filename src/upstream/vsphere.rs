@@ -166,4 +166,19 @@ impl TaskSource for Vsphere {
     fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         self.cancel_task(id).boxed()
     }
+
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        async move {
+            let filter = TaskFilter {
+                task_ids: ids.to_vec(),
+                ..Default::default()
+            };
+            self.list_tasks(&filter).await
+        }
+        .boxed()
+    }
+
+    fn batch_limit(&self) -> usize {
+        LIST_LIMIT
+    }
 }
