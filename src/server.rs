@@ -85,7 +85,7 @@ pub async fn serve_on(
     let tasks = TaskServiceServer::new(TaskApi::new(registry.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let runspaces = RunspaceServiceServer::new(RunspaceApi)
+    let runspaces = RunspaceServiceServer::new(RunspaceApi::new(registry.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let upstreams = UpstreamServiceServer::new(UpstreamApi::new(registry.clone()))

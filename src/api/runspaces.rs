@@ -1,68 +1,218 @@
-//! `RunspaceService`: Script Runtime Service runspaces (served once the SRS adapter lands).
+//! `RunspaceService`: Script Runtime Service runspaces, with AIP-155 idempotent creates.
 
-use std::pin::Pin;
-
-use futures_util::Stream;
-use tonic::{Request, Response, Status};
-
-use super::{not_implemented, unary};
-use crate::proto::{
-    CreateRunspaceRequest, DeleteRunspaceRequest, GetRunspaceRequest, ListRunspacesRequest,
-    ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
-    runspace_service_server::RunspaceService,
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-/// Answers every runspace RPC with UNIMPLEMENTED (reason NOT_IMPLEMENTED) until the Script
-/// Runtime Service adapter lands.
-#[derive(Default)]
-pub struct RunspaceApi;
+use futures_util::Stream;
+use tokio::{sync::OnceCell, time::Instant};
+use tonic::{Request, Response, Status};
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<RunspaceEvent, Status>> + Send>>;
+use super::{
+    names::{self, UpstreamRef},
+    not_implemented,
+    paging::{self, decode_token, paginate},
+    unary,
+};
+use crate::{
+    error::{GatewayError, Result, clip},
+    proto::{
+        CreateRunspaceRequest, DeleteRunspaceRequest, GetRunspaceRequest, ListRunspacesRequest,
+        ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
+        runspace_service_server::RunspaceService,
+    },
+    upstream::Registry,
+};
+
+/// How long a create's `request_id` is remembered (the contract says at least 10 minutes).
+const REQUEST_ID_TTL: Duration = Duration::from_secs(15 * 60);
+const MAX_REQUEST_ID_LEN: usize = 256;
+
+/// One remembered create: what was asked, and the runspace it made (once it is made).
+struct Remembered {
+    fingerprint: String,
+    at: Instant,
+    made: Arc<OnceCell<Runspace>>,
+}
+
+pub struct RunspaceApi {
+    registry: Arc<Registry>,
+    /// Creates by (upstream, request_id); a retry joins the first attempt instead of creating twice.
+    creates: Mutex<HashMap<(String, String), Remembered>>,
+}
+
+impl RunspaceApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            creates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn create(&self, req: &CreateRunspaceRequest) -> Result<Runspace> {
+        let parent = names::parse_upstream(&req.parent, "parent")?;
+        let (upstream, source) = self.registry.runspace_source(&parent)?;
+        let spec = req.runspace.clone().unwrap_or_default();
+        if req.request_id.is_empty() {
+            return source
+                .create(&spec.display_name, spec.run_vc_connection_script)
+                .await;
+        }
+        if req.request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(GatewayError::invalid(
+                "INVALID_ARGUMENT",
+                "request_id",
+                format!(
+                    "longer than {MAX_REQUEST_ID_LEN} characters: '{}'",
+                    clip(&req.request_id)
+                ),
+            ));
+        }
+        let fingerprint = format!(
+            "{}\u{0}{}",
+            spec.display_name, spec.run_vc_connection_script
+        );
+        let cell = {
+            let mut creates = self
+                .creates
+                .lock()
+                .map_err(|_| GatewayError::LimitReached {
+                    message: "request_id cache is unavailable".into(),
+                })?;
+            creates.retain(|_, r| r.at.elapsed() < REQUEST_ID_TTL);
+            let key = (upstream.name.clone(), req.request_id.clone());
+            let entry = creates.entry(key).or_insert_with(|| Remembered {
+                fingerprint: fingerprint.clone(),
+                at: Instant::now(),
+                made: Arc::new(OnceCell::new()),
+            });
+            if entry.fingerprint != fingerprint {
+                return Err(GatewayError::invalid(
+                    "REQUEST_ID_REUSED",
+                    "request_id",
+                    format!(
+                        "'{}' was used for a create with a different runspace; use a new request_id",
+                        clip(&req.request_id)
+                    ),
+                ));
+            }
+            entry.made.clone()
+        };
+        // A failed create leaves the cell empty, so a retry tries again.
+        let made = cell
+            .get_or_try_init(|| source.create(&spec.display_name, spec.run_vc_connection_script))
+            .await?;
+        // A retry sees the runspace as it is now, or as created when it is gone.
+        match source.get(&made.id).await {
+            Ok(now) => Ok(now),
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(made.clone()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, req: &GetRunspaceRequest) -> Result<Runspace> {
+        let name = names::parse_resource(&req.name, "runspaces", "name")?;
+        let (_, source) = self.registry.runspace_source(&name.upstream)?;
+        source.get(&name.id).await
+    }
+
+    async fn list(&self, req: &ListRunspacesRequest) -> Result<ListRunspacesResponse> {
+        let parent = names::parse_upstream(&req.parent, "parent")?;
+        let size = paging::page_size(req.page_size)?;
+        let after: Option<RunspaceKey> = decode_token(&req.page_token, &req.parent, "")?;
+        let merged = parent == UpstreamRef::Any;
+        let runspaces = match &parent {
+            UpstreamRef::Named(_) => self.registry.runspace_source(&parent)?.1.list().await?,
+            UpstreamRef::Any => {
+                let sources = self.registry.runspace_sources();
+                let lists =
+                    futures_util::future::join_all(sources.iter().map(|(_, s)| s.list())).await;
+                let mut all = Vec::new();
+                for list in lists {
+                    all.extend(list?);
+                }
+                all
+            }
+        };
+        let (page, next_page_token) = paginate(
+            runspaces,
+            |r| runspace_key(r, merged),
+            after.as_ref(),
+            size,
+            &req.parent,
+            "",
+        );
+        Ok(ListRunspacesResponse {
+            runspaces: page,
+            next_page_token,
+        })
+    }
+
+    async fn delete(&self, req: &DeleteRunspaceRequest) -> Result<()> {
+        let name = names::parse_resource(&req.name, "runspaces", "name")?;
+        let (_, source) = self.registry.runspace_source(&name.upstream)?;
+        source.delete(&name.id).await
+    }
+}
+
+/// Order of runspace lists: `create_time` descending, ties by id (by name when merged).
+type RunspaceKey = (u8, i64, String);
+
+fn runspace_key(r: &Runspace, merged: bool) -> RunspaceKey {
+    let tie = if merged { r.name.clone() } else { r.id.clone() };
+    match &r.create_time {
+        None => (0, 0, tie),
+        Some(t) => (
+            1,
+            -(t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos / 1000)),
+            tie,
+        ),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<RunspaceEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RunspaceService for RunspaceApi {
     async fn create_runspace(
         &self,
         r: Request<CreateRunspaceRequest>,
-    ) -> Result<Response<Runspace>, Status> {
+    ) -> std::result::Result<Response<Runspace>, Status> {
         let req = r.get_ref();
-        unary("CreateRunspace", &req.parent, r.metadata(), async {
-            Err(not_implemented("CreateRunspace"))
-        })
+        unary(
+            "CreateRunspace",
+            &req.parent,
+            r.metadata(),
+            self.create(req),
+        )
         .await
     }
 
     async fn get_runspace(
         &self,
         r: Request<GetRunspaceRequest>,
-    ) -> Result<Response<Runspace>, Status> {
+    ) -> std::result::Result<Response<Runspace>, Status> {
         let req = r.get_ref();
-        unary("GetRunspace", &req.name, r.metadata(), async {
-            Err(not_implemented("GetRunspace"))
-        })
-        .await
+        unary("GetRunspace", &req.name, r.metadata(), self.get(req)).await
     }
 
     async fn list_runspaces(
         &self,
         r: Request<ListRunspacesRequest>,
-    ) -> Result<Response<ListRunspacesResponse>, Status> {
+    ) -> std::result::Result<Response<ListRunspacesResponse>, Status> {
         let req = r.get_ref();
-        unary("ListRunspaces", &req.parent, r.metadata(), async {
-            Err(not_implemented("ListRunspaces"))
-        })
-        .await
+        unary("ListRunspaces", &req.parent, r.metadata(), self.list(req)).await
     }
 
     async fn delete_runspace(
         &self,
         r: Request<DeleteRunspaceRequest>,
-    ) -> Result<Response<()>, Status> {
+    ) -> std::result::Result<Response<()>, Status> {
         let req = r.get_ref();
-        unary("DeleteRunspace", &req.name, r.metadata(), async {
-            Err(not_implemented("DeleteRunspace"))
-        })
-        .await
+        unary("DeleteRunspace", &req.name, r.metadata(), self.delete(req)).await
     }
 
     type WatchRunspaceStream = EventStream;
@@ -70,7 +220,7 @@ impl RunspaceService for RunspaceApi {
     async fn watch_runspace(
         &self,
         r: Request<WatchRunspaceRequest>,
-    ) -> Result<Response<Self::WatchRunspaceStream>, Status> {
+    ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
         let req = r.get_ref();
         unary("WatchRunspace", &req.name, r.metadata(), async {
             Err::<EventStream, _>(not_implemented("WatchRunspace"))

@@ -1,9 +1,12 @@
 //! The REST side: one adapter per upstream kind behind small traits, and the registry of
 //! configured upstreams by name.
 
+pub mod cloud_director;
 pub mod http;
 pub mod json;
+pub mod script_runtime;
 pub mod session;
+pub mod snapservice;
 pub mod vapi;
 pub mod vsphere;
 
@@ -89,17 +92,39 @@ pub struct Upstream {
 impl Upstream {
     fn new(cfg: &UpstreamConfig) -> Result<Self, ConfigError> {
         let http = http::HttpClient::new(cfg)?;
-        let (session, tasks): (_, Option<Arc<dyn TaskSource>>) = match cfg.kind {
+        let mut tasks: Option<Arc<dyn TaskSource>> = None;
+        let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
+        let session = match cfg.kind {
             UpstreamKind::Vsphere => {
                 let session = Arc::new(vsphere::session(http, cfg));
-                let tasks = Arc::new(vsphere::Vsphere::new(session.clone()));
-                (session, Some(tasks))
+                tasks = Some(Arc::new(vapi::VapiTasks::new(
+                    session.clone(),
+                    vapi::Flavor::Cis,
+                )));
+                session
             }
-            other => {
-                return Err(ConfigError::new(
-                    format!("upstreams.{}.kind", cfg.name),
-                    format!("{other:?} is not served by this build yet"),
-                ));
+            UpstreamKind::Snapservice => {
+                let session = Arc::new(snapservice::session(http, cfg));
+                tasks = Some(Arc::new(vapi::VapiTasks::new(
+                    session.clone(),
+                    vapi::Flavor::Snapservice,
+                )));
+                session
+            }
+            UpstreamKind::CloudDirector => {
+                let session = Arc::new(cloud_director::session(http, cfg));
+                tasks = Some(Arc::new(cloud_director::CloudDirector::new(
+                    session.clone(),
+                    cfg,
+                )));
+                session
+            }
+            UpstreamKind::ScriptRuntime => {
+                let session = Arc::new(script_runtime::session(http, cfg));
+                runspaces = Some(Arc::new(script_runtime::ScriptRuntime::new(
+                    session.clone(),
+                )));
+                session
             }
         };
         Ok(Self {
@@ -107,7 +132,7 @@ impl Upstream {
             kind: cfg.kind,
             session,
             tasks,
-            runspaces: None,
+            runspaces,
         })
     }
 

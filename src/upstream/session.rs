@@ -40,7 +40,9 @@ pub struct LoginFlow {
     /// Header that carries the token on later calls, and the text before the token.
     pub auth_header: &'static str,
     pub auth_prefix: &'static str,
-    /// Extra headers on every request, login included (Cloud Director's versioned `Accept`).
+    /// Extra headers on the login request only (Cloud Director's cloudapi `Accept`).
+    pub login_headers: Vec<(&'static str, String)>,
+    /// Extra headers on every other request (Cloud Director's versioned `Accept`).
     pub extra_headers: Vec<(&'static str, String)>,
     /// Logout request; `None` when the upstream has none.
     pub logout: Option<(Method, String)>,
@@ -188,7 +190,7 @@ impl Session {
 
     async fn login(&self) -> Result<Secret, UpstreamError> {
         let mut rb = self.http.request(Method::POST, &self.flow.login_path);
-        for (k, v) in &self.flow.extra_headers {
+        for (k, v) in &self.flow.login_headers {
             rb = rb.header(*k, v);
         }
         rb = match &self.flow.refresh_token {

@@ -1,23 +1,214 @@
 //! What vCenter CIS tasks and the snapshot service share: the vAPI task `Info` wire shape,
-//! its conversion to `Task`, the vAPI error body, and the vAPI session login.
+//! its conversion to `Task`, the vAPI error body, the vAPI session login, and the one task
+//! adapter (`VapiTasks`) that serves both, calling `vsphere` or `snapservice` only for what
+//! differs (paths, the list call, cancel).
 
 use std::sync::Arc;
 
+use futures_util::{FutureExt, future::BoxFuture};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    http::{HttpClient, Reply},
+    TaskSource,
+    http::{HttpClient, Reply, path_segment},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, unnamed_error},
+    snapservice, vsphere,
 };
 use crate::{
     api::names::resource_name,
     config::UpstreamConfig,
-    error::{UpstreamError, UpstreamFailure, UpstreamMessage},
-    proto::{self, TaskState},
+    error::{GatewayError, Result as GwResult, UpstreamError, UpstreamFailure, UpstreamMessage},
+    proto::{self, TaskFilter, TaskState},
 };
+
+/// The most tasks one vAPI list call may name or return.
+pub const LIST_LIMIT: usize = 1000;
+
+/// Which vAPI task API an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// vCenter `com.vmware.cis.tasks`.
+    Cis,
+    /// The snapshot service's `com.vmware.snapservice.tasks` (no cancel).
+    Snapservice,
+}
+
+impl Flavor {
+    fn kind(self) -> proto::UpstreamKind {
+        match self {
+            Flavor::Cis => proto::UpstreamKind::Vsphere,
+            Flavor::Snapservice => proto::UpstreamKind::Snapservice,
+        }
+    }
+
+    fn tasks_path(self) -> &'static str {
+        match self {
+            Flavor::Cis => vsphere::TASKS_PATH,
+            Flavor::Snapservice => snapservice::TASKS_PATH,
+        }
+    }
+}
+
+/// The task adapter of vCenter and the snapshot service.
+pub struct VapiTasks {
+    session: Arc<Session>,
+    flavor: Flavor,
+}
+
+impl VapiTasks {
+    pub fn new(session: Arc<Session>, flavor: Flavor) -> Self {
+        Self { session, flavor }
+    }
+
+    fn upstream(&self) -> &str {
+        self.session.http().upstream()
+    }
+
+    fn failed(&self, reply: &Reply) -> UpstreamError {
+        let e = parse_error(self.upstream(), reply);
+        self.session.http().record_error(&e);
+        e
+    }
+
+    async fn get_task(&self, id: &str) -> GwResult<proto::Task> {
+        let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
+        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        let body = json_body(self.upstream(), &reply, "task")?;
+        Ok(task_from_info(
+            self.upstream(),
+            self.flavor.kind(),
+            id,
+            body,
+            reply.status,
+        )?)
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> GwResult<Vec<proto::Task>> {
+        if filter.task_ids.is_empty() && filter.services.is_empty() {
+            return Err(GatewayError::invalid(
+                "INVALID_FILTER",
+                "filter",
+                format!(
+                    "{} lists tasks only by task ids or services: set filter.task_ids or filter.services",
+                    self.flavor.kind().as_str_name()
+                ),
+            ));
+        }
+        let mut statuses: Vec<&str> = filter.states().flat_map(statuses_for).copied().collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        // The upstream takes at most LIST_LIMIT ids per call; more are asked in chunks.
+        let chunks: Vec<&[String]> = if filter.task_ids.is_empty() {
+            vec![&[]]
+        } else {
+            filter.task_ids.chunks(LIST_LIMIT).collect()
+        };
+        let mut tasks = Vec::new();
+        for ids in chunks {
+            let reply = match self.flavor {
+                Flavor::Cis => vsphere::list_call(&self.session, ids, filter, &statuses).await?,
+                Flavor::Snapservice => {
+                    snapservice::list_call(&self.session, ids, filter, &statuses).await?
+                }
+            };
+            if !reply.is_success() {
+                return Err(too_many_matches(self.failed(&reply)));
+            }
+            let body = json_body(self.upstream(), &reply, "task list")?;
+            let items = match self.flavor {
+                Flavor::Cis => vsphere::list_items(self.upstream(), &reply, body)?,
+                Flavor::Snapservice => snapservice::list_items(self.upstream(), &reply, body)?,
+            };
+            for (id, info) in items {
+                tasks.push(task_from_info(
+                    self.upstream(),
+                    self.flavor.kind(),
+                    &id,
+                    info,
+                    reply.status,
+                )?);
+            }
+        }
+        Ok(tasks)
+    }
+
+    async fn cancel_task(&self, id: &str) -> GwResult<()> {
+        if self.flavor == Flavor::Snapservice {
+            return Err(GatewayError::Unimplemented {
+                reason: "NOT_SUPPORTED_BY_UPSTREAM",
+                message: format!(
+                    "upstream '{}' is of kind UPSTREAM_KIND_SNAPSERVICE which has no cancel operation",
+                    self.upstream()
+                ),
+                upstream: Some(self.upstream().to_string()),
+            });
+        }
+        let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
+        let reply = self
+            .session
+            .send(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
+            .await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        Ok(())
+    }
+}
+
+/// vAPI answers RESOURCE_INACCESSIBLE when a list matches more than 1000 tasks.
+fn too_many_matches(e: UpstreamError) -> GatewayError {
+    if e.reason() == Some("RESOURCE_INACCESSIBLE") {
+        GatewayError::FailedPrecondition {
+            reason: "TOO_MANY_MATCHES",
+            message: format!(
+                "upstream '{}' refused the list: more than {LIST_LIMIT} tasks match; narrow the filter (task_ids, services, operations, states, users)",
+                e.upstream
+            ),
+            upstream: Some(e.upstream),
+        }
+    } else {
+        e.into()
+    }
+}
+
+impl TaskSource for VapiTasks {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
+        self.get_task(id).boxed()
+    }
+
+    fn list<'a>(&'a self, filter: &'a TaskFilter) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
+        self.list_tasks(filter).boxed()
+    }
+
+    fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<()>> {
+        self.cancel_task(id).boxed()
+    }
+
+    fn supports_cancel(&self) -> bool {
+        self.flavor == Flavor::Cis
+    }
+
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
+        async move {
+            let filter = TaskFilter {
+                task_ids: ids.to_vec(),
+                ..Default::default()
+            };
+            self.list_tasks(&filter).await
+        }
+        .boxed()
+    }
+
+    fn batch_limit(&self) -> usize {
+        LIST_LIMIT
+    }
+}
 
 /// The session header of vAPI endpoints.
 pub const SESSION_HEADER: &str = "vmware-api-session-id";
@@ -29,6 +220,7 @@ pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, path: &str) -> Sessi
         token_source: TokenSource::JsonStringBody,
         auth_header: SESSION_HEADER,
         auth_prefix: "",
+        login_headers: vec![],
         extra_headers: vec![],
         logout: Some((Method::DELETE, path.to_string())),
         refresh_token: None,

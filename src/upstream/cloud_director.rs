@@ -1,0 +1,639 @@
+//! VMware Cloud Director tasks: login through `/cloudapi/1.0.0/sessions[/provider]` (or an
+//! API token at the OAuth endpoint), the versioned `Accept` header, `GET /api/task/{uuid}`,
+//! `POST /api/task/{uuid}/action/cancel`, and listing through the query service
+//! (`/api/query?type=task|adminTask`, the gateway's filter as FIQL, the upstream's pages
+//! walked with its own `page`/`pageSize`).
+
+use std::sync::Arc;
+
+use futures_util::{FutureExt, future::BoxFuture};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::{
+    TaskSource,
+    http::{HttpClient, Reply, path_segment},
+    json::{timestamp_field, to_struct, to_value},
+    session::{LoginFlow, Session, TokenSource, unnamed_error},
+};
+use crate::{
+    api::names::{resource_name, upstream_name},
+    config::UpstreamConfig,
+    error::{GatewayError, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    proto::{self, TaskFilter, TaskState},
+};
+
+const URN_PREFIX: &str = "urn:vcloud:task:";
+/// The query service's largest page (documented for cloudapi; assumed for the legacy query).
+const QUERY_PAGE_SIZE: usize = 128;
+/// The most tasks one list may gather, as for vSphere: beyond it the filter must narrow.
+const LIST_LIMIT: usize = 1000;
+
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
+    let version = &cfg.api_version;
+    let org = cfg.org.clone().unwrap_or_else(|| "System".into());
+    let (login_path, token_source, refresh_token) = if !cfg.api_token.is_empty() {
+        let path = if cfg.provider {
+            "/oauth/provider/token".to_string()
+        } else {
+            format!("/oauth/tenant/{}/token", path_segment(&org))
+        };
+        (
+            path,
+            TokenSource::OAuthAccessToken,
+            Some(cfg.api_token.clone()),
+        )
+    } else {
+        let path = if cfg.provider {
+            "/cloudapi/1.0.0/sessions/provider"
+        } else {
+            "/cloudapi/1.0.0/sessions"
+        };
+        (
+            path.to_string(),
+            TokenSource::Header("X-VMWARE-VCLOUD-ACCESS-TOKEN"),
+            None,
+        )
+    };
+    let user = cfg.username.clone().unwrap_or_default();
+    let user = if user.contains('@') {
+        user
+    } else {
+        format!("{user}@{org}")
+    };
+    let flow = LoginFlow {
+        login_path,
+        token_source,
+        auth_header: "Authorization",
+        auth_prefix: "Bearer ",
+        login_headers: vec![("Accept", format!("application/json;version={version}"))],
+        extra_headers: vec![("Accept", format!("application/*+json;version={version}"))],
+        // The cloudapi logout path is not confirmed by the reference; this is the documented
+        // "current session" resource.
+        logout: Some((Method::DELETE, "/cloudapi/1.0.0/sessions/current".into())),
+        refresh_token,
+        parse_error,
+    };
+    Session::new(http, flow, user, cfg.password.clone())
+}
+
+/// The Cloud Director error object (legacy `/api` and cloudapi share these fields).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VcdError {
+    #[serde(default)]
+    minor_error_code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
+    let Some(err) = serde_json::from_slice::<VcdError>(&reply.body)
+        .ok()
+        .filter(|e| e.minor_error_code.is_some())
+    else {
+        return unnamed_error(upstream, reply);
+    };
+    let mut e = UpstreamError::new(
+        upstream,
+        Some(reply.status),
+        UpstreamFailure::Api {
+            reason: err.minor_error_code,
+            messages: err
+                .message
+                .map(|m| UpstreamMessage {
+                    id: String::new(),
+                    default_message: m,
+                    localized: None,
+                })
+                .into_iter()
+                .collect(),
+            excerpt: None,
+        },
+    );
+    e.retry_after = reply.retry_after();
+    e
+}
+
+pub fn state_of(status: &str) -> TaskState {
+    match status {
+        "queued" | "preRunning" => TaskState::Queued,
+        "running" | "postRunning" => TaskState::Running,
+        "success" => TaskState::Succeeded,
+        "error" => TaskState::Failed,
+        "aborted" | "canceled" => TaskState::Cancelled,
+        _ => TaskState::Unspecified,
+    }
+}
+
+fn statuses_for(state: TaskState) -> &'static [&'static str] {
+    match state {
+        TaskState::Queued => &["queued", "preRunning"],
+        TaskState::Running => &["running", "postRunning"],
+        TaskState::Succeeded => &["success"],
+        TaskState::Failed => &["error"],
+        TaskState::Cancelled => &["aborted", "canceled"],
+        TaskState::Blocked | TaskState::Unspecified => &[],
+    }
+}
+
+/// `urn:vcloud:task:{uuid}` or a bare uuid → the bare uuid.
+pub fn bare_id(id: &str) -> &str {
+    id.strip_prefix(URN_PREFIX).unwrap_or(id)
+}
+
+fn str_field<'a>(o: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a str> {
+    o.get(key)?.as_str().filter(|s| !s.is_empty())
+}
+
+/// `application/vnd.vmware.vcloud.vApp+xml` → `vApp`.
+fn short_type(media: &str) -> String {
+    media
+        .rsplit('.')
+        .next()
+        .and_then(|t| t.split('+').next())
+        .filter(|t| !t.is_empty() && media.contains("vnd."))
+        .unwrap_or(media)
+        .to_string()
+}
+
+fn reference_name(o: &serde_json::Map<String, Json>, key: &str) -> String {
+    o.get(key)
+        .and_then(Json::as_object)
+        .and_then(|r| str_field(r, "name"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn times(
+    o: &serde_json::Map<String, Json>,
+    keys: [&str; 3],
+) -> std::result::Result<[Option<prost_types::Timestamp>; 3], String> {
+    Ok([
+        timestamp_field(keys[0], str_field(o, keys[0]))?,
+        timestamp_field(keys[1], str_field(o, keys[1]))?,
+        timestamp_field(keys[2], str_field(o, keys[2]))?,
+    ])
+}
+
+fn progress(o: &serde_json::Map<String, Json>) -> Option<proto::TaskProgress> {
+    let p = o.get("progress")?.as_i64()?.clamp(0, 100);
+    Some(proto::TaskProgress {
+        total: 100,
+        completed: p,
+        percent: p as i32,
+        message: None,
+    })
+}
+
+/// A Cloud Director `TaskType` as a `Task` (kept whole in `upstream_payload`).
+fn task_from_json(
+    upstream: &str,
+    raw: &Json,
+    http_status: u16,
+) -> std::result::Result<proto::Task, UpstreamError> {
+    let bad = |p: String| {
+        UpstreamError::bad_response(
+            upstream,
+            http_status,
+            format!("task: {p}"),
+            raw.to_string().as_bytes(),
+        )
+    };
+    let o = raw
+        .as_object()
+        .ok_or_else(|| bad("is not a JSON object".into()))?;
+    let id = str_field(o, "id")
+        .map(bare_id)
+        .or_else(|| str_field(o, "href").and_then(|h| h.rsplit('/').next()))
+        .ok_or_else(|| bad("has neither id nor href".into()))?
+        .to_string();
+    let status = str_field(o, "status")
+        .ok_or_else(|| bad("has no status".into()))?
+        .to_string();
+    let state = state_of(&status);
+    let [start_time, end_time, expiry_time] =
+        times(o, ["startTime", "endTime", "expiryTime"]).map_err(bad)?;
+    let cancelable = o.get("link").and_then(Json::as_array).is_some_and(|links| {
+        links
+            .iter()
+            .any(|l| l.get("rel").and_then(Json::as_str) == Some("task:cancel"))
+    });
+    let target = o
+        .get("owner")
+        .and_then(Json::as_object)
+        .map(|r| proto::TaskTarget {
+            r#type: str_field(r, "type").map(short_type).unwrap_or_default(),
+            id: str_field(r, "id").unwrap_or_default().to_string(),
+            name: str_field(r, "name").unwrap_or_default().to_string(),
+        });
+    let error = o.get("error").and_then(Json::as_object).map(|e| {
+        let message = str_field(e, "message").unwrap_or_default().to_string();
+        proto::TaskError {
+            r#type: str_field(e, "minorErrorCode")
+                .unwrap_or_default()
+                .to_string(),
+            messages: vec![proto::LocalizableMessage {
+                default_message: message.clone(),
+                ..Default::default()
+            }],
+            message,
+            http_code: e
+                .get("majorErrorCode")
+                .and_then(Json::as_i64)
+                .unwrap_or_default() as i32,
+        }
+    });
+    let vcenter_tasks = o
+        .get("vcTaskList")
+        .and_then(|l| l.get("vcTask"))
+        .and_then(Json::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Json::as_object)
+                .map(|t| proto::VcenterTaskRef {
+                    id: ["id", "moref", "value"]
+                        .iter()
+                        .find_map(|k| str_field(t, k))
+                        .unwrap_or_default()
+                        .to_string(),
+                    name: str_field(t, "name").unwrap_or_default().to_string(),
+                    status: str_field(t, "status").unwrap_or_default().to_string(),
+                    vcenter: ["vcenter", "vcName", "vc"]
+                        .iter()
+                        .find_map(|k| str_field(t, k))
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let subtasks = match o
+        .get("tasks")
+        .and_then(|t| t.get("task"))
+        .and_then(Json::as_array)
+    {
+        Some(items) => items
+            .iter()
+            .map(|t| task_from_json(upstream, t, http_status))
+            .collect::<std::result::Result<_, _>>()?,
+        None => vec![],
+    };
+    Ok(proto::Task {
+        name: resource_name(upstream, "tasks", &id),
+        upstream: upstream_name(upstream),
+        kind: proto::UpstreamKind::CloudDirector as i32,
+        id,
+        state: state as i32,
+        done: matches!(
+            state,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        ),
+        upstream_status: status,
+        progress: progress(o),
+        description: str_field(o, "description").map(|d| proto::LocalizableMessage {
+            default_message: d.to_string(),
+            ..Default::default()
+        }),
+        service: str_field(o, "serviceNamespace")
+            .unwrap_or_default()
+            .to_string(),
+        operation: str_field(o, "operation").unwrap_or_default().to_string(),
+        operation_name: str_field(o, "operationName")
+            .unwrap_or_default()
+            .to_string(),
+        parent: String::new(),
+        target,
+        cancelable,
+        cancel_requested: o
+            .get("cancelRequested")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
+        start_time,
+        end_time,
+        expiry_time,
+        user: reference_name(o, "user"),
+        organization: reference_name(o, "organization"),
+        details: str_field(o, "details").unwrap_or_default().to_string(),
+        vcenter_tasks,
+        subtasks,
+        error,
+        result: o.get("result").filter(|r| !r.is_null()).map(to_value),
+        upstream_payload: Some(to_struct(o)),
+    })
+}
+
+/// A query-service task record (`QueryResultTaskRecordType`) as a `Task`: fewer fields than
+/// `GET /api/task` gives (no error detail, no links), the record kept in `upstream_payload`.
+fn task_from_record(
+    upstream: &str,
+    raw: &Json,
+    http_status: u16,
+) -> std::result::Result<proto::Task, UpstreamError> {
+    let bad = |p: String| {
+        UpstreamError::bad_response(
+            upstream,
+            http_status,
+            format!("task record: {p}"),
+            raw.to_string().as_bytes(),
+        )
+    };
+    let o = raw
+        .as_object()
+        .ok_or_else(|| bad("is not a JSON object".into()))?;
+    let id = str_field(o, "href")
+        .and_then(|h| h.rsplit('/').next())
+        .or_else(|| str_field(o, "id").map(bare_id))
+        .ok_or_else(|| bad("has neither href nor id".into()))?
+        .to_string();
+    let status = str_field(o, "status")
+        .ok_or_else(|| bad("has no status".into()))?
+        .to_string();
+    let state = state_of(&status);
+    let [start_time, end_time, _] = times(o, ["startDate", "endDate", "_"]).map_err(bad)?;
+    Ok(proto::Task {
+        name: resource_name(upstream, "tasks", &id),
+        upstream: upstream_name(upstream),
+        kind: proto::UpstreamKind::CloudDirector as i32,
+        id,
+        state: state as i32,
+        done: matches!(
+            state,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        ),
+        upstream_status: status,
+        progress: progress(o),
+        service: str_field(o, "serviceNamespace")
+            .unwrap_or_default()
+            .to_string(),
+        operation: str_field(o, "operationFull")
+            .unwrap_or_default()
+            .to_string(),
+        operation_name: str_field(o, "name").unwrap_or_default().to_string(),
+        target: str_field(o, "object").map(|obj| proto::TaskTarget {
+            r#type: str_field(o, "objectType").unwrap_or_default().to_string(),
+            id: obj.to_string(),
+            name: str_field(o, "objectName").unwrap_or_default().to_string(),
+        }),
+        start_time,
+        end_time,
+        organization: str_field(o, "orgName").unwrap_or_default().to_string(),
+        details: str_field(o, "message").unwrap_or_default().to_string(),
+        upstream_payload: Some(to_struct(o)),
+        ..Default::default()
+    })
+}
+
+/// The gateway's filter as a FIQL expression (`;` = and, `,` = or).
+fn fiql(filter: &TaskFilter, upstream: &str) -> Result<Option<String>> {
+    if !filter.users.is_empty() {
+        return Err(GatewayError::invalid(
+            "INVALID_FILTER",
+            "filter.users",
+            format!(
+                "upstream '{upstream}' (Cloud Director) cannot filter tasks by user in its query service"
+            ),
+        ));
+    }
+    let any_of = |key: &str, values: Vec<String>| -> Option<String> {
+        (!values.is_empty()).then(|| {
+            let terms: Vec<String> = values
+                .iter()
+                .map(|v| format!("{key}=={}", fiql_escape(v)))
+                .collect();
+            format!("({})", terms.join(","))
+        })
+    };
+    let states: Vec<String> = filter
+        .states()
+        .flat_map(statuses_for)
+        .map(|s| s.to_string())
+        .collect();
+    let parts: Vec<String> = [
+        any_of(
+            "id",
+            filter
+                .task_ids
+                .iter()
+                .map(|i| format!("{URN_PREFIX}{}", bare_id(i)))
+                .collect(),
+        ),
+        any_of("serviceNamespace", filter.services.clone()),
+        any_of("name", filter.operations.clone()),
+        any_of("status", states),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok((!parts.is_empty()).then(|| parts.join(";")))
+}
+
+/// FIQL reserves `,;()=` and friends: escape them with `\` as the query service expects.
+fn fiql_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(
+            c,
+            ',' | ';' | '(' | ')' | '=' | '!' | '<' | '>' | '\\' | '"' | '\''
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct QueryPage {
+    #[serde(default)]
+    record: Vec<Json>,
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+pub struct CloudDirector {
+    session: Arc<Session>,
+    provider: bool,
+}
+
+impl CloudDirector {
+    pub fn new(session: Arc<Session>, cfg: &UpstreamConfig) -> Self {
+        Self {
+            session,
+            provider: cfg.provider,
+        }
+    }
+
+    fn upstream(&self) -> &str {
+        self.session.http().upstream()
+    }
+
+    fn failed(&self, reply: &Reply) -> UpstreamError {
+        let e = parse_error(self.upstream(), reply);
+        self.session.http().record_error(&e);
+        e
+    }
+
+    fn body(&self, reply: &Reply) -> std::result::Result<Json, UpstreamError> {
+        serde_json::from_slice(&reply.body).map_err(|e| {
+            UpstreamError::bad_response(
+                self.upstream(),
+                reply.status,
+                format!("not JSON ({e})"),
+                &reply.body,
+            )
+        })
+    }
+
+    async fn get_task(&self, id: &str) -> Result<proto::Task> {
+        let path = format!("/api/task/{}", path_segment(bare_id(id)));
+        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        Ok(task_from_json(
+            self.upstream(),
+            &self.body(&reply)?,
+            reply.status,
+        )?)
+    }
+
+    async fn cancel_task(&self, id: &str) -> Result<()> {
+        let path = format!("/api/task/{}/action/cancel", path_segment(bare_id(id)));
+        let reply = self.session.send(Method::POST, &path, |rb| rb).await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        Ok(())
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<proto::Task>> {
+        let fiql = fiql(filter, self.upstream())?;
+        let kind = if self.provider { "adminTask" } else { "task" };
+        let mut tasks = Vec::new();
+        for page in 1.. {
+            let page_s = page.to_string();
+            let size_s = QUERY_PAGE_SIZE.to_string();
+            let mut query = vec![
+                ("type", kind),
+                ("format", "records"),
+                ("page", page_s.as_str()),
+                ("pageSize", size_s.as_str()),
+                ("sortDesc", "startDate"),
+            ];
+            if let Some(f) = &fiql {
+                query.push(("filter", f.as_str()));
+            }
+            let reply = self
+                .session
+                .send(Method::GET, "/api/query", |rb| rb.query(&query))
+                .await?;
+            if !reply.is_success() {
+                return Err(self.failed(&reply).into());
+            }
+            let body: QueryPage = serde_json::from_value(self.body(&reply)?).map_err(|e| {
+                UpstreamError::bad_response(
+                    self.upstream(),
+                    reply.status,
+                    format!("query result: {e}"),
+                    &reply.body,
+                )
+            })?;
+            if body.total.is_some_and(|t| t as usize > LIST_LIMIT)
+                || tasks.len() + body.record.len() > LIST_LIMIT
+            {
+                return Err(GatewayError::FailedPrecondition {
+                    reason: "TOO_MANY_MATCHES",
+                    message: format!(
+                        "upstream '{}' has more than {LIST_LIMIT} matching tasks; narrow the filter (task_ids, services, operations, states)",
+                        self.upstream()
+                    ),
+                    upstream: Some(self.upstream().to_string()),
+                });
+            }
+            let n = body.record.len();
+            for r in &body.record {
+                tasks.push(task_from_record(self.upstream(), r, reply.status)?);
+            }
+            let seen = (page - 1) * QUERY_PAGE_SIZE + n;
+            if n < QUERY_PAGE_SIZE || body.total.is_some_and(|t| seen as u64 >= t) {
+                break;
+            }
+        }
+        Ok(tasks)
+    }
+}
+
+impl TaskSource for CloudDirector {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Task>> {
+        self.get_task(id).boxed()
+    }
+
+    fn list<'a>(&'a self, filter: &'a TaskFilter) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        self.list_tasks(filter).boxed()
+    }
+
+    fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.cancel_task(id).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_director_statuses_map_to_states() {
+        assert_eq!(state_of("preRunning"), TaskState::Queued);
+        assert_eq!(state_of("postRunning"), TaskState::Running);
+        assert_eq!(state_of("aborted"), TaskState::Cancelled);
+        assert_eq!(state_of("canceled"), TaskState::Cancelled);
+        assert_eq!(state_of("error"), TaskState::Failed);
+        assert_eq!(state_of("brandNew"), TaskState::Unspecified);
+    }
+
+    #[test]
+    fn task_json_converts_with_lenient_offsets_links_and_nested_tasks() {
+        let raw = serde_json::json!({
+            "otherAttributes": {}, "href": "https://vcd/api/task/3c2b", "id": "urn:vcloud:task:3c2b",
+            "status": "running", "operation": "Starting web-01", "operationName": "vappDeploy",
+            "serviceNamespace": "com.vmware.vcloud", "startTime": "2024-03-06T14:11:57.473+0200",
+            "endTime": null, "cancelRequested": false, "progress": 35, "details": "",
+            "link": [{"rel": "task:cancel", "href": "https://vcd/api/task/3c2b/action/cancel"}],
+            "owner": {"type": "application/vnd.vmware.vcloud.vApp+xml", "id": "urn:vcloud:vapp:77", "name": "web-01"},
+            "user": {"name": "svc"}, "organization": {"name": "acme"},
+            "error": null, "tasks": {"task": [{"id": "urn:vcloud:task:child", "status": "success"}]},
+            "vcTaskList": {"vcTask": []}
+        });
+        let t = task_from_json("vcd1", &raw, 200).unwrap();
+        assert_eq!(t.name, "upstreams/vcd1/tasks/3c2b");
+        assert_eq!(t.state(), TaskState::Running);
+        assert!(t.cancelable);
+        assert_eq!(t.progress.unwrap().percent, 35);
+        assert_eq!(t.target.unwrap().r#type, "vApp");
+        assert_eq!(t.organization, "acme");
+        assert_eq!(t.subtasks.len(), 1);
+        assert_eq!(t.start_time.unwrap().seconds, 1709727117);
+    }
+
+    #[test]
+    fn filters_become_fiql_and_users_are_refused() {
+        let f = TaskFilter {
+            services: vec!["com.vmware.vcloud".into()],
+            states: vec![TaskState::Queued as i32],
+            ..Default::default()
+        };
+        assert_eq!(
+            fiql(&f, "vcd1").unwrap().unwrap(),
+            "(serviceNamespace==com.vmware.vcloud);(status==queued,status==preRunning)"
+        );
+        let users = TaskFilter {
+            users: vec!["bob".into()],
+            ..Default::default()
+        };
+        assert!(fiql(&users, "vcd1").is_err());
+        assert_eq!(fiql_escape("a,b;c"), "a\\,b\\;c");
+    }
+}

@@ -1,0 +1,315 @@
+//! Script Runtime Service runspaces (`/api/runspaces`): login through `/api/auth/login`
+//! (`X-SRS-API-KEY`), create (202, state `creating`), get, list (no upstream paging) and
+//! delete, with the SRS `ErrorDetails` body in errors.
+
+use std::sync::Arc;
+
+use futures_util::{FutureExt, future::BoxFuture};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::{
+    RunspaceSource,
+    http::{HttpClient, Reply, path_segment},
+    json::timestamp_field,
+    session::{LoginFlow, Session, TokenSource, unnamed_error},
+};
+use crate::{
+    api::names::resource_name,
+    config::UpstreamConfig,
+    error::{Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    proto::{self, RunspaceState},
+};
+
+const KEY_HEADER: &str = "X-SRS-API-KEY";
+const RUNSPACES: &str = "/api/runspaces";
+/// SRS code for "runspace not found" (GET answers it with 404).
+const NOT_FOUND_CODE: i64 = 2030;
+/// SRS code for a failed delete, which the server also answers for unknown ids.
+const DELETE_FAILED_CODE: i64 = 2040;
+
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
+    let flow = LoginFlow {
+        login_path: "/api/auth/login".into(),
+        token_source: TokenSource::Header(KEY_HEADER),
+        auth_header: KEY_HEADER,
+        auth_prefix: "",
+        login_headers: vec![],
+        extra_headers: vec![],
+        logout: Some((Method::POST, "/api/auth/logout".into())),
+        refresh_token: None,
+        parse_error,
+    };
+    Session::new(
+        http,
+        flow,
+        cfg.username.clone().unwrap_or_default(),
+        cfg.password.clone(),
+    )
+}
+
+/// SRS `ErrorDetails`: `{"code", "error_message", "details"}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorDetails {
+    code: Option<i64>,
+    #[serde(default)]
+    error_message: String,
+    #[serde(default)]
+    details: Option<String>,
+}
+
+/// A non-2xx SRS answer; the reason is `SRS_<code>`. 401s usually come with no body.
+pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
+    let Some(err) = serde_json::from_slice::<ErrorDetails>(&reply.body)
+        .ok()
+        .filter(|e| e.code.is_some())
+    else {
+        return unnamed_error(upstream, reply);
+    };
+    let mut messages = vec![UpstreamMessage {
+        id: String::new(),
+        default_message: err.error_message,
+        localized: None,
+    }];
+    if let Some(d) = err.details.filter(|d| !d.is_empty()) {
+        messages.push(UpstreamMessage {
+            id: String::new(),
+            default_message: crate::error::clip(&d),
+            localized: None,
+        });
+    }
+    let mut e = UpstreamError::new(
+        upstream,
+        Some(reply.status),
+        UpstreamFailure::Api {
+            reason: err.code.map(|c| format!("SRS_{c}")),
+            messages,
+            excerpt: None,
+        },
+    );
+    e.retry_after = reply.retry_after();
+    e
+}
+
+#[derive(Debug, Deserialize)]
+struct Runspace {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error_details: Option<ErrorDetails>,
+    #[serde(default)]
+    run_vc_connection_script: Option<bool>,
+    #[serde(default)]
+    vc_connection_script_id: Option<String>,
+    #[serde(default)]
+    creation_time: Option<String>,
+}
+
+pub fn state_of(s: &str) -> RunspaceState {
+    match s {
+        "creating" => RunspaceState::Creating,
+        "ready" => RunspaceState::Ready,
+        "active" => RunspaceState::Active,
+        "error" => RunspaceState::Error,
+        _ => RunspaceState::Unspecified,
+    }
+}
+
+fn convert(
+    upstream: &str,
+    raw: Json,
+    reply: &Reply,
+) -> std::result::Result<proto::Runspace, UpstreamError> {
+    let bad = |p: String| {
+        UpstreamError::bad_response(
+            upstream,
+            reply.status,
+            format!("runspace: {p}"),
+            raw.to_string().as_bytes(),
+        )
+    };
+    let r: Runspace = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    let create_time = timestamp_field("creation_time", r.creation_time.as_deref()).map_err(bad)?;
+    Ok(proto::Runspace {
+        name: resource_name(upstream, "runspaces", &r.id),
+        id: r.id,
+        display_name: r.name.unwrap_or_default(),
+        state: r.state.as_deref().map(state_of).unwrap_or_default() as i32,
+        create_time,
+        error: r.error_details.map(|e| proto::RunspaceError {
+            code: e.code.unwrap_or_default() as i32,
+            message: e.error_message,
+            details: e.details.unwrap_or_default(),
+        }),
+        run_vc_connection_script: r.run_vc_connection_script.unwrap_or(false),
+        vc_connection_script_id: r.vc_connection_script_id.unwrap_or_default(),
+    })
+}
+
+pub struct ScriptRuntime {
+    session: Arc<Session>,
+}
+
+impl ScriptRuntime {
+    pub fn new(session: Arc<Session>) -> Self {
+        Self { session }
+    }
+
+    fn upstream(&self) -> &str {
+        self.session.http().upstream()
+    }
+
+    fn failed(&self, reply: &Reply) -> UpstreamError {
+        let e = parse_error(self.upstream(), reply);
+        self.session.http().record_error(&e);
+        e
+    }
+
+    fn body(&self, reply: &Reply) -> std::result::Result<Json, UpstreamError> {
+        serde_json::from_slice(&reply.body).map_err(|e| {
+            UpstreamError::bad_response(
+                self.upstream(),
+                reply.status,
+                format!("not JSON ({e})"),
+                &reply.body,
+            )
+        })
+    }
+
+    async fn create_runspace(
+        &self,
+        display_name: &str,
+        run_script: bool,
+    ) -> Result<proto::Runspace> {
+        let mut body = json!({"run_vc_connection_script": run_script});
+        if !display_name.is_empty() {
+            body["name"] = json!(display_name);
+        }
+        let reply = self
+            .session
+            .send(Method::POST, RUNSPACES, |rb| rb.json(&body))
+            .await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        Ok(convert(self.upstream(), self.body(&reply)?, &reply)?)
+    }
+
+    async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
+        let path = format!("{RUNSPACES}/{}", path_segment(id));
+        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        Ok(convert(self.upstream(), self.body(&reply)?, &reply)?)
+    }
+
+    async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
+        let reply = self.session.send(Method::GET, RUNSPACES, |rb| rb).await?;
+        if !reply.is_success() {
+            return Err(self.failed(&reply).into());
+        }
+        let Json::Array(items) = self.body(&reply)? else {
+            return Err(UpstreamError::bad_response(
+                self.upstream(),
+                reply.status,
+                "runspace list: expected an array",
+                &reply.body,
+            )
+            .into());
+        };
+        items
+            .into_iter()
+            .map(|r| convert(self.upstream(), r, &reply).map_err(Into::into))
+            .collect()
+    }
+
+    async fn delete_runspace(&self, id: &str) -> Result<()> {
+        let path = format!("{RUNSPACES}/{}", path_segment(id));
+        let reply = self.session.send(Method::DELETE, &path, |rb| rb).await?;
+        if reply.is_success() {
+            return Ok(());
+        }
+        let e = self.failed(&reply);
+        // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)
+        // from a real failure, which stays the error it was.
+        if e.reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {
+            if let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
+            {
+                if get_err.reason() == Some(&format!("SRS_{NOT_FOUND_CODE}"))
+                    || get_err.http_status == Some(404)
+                {
+                    return Err(get_err.into());
+                }
+            }
+        }
+        Err(e.into())
+    }
+}
+
+impl RunspaceSource for ScriptRuntime {
+    fn create<'a>(
+        &'a self,
+        display_name: &'a str,
+        run_vc_connection_script: bool,
+    ) -> BoxFuture<'a, Result<proto::Runspace>> {
+        self.create_runspace(display_name, run_vc_connection_script)
+            .boxed()
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Runspace>> {
+        self.get_runspace(id).boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<proto::Runspace>>> {
+        self.list_runspaces().boxed()
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.delete_runspace(id).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: Default::default(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn srs_error_details_become_srs_reasons() {
+        let e = parse_error(
+            "srs1",
+            &reply(
+                404,
+                r#"{"code":2030,"error_message":"Runspace with id 'x' not found"}"#,
+            ),
+        );
+        assert_eq!(e.reason(), Some("SRS_2030"));
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = parse_error("srs1", &reply(401, ""));
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn runspaces_convert_with_local_offsets_and_omitted_fields() {
+        let raw = serde_json::json!({"id": "a1", "state": "error", "creation_time": "2024-05-02T11:20:31.5123456+03:00",
+            "error_details": {"code": 500, "error_message": "Failed", "details": "System.Exception"}});
+        let r = convert("srs1", raw, &reply(200, "")).unwrap();
+        assert_eq!(r.name, "upstreams/srs1/runspaces/a1");
+        assert_eq!(r.state(), RunspaceState::Error);
+        assert_eq!(r.error.unwrap().code, 500);
+        assert!(r.display_name.is_empty());
+        assert_eq!(r.create_time.unwrap().seconds, 1714638031);
+    }
+}

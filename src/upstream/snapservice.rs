@@ -1,0 +1,69 @@
+//! Snapshot service tasks (`/api/snapservice/tasks`): what differs from vCenter — the login
+//! path, and the list call (`GET` with repeated query keys, answered by
+//! `{"items": [{"task", "info"}]}`). The API has no cancel. The rest is in `vapi`.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::{
+    http::{HttpClient, Reply},
+    session::Session,
+    vapi,
+};
+use crate::{config::UpstreamConfig, error::UpstreamError, proto::TaskFilter};
+
+pub const SESSION_PATH: &str = "/api/snapservice/sessions";
+pub const TASKS_PATH: &str = "/api/snapservice/tasks";
+
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
+    vapi::session(http, cfg, SESSION_PATH)
+}
+
+/// One list call for `ids` (empty = by the other filter fields), each value its own key.
+pub async fn list_call(
+    session: &Session,
+    ids: &[String],
+    filter: &TaskFilter,
+    statuses: &[&str],
+) -> Result<Reply, UpstreamError> {
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    query.extend(ids.iter().map(|v| ("tasks", v.as_str())));
+    query.extend(filter.services.iter().map(|v| ("services", v.as_str())));
+    query.extend(filter.operations.iter().map(|v| ("operations", v.as_str())));
+    query.extend(statuses.iter().map(|v| ("status", *v)));
+    query.extend(filter.users.iter().map(|v| ("users", v.as_str())));
+    session
+        .send(Method::GET, TASKS_PATH, |rb| rb.query(&query))
+        .await
+}
+
+#[derive(Deserialize)]
+struct ListResult {
+    items: Vec<ListItem>,
+}
+
+#[derive(Deserialize)]
+struct ListItem {
+    task: String,
+    info: Json,
+}
+
+/// The list answer: `{"items": [{"task": id, "info": Info}]}`.
+pub fn list_items(
+    upstream: &str,
+    reply: &Reply,
+    body: Json,
+) -> Result<Vec<(String, Json)>, UpstreamError> {
+    let list: ListResult = serde_json::from_value(body).map_err(|e| {
+        UpstreamError::bad_response(
+            upstream,
+            reply.status,
+            format!("task list: {e}"),
+            &reply.body,
+        )
+    })?;
+    Ok(list.items.into_iter().map(|i| (i.task, i.info)).collect())
+}
