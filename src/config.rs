@@ -120,6 +120,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub watch: WatchConfig,
 }
 
 /// The gRPC server.
@@ -144,6 +146,82 @@ impl Default for ServerConfig {
             max_concurrent_streams: 1024,
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
         }
+    }
+}
+
+/// The polling engine behind WatchTask, WaitTask and WatchRunspace.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Fastest a poller polls (and where it restarts after a change).
+    pub min_poll_interval: HumanDuration,
+    /// Slowest a poller polls while nothing changes.
+    pub max_poll_interval: HumanDuration,
+    /// Factor the interval grows by after each poll that saw no change.
+    pub growth: f64,
+    /// Random spread of every interval, as a fraction (0.1 = plus or minus 10 %).
+    pub jitter: f64,
+    /// Longest a WaitTask call waits.
+    pub max_wait: HumanDuration,
+    /// Consecutive transient upstream failures a poller retries before its watchers end.
+    pub retry_budget: u32,
+    /// Most poll requests per second to one upstream; pollers slow down beyond it.
+    pub max_polls_per_second: u32,
+    /// HEARTBEAT interval of a watch that does not set one ("0s" turns it off).
+    pub heartbeat_default: HumanDuration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            min_poll_interval: HumanDuration(Duration::from_millis(500)),
+            max_poll_interval: HumanDuration(Duration::from_secs(10)),
+            growth: 1.5,
+            jitter: 0.1,
+            max_wait: HumanDuration(Duration::from_secs(60)),
+            retry_budget: 5,
+            max_polls_per_second: 50,
+            heartbeat_default: HumanDuration(Duration::from_secs(15)),
+        }
+    }
+}
+
+impl WatchConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_poll_interval.0.is_zero() {
+            return Err(ConfigError::new(
+                "watch.min_poll_interval",
+                "must be more than 0",
+            ));
+        }
+        if self.max_poll_interval.0 < self.min_poll_interval.0 {
+            return Err(ConfigError::new(
+                "watch.max_poll_interval",
+                "must be at least watch.min_poll_interval",
+            ));
+        }
+        if !(self.growth.is_finite() && (1.0..=10.0).contains(&self.growth)) {
+            return Err(ConfigError::new(
+                "watch.growth",
+                format!("{} must be between 1.0 and 10.0", self.growth),
+            ));
+        }
+        if !(self.jitter.is_finite() && (0.0..=0.5).contains(&self.jitter)) {
+            return Err(ConfigError::new(
+                "watch.jitter",
+                format!("{} must be a fraction between 0.0 and 0.5", self.jitter),
+            ));
+        }
+        if self.max_wait.0.is_zero() {
+            return Err(ConfigError::new("watch.max_wait", "must be more than 0"));
+        }
+        if self.max_polls_per_second == 0 {
+            return Err(ConfigError::new(
+                "watch.max_polls_per_second",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -343,6 +421,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.watch.validate()?;
         let mut names = BTreeSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let key = |field: &str| format!("upstreams[{i}].{field}");

@@ -5,32 +5,81 @@ use std::{fmt::Write, net::SocketAddr, path::Path};
 
 use crate::{
     config::{Config, ServerConfig, UpstreamConfig, UpstreamKind},
-    simulator::{self, Simulator},
+    simulator::{self, SimHandle, Simulator},
 };
 
-/// The gateway configuration that serves the simulator's upstreams.
-/// `ca_file` is where the simulator's certificate was written when it serves TLS.
+/// The gateway configuration that serves every simulated upstream, on `listen`.
+/// `ca_file` is where the simulator's certificates were written when it serves TLS.
 pub fn config(sim: &Simulator, listen: SocketAddr, ca_file: Option<&Path>) -> Config {
-    let mut vc1 = UpstreamConfig::new(
-        "vc1",
-        UpstreamKind::Vsphere,
-        &sim.vcenter.url(),
-        sim.vcenter.username(),
-        sim.vcenter.password(),
-    );
-    vc1.ca_file = ca_file.map(Path::to_path_buf);
     Config {
         server: ServerConfig {
             listen,
             ..ServerConfig::default()
         },
-        upstreams: vec![vc1],
+        upstreams: upstreams(sim, ca_file),
+        ..Config::default()
     }
+}
+
+/// One upstream per simulated part: `vc1` (vCenter), `snap1` (snapshot service), `vcd1`
+/// (Cloud Director, org of the simulator) and `srs1` (Script Runtime Service), with the
+/// simulator's demo credentials.
+pub fn upstreams(sim: &Simulator, ca_file: Option<&Path>) -> Vec<UpstreamConfig> {
+    parts(sim)
+        .into_iter()
+        .map(|(name, kind, part)| {
+            let mut u =
+                UpstreamConfig::new(name, kind, &part.url(), part.username(), part.password());
+            u.ca_file = ca_file.map(Path::to_path_buf);
+            if kind == UpstreamKind::CloudDirector {
+                u.org = Some(sim.cloud_director.org().to_string());
+            }
+            u
+        })
+        .collect()
+}
+
+fn parts(sim: &Simulator) -> [(&'static str, UpstreamKind, &SimHandle); 4] {
+    [
+        ("vc1", UpstreamKind::Vsphere, &sim.vcenter),
+        ("snap1", UpstreamKind::Snapservice, &sim.snapservice),
+        ("vcd1", UpstreamKind::CloudDirector, &sim.cloud_director),
+        ("srs1", UpstreamKind::ScriptRuntime, &sim.script_runtime),
+    ]
+}
+
+/// Every simulated upstream's certificate in one PEM bundle, when they serve TLS.
+pub fn ca_bundle(sim: &Simulator) -> Option<String> {
+    let pems: Vec<String> = parts(sim)
+        .iter()
+        .filter_map(|(_, _, p)| p.ca_pem())
+        .collect();
+    (!pems.is_empty()).then(|| pems.concat())
+}
+
+/// What `simulate` prints: each upstream's URL and demo credentials.
+pub fn simulator_listing(sim: &Simulator) -> String {
+    let mut b = String::new();
+    for (name, kind, part) in parts(sim) {
+        let _ = writeln!(
+            b,
+            "{name:<6} {kind:?}: {}  user {}  password {}",
+            part.url(),
+            part.username(),
+            part.password()
+        );
+    }
+    b
 }
 
 /// Copy-paste grpcurl commands that work against a running demo at `addr`.
 pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
     let services = simulator::DEMO_SERVICES
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let snap_services = simulator::SNAP_DEMO_SERVICES
         .iter()
         .map(|s| format!("\"{s}\""))
         .collect::<Vec<_>>()
@@ -61,6 +110,26 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
         ),
         format!(
             "grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/no-such-task\"}}' {addr} vmware.gateway.v1.TaskService/GetTask"
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/snap1\",\"filter\":{{\"services\":[{snap_services}]}}}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"name\":\"upstreams/snap1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/GetTask",
+            simulator::SNAP_DEMO_RUNNING_TASK
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/vcd1\",\"page_size\":5}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"name\":\"upstreams/vcd1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
+            simulator::VCD_DEMO_CANCELABLE_TASK
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/srs1\",\"runspace\":{{\"display_name\":\"demo\"}},\"request_id\":\"demo-1\"}}' {addr} vmware.gateway.v1.RunspaceService/CreateRunspace"
+        ),
+        format!(
+            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/srs1\"}}' {addr} vmware.gateway.v1.RunspaceService/ListRunspaces"
         ),
     ];
     for c in cmds {

@@ -12,3 +12,4 @@ pub mod proto;
 pub mod server;
 pub mod simulator;
 pub mod upstream;
+pub mod watch;

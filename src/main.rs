@@ -75,11 +75,11 @@ async fn main() -> Result<()> {
             })
             .await
             .context("starting the simulator")?;
-            let ca = match sim.vcenter.ca_pem() {
+            let ca = match demo::ca_bundle(&sim) {
                 Some(pem) => {
                     let path = std::env::temp_dir()
                         .join(format!("vmwgw-demo-ca-{}.pem", std::process::id()));
-                    std::fs::write(&path, pem).context("writing the simulator's certificate")?;
+                    std::fs::write(&path, pem).context("writing the simulator's certificates")?;
                     Some(path)
                 }
                 None => None,
@@ -95,21 +95,15 @@ async fn main() -> Result<()> {
             }
         }
         Command::Simulate { tls } => {
-            let opts = SimOptions {
+            let sim = Simulator::start(SimOptions {
                 tls,
                 ..SimOptions::default()
-            };
-            let sim = Simulator::start(opts.clone())
-                .await
-                .context("starting the simulator")?;
-            println!(
-                "vCenter (CIS tasks): {}/api  user {}  password {}",
-                sim.vcenter.url(),
-                opts.username,
-                opts.password
-            );
-            if let Some(pem) = sim.vcenter.ca_pem() {
-                println!("\nself-signed certificate (trust it with ca_file):\n{pem}");
+            })
+            .await
+            .context("starting the simulator")?;
+            print!("{}", demo::simulator_listing(&sim));
+            if let Some(pem) = demo::ca_bundle(&sim) {
+                println!("\nself-signed certificates (trust them with ca_file):\n{pem}");
             }
             println!("Ctrl-C stops the simulator.");
             stop_signal().await;

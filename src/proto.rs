@@ -7,3 +7,8 @@ tonic::include_proto!("vmware.gateway.v1");
 /// Encoded `FileDescriptorSet` of the v1 contract (with imports and comments), for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of the `google.rpc` error details this gateway sends, so that
+/// reflection clients (grpcurl) can decode error details.
+pub const RPC_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/rpc_descriptor.bin"));

@@ -20,6 +20,7 @@ use crate::{
         task_service_server::TaskServiceServer, upstream_service_server::UpstreamServiceServer,
     },
     upstream::Registry,
+    watch::WatchEngine,
 };
 
 /// Why the server could not run.
@@ -76,23 +77,34 @@ pub async fn serve_on(
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(proto::RPC_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = cfg.server.max_message_bytes;
-    let tasks = TaskServiceServer::new(TaskApi::new(registry.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let runspaces = RunspaceServiceServer::new(RunspaceApi::new(registry.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    // Created before the services so open watches can end when shutdown starts.
+    let (stopping_tx, mut stopping) = watch::channel(false);
+    let engine = Arc::new(WatchEngine::new(&cfg.watch));
+    let tasks = TaskServiceServer::new(TaskApi::new(
+        registry.clone(),
+        engine.clone(),
+        stopping.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let runspaces = RunspaceServiceServer::new(RunspaceApi::new(
+        registry.clone(),
+        engine.clone(),
+        stopping.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let upstreams = UpstreamServiceServer::new(UpstreamApi::new(registry.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
-    let (stopping_tx, mut stopping) = watch::channel(false);
     let health_on_stop = health.clone();
     let shutdown = async move {
         signal.await;

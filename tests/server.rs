@@ -12,10 +12,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use vmware_grpc_gateway::{
-    proto::{
-        GetTaskRequest, GetUpstreamRequest, ListUpstreamsRequest, SessionState, UpstreamKind,
-        WaitTaskRequest, WatchTaskRequest,
-    },
+    proto::{GetTaskRequest, GetUpstreamRequest, ListUpstreamsRequest, SessionState, UpstreamKind},
     simulator::Fault,
 };
 
@@ -252,31 +249,6 @@ async fn list_upstreams_pages_by_name() {
         .into_inner();
     assert_eq!(second.upstreams.len(), 1);
     assert!(second.next_page_token.is_empty());
-}
-
-#[tokio::test]
-async fn rpcs_of_later_versions_say_so_with_error_info() {
-    let env = Env::start().await;
-    let name = task_name("t-1");
-    let err = env
-        .tasks()
-        .watch_task(WatchTaskRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unimplemented, "NOT_IMPLEMENTED");
-    assert!(err.message().contains("WatchTask"));
-    let err = env
-        .tasks()
-        .wait_task(WaitTaskRequest {
-            name,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unimplemented, "NOT_IMPLEMENTED");
 }
 
 #[tokio::test]

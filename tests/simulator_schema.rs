@@ -1,6 +1,10 @@
-//! The simulated vCenter's JSON, validated against the vendor OpenAPI subset spec
-//! (`shared/upstream/specs/vsphere-cis-tasks-session.subset.openapi.json`) and the per-status
-//! field rules of `UPSTREAM_APIS.md` 2.5, over real HTTP with reqwest.
+//! The simulated upstreams' JSON, validated over real HTTP with reqwest against the vendor
+//! OpenAPI documents in `shared/upstream/specs/`: vCenter against
+//! `vsphere-cis-tasks-session.subset.openapi.json`, the snapshot service against
+//! `snapservice-tasks-sessions.subset.openapi.json` (both also against the per-status field
+//! rules of `UPSTREAM_APIS.md` 2.5), and the Script Runtime Service against
+//! `srs-apigateway-openapi.json`. Cloud Director has no spec; its unit tests live in
+//! `src/simulator/cloud_director.rs`.
 
 #[path = "support/openapi.rs"]
 mod openapi;
@@ -9,16 +13,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use vmware_grpc_gateway::simulator::script_runtime::{
+    API_KEY_HEADER as SRS_API_KEY_HEADER, ROUTE_RUNSPACE_CREATE as SRS_ROUTE_RUNSPACE_CREATE,
+};
+use vmware_grpc_gateway::simulator::snapservice::{
+    ROUTE_OTHER as SNAP_ROUTE_OTHER, ROUTE_TASK_GET as SNAP_ROUTE_TASK_GET,
+    SESSION_HEADER as SNAP_SESSION_HEADER, SNAP_DEMO_BLOCKED_TASK, SNAP_DEMO_FAILED_TASK,
+    SNAP_DEMO_PENDING_TASK, SNAP_DEMO_SUCCEEDED_TASK,
+};
 use vmware_grpc_gateway::simulator::vcenter::{
     DEMO_BLOCKED_TASK, DEMO_FAILED_TASK, DEMO_PENDING_TASK, DEMO_SUCCEEDED_TASK,
     ROUTE_SESSION_CREATE, ROUTE_TASK_GET, ROUTE_TASK_LIST, SESSION_HEADER,
 };
 use vmware_grpc_gateway::simulator::{
-    DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, Fault, Phase, SimClock, SimOptions,
+    DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, Fault, Phase, SNAP_DEMO_RUNNING_TASK,
+    SNAP_DEMO_SERVICES, SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, SimClock, SimOptions,
     Simulator, Step, TaskSpec,
 };
 
 const SPEC_FILE: &str = "vsphere-cis-tasks-session.subset.openapi.json";
+const SNAP_SPEC_FILE: &str = "snapservice-tasks-sessions.subset.openapi.json";
+const SRS_SPEC_FILE: &str = "srs-apigateway-openapi.json";
 
 fn spec_dir() -> PathBuf {
     PathBuf::from(concat!(
@@ -29,6 +44,12 @@ fn spec_dir() -> PathBuf {
 
 /// The vSphere spec, or `None` (test skipped) only when the spec folder is absent.
 fn load_spec() -> Option<Value> {
+    load_spec_file(SPEC_FILE)
+}
+
+/// A spec of the folder, or `None` (test skipped) only when the folder is absent; a missing
+/// or broken file inside a present folder fails the test.
+fn load_spec_file(file: &str) -> Option<Value> {
     let dir = spec_dir();
     if !dir.is_dir() {
         println!(
@@ -37,9 +58,9 @@ fn load_spec() -> Option<Value> {
         );
         return None;
     }
-    let text = std::fs::read_to_string(dir.join(SPEC_FILE))
-        .unwrap_or_else(|e| panic!("spec folder exists but {SPEC_FILE} is unreadable: {e}"));
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{SPEC_FILE} is not JSON: {e}")))
+    let text = std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("spec folder exists but {file} is unreadable: {e}"));
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}")))
 }
 
 /// `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$` without a regex crate.
@@ -691,4 +712,605 @@ fn datetime_pattern_is_strict() {
     assert!(!is_vapi_datetime("2024-05-02T09:14:03Z"));
     assert!(!is_vapi_datetime("2024-05-02T09:14:03.512+00:00"));
     assert!(!is_vapi_datetime("2024-05-02T09:14:03.5123Z"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot service
+
+#[tokio::test]
+async fn snapservice_json_matches_the_vendor_schema() {
+    let Some(spec) = load_spec_file(SNAP_SPEC_FILE) else {
+        return;
+    };
+    let clock = SimClock::manual();
+    let sim = Simulator::start(SimOptions {
+        clock: clock.clone(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    let snap = &sim.snapservice;
+    let api = format!("{}/api", snap.url());
+    let client = reqwest::Client::new();
+    let mut ctx = Ctx {
+        spec,
+        client: client.clone(),
+        api: api.clone(),
+        sid: String::new(),
+        checked: 0,
+    };
+    let sessions = format!("{api}/snapservice/sessions");
+
+    // --- sessions
+    let req = client
+        .post(&sessions)
+        .basic_auth(snap.username(), Some("wrong"));
+    let body = ctx.call(req, "/snapservice/sessions", "post", 401).await;
+    assert_eq!(body["error_type"], "UNAUTHENTICATED");
+    let req = client
+        .post(&sessions)
+        .basic_auth(snap.username(), Some(snap.password()));
+    let sid = ctx.call(req, "/snapservice/sessions", "post", 201).await;
+    let sid = sid.as_str().expect("token is a JSON string").to_string();
+    assert_eq!(snap.logins(), 1);
+    ctx.sid = sid.clone();
+    let req = client.get(&sessions).header(SNAP_SESSION_HEADER, &sid);
+    let info = ctx.call(req, "/snapservice/sessions", "get", 200).await;
+    assert_eq!(info["user"], snap.username());
+    assert!(is_vapi_datetime(
+        info["created_time"].as_str().unwrap_or("")
+    ));
+
+    // --- get, one task per status
+    let get = |id: &str| {
+        client
+            .get(format!("{api}/snapservice/tasks/{id}"))
+            .header(SNAP_SESSION_HEADER, &sid)
+    };
+    for (id, status) in [
+        (SNAP_DEMO_PENDING_TASK, "PENDING"),
+        (SNAP_DEMO_RUNNING_TASK, "RUNNING"),
+        (SNAP_DEMO_BLOCKED_TASK, "BLOCKED"),
+        (SNAP_DEMO_SUCCEEDED_TASK, "SUCCEEDED"),
+        (SNAP_DEMO_FAILED_TASK, "FAILED"),
+    ] {
+        let info = ctx
+            .call(get(id), "/snapservice/tasks/{task}", "get", 200)
+            .await;
+        assert_eq!(info["status"], status, "{id}");
+        assert_eq!(info["cancelable"], false, "snapservice has no cancel");
+        let v = status_rule_violations(&info, false);
+        assert!(v.is_empty(), "{id}: {v:?}\n{info:#}");
+    }
+    let ok = ctx
+        .call(
+            get(SNAP_DEMO_SUCCEEDED_TASK),
+            "/snapservice/tasks/{task}",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(ok["vc_task"], "task-88231");
+    assert_eq!(
+        ok["service"],
+        "com.vmware.snapservice.clusters.protection_groups"
+    );
+    let failed = ctx
+        .call(
+            get(SNAP_DEMO_FAILED_TASK),
+            "/snapservice/tasks/{task}",
+            "get",
+            200,
+        )
+        .await;
+    let errors = openapi::validate(
+        &ctx.spec,
+        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
+        &failed["error"],
+    );
+    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    let nf = ctx
+        .call(get("no-such-task"), "/snapservice/tasks/{task}", "get", 404)
+        .await;
+    assert_eq!(nf["error_type"], "NOT_FOUND");
+    assert_eq!(nf["messages"][0]["args"], json!(["no-such-task"]));
+
+    // --- time moves the pending one through RUNNING to SUCCEEDED
+    clock.advance(secs(4 * 60));
+    let mid = ctx
+        .call(
+            get(SNAP_DEMO_PENDING_TASK),
+            "/snapservice/tasks/{task}",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(mid["status"], "RUNNING");
+    assert_eq!(mid["progress"]["completed"], 50);
+    clock.advance(secs(2 * 60));
+    let done = ctx
+        .call(
+            get(SNAP_DEMO_PENDING_TASK),
+            "/snapservice/tasks/{task}",
+            "get",
+            200,
+        )
+        .await;
+    assert!(status_rule_violations(&done, false).is_empty());
+    assert_eq!(done["status"], "SUCCEEDED");
+
+    // --- list with repeated keys
+    let list = |query: &str| {
+        client
+            .get(format!("{api}/snapservice/tasks{query}"))
+            .header(SNAP_SESSION_HEADER, &sid)
+    };
+    let all_services: String = SNAP_DEMO_SERVICES
+        .iter()
+        .map(|s| format!("services={s}&"))
+        .collect();
+    let all = ctx
+        .call(
+            list(&format!("?{all_services}")),
+            "/snapservice/tasks",
+            "get",
+            200,
+        )
+        .await;
+    let items = all["items"].as_array().cloned().unwrap_or_default();
+    assert!(items.len() >= 8, "{} items", items.len());
+    for item in &items {
+        let v = status_rule_violations(&item["info"], false);
+        assert!(v.is_empty(), "{}: {v:?}", item["task"]);
+    }
+    assert!(items.iter().any(|i| i["info"].get("vc_task").is_some()));
+    let running = ctx
+        .call(
+            list(&format!("?{all_services}status=RUNNING&status=BLOCKED")),
+            "/snapservice/tasks",
+            "get",
+            200,
+        )
+        .await;
+    let running = running["items"].as_array().cloned().unwrap_or_default();
+    assert!(running.iter().any(|i| i["task"] == SNAP_DEMO_RUNNING_TASK));
+    assert!(running.iter().any(|i| i["task"] == SNAP_DEMO_BLOCKED_TASK));
+    assert!(
+        running
+            .iter()
+            .all(|i| matches!(i["info"]["status"].as_str(), Some("RUNNING" | "BLOCKED")))
+    );
+    let by_id = ctx
+        .call(
+            list(&format!(
+                "?tasks={SNAP_DEMO_SUCCEEDED_TASK}&tasks=unknown&operations=create"
+            )),
+            "/snapservice/tasks",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(
+        by_id,
+        json!({"items": [{"task": SNAP_DEMO_SUCCEEDED_TASK, "info": ok}]})
+    );
+    let no_filter = ctx
+        .call(list("?status=RUNNING"), "/snapservice/tasks", "get", 400)
+        .await;
+    assert_eq!(no_filter["error_type"], "INVALID_ARGUMENT");
+    let bad_status = ctx
+        .call(
+            list(&format!("?{all_services}status=running")),
+            "/snapservice/tasks",
+            "get",
+            400,
+        )
+        .await;
+    assert_eq!(bad_status["error_type"], "INVALID_ARGUMENT");
+    for n in 0..1001 {
+        snap.tasks().add(
+            TaskSpec::new(
+                "com.vmware.snapservice.test.Bulk",
+                "op",
+                "bulk",
+                vec![Step::new(secs(0), Phase::Pending)],
+            )
+            .with_id(&format!("bulk-{n}")),
+        );
+    }
+    let too_many = ctx
+        .call(
+            list("?services=com.vmware.snapservice.test.Bulk"),
+            "/snapservice/tasks",
+            "get",
+            500,
+        )
+        .await;
+    assert_eq!(too_many["error_type"], "RESOURCE_INACCESSIBLE");
+
+    // --- no cancel operation
+    let r = client
+        .post(format!(
+            "{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}?action=cancel"
+        ))
+        .header(SNAP_SESSION_HEADER, &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.OperationNotFound"});
+    assert!(
+        openapi::validate(&ctx.spec, &schema, &body).is_empty(),
+        "{body}"
+    );
+    assert_eq!(body["error_type"], "OPERATION_NOT_FOUND");
+    assert_eq!(snap.requests(SNAP_ROUTE_OTHER), 1);
+
+    // --- faults, 401, expiry and logout
+    snap.inject(
+        SNAP_ROUTE_TASK_GET,
+        Fault::Status {
+            status: 503,
+            body: "{\"error_type\":\"SERVICE_UNAVAILABLE\",\"messages\":[]}".into(),
+        },
+    );
+    let unavailable = ctx
+        .call(
+            get(SNAP_DEMO_RUNNING_TASK),
+            "/snapservice/tasks/{task}",
+            "get",
+            503,
+        )
+        .await;
+    assert_eq!(unavailable["error_type"], "SERVICE_UNAVAILABLE");
+    let req = client.get(format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}"));
+    ctx.call(req, "/snapservice/tasks/{task}", "get", 401).await;
+    snap.expire_sessions();
+    ctx.call(
+        get(SNAP_DEMO_RUNNING_TASK),
+        "/snapservice/tasks/{task}",
+        "get",
+        401,
+    )
+    .await;
+    let req = client
+        .post(&sessions)
+        .basic_auth(snap.username(), Some(snap.password()));
+    let sid2 = ctx.call(req, "/snapservice/sessions", "post", 201).await;
+    let sid2 = sid2.as_str().unwrap_or_default().to_string();
+    clock.advance(secs(31 * 60));
+    let req = client.get(&sessions).header(SNAP_SESSION_HEADER, &sid2);
+    ctx.call(req, "/snapservice/sessions", "get", 401).await;
+    let req = client
+        .post(&sessions)
+        .basic_auth(snap.username(), Some(snap.password()));
+    let sid3 = ctx.call(req, "/snapservice/sessions", "post", 201).await;
+    let sid3 = sid3.as_str().unwrap_or_default().to_string();
+    let req = client.delete(&sessions).header(SNAP_SESSION_HEADER, &sid3);
+    assert_eq!(
+        ctx.call(req, "/snapservice/sessions", "delete", 204).await,
+        Value::Null
+    );
+    let req = client.delete(&sessions).header(SNAP_SESSION_HEADER, &sid3);
+    ctx.call(req, "/snapservice/sessions", "delete", 401).await;
+    assert_eq!(snap.logins(), 3);
+    assert_eq!(
+        sim.vcenter.total_requests(),
+        0,
+        "each part has its own listener"
+    );
+    assert!(ctx.checked > 25, "validated {} bodies", ctx.checked);
+    println!(
+        "validated {} snapservice response bodies against {SNAP_SPEC_FILE}",
+        ctx.checked
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Script Runtime Service
+
+/// `dddd-dd-ddTdd:dd:dd.ddddddd+03:00` (.NET round-trip format, local offset).
+fn is_srs_datetime(s: &str) -> bool {
+    let pattern = b"dddd-dd-ddTdd:dd:dd.ddddddd+03:00";
+    s.len() == pattern.len()
+        && s.bytes().zip(pattern.iter()).all(|(c, p)| match p {
+            b'd' => c.is_ascii_digit(),
+            other => c == *other,
+        })
+}
+
+#[tokio::test]
+async fn script_runtime_json_matches_the_vendor_schema() {
+    let Some(spec) = load_spec_file(SRS_SPEC_FILE) else {
+        return;
+    };
+    let clock = SimClock::manual();
+    let sim = Simulator::start(SimOptions {
+        clock: clock.clone(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    let srs = &sim.script_runtime;
+    let base = srs.url();
+    let client = reqwest::Client::new();
+    let mut ctx = Ctx {
+        spec,
+        client: client.clone(),
+        api: base.clone(),
+        sid: String::new(),
+        checked: 0,
+    };
+
+    // --- login: 401 is empty with a challenge (the spec declares an ErrorDetails body; the
+    // reference says the real server's ASP.NET challenge is most likely empty).
+    let r = client
+        .post(format!("{base}/api/auth/login"))
+        .basic_auth(srs.username(), Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"SRS endpoint\""
+    );
+    assert_eq!(r.text().await.unwrap(), "");
+    let r = client
+        .post(format!("{base}/api/auth/login"))
+        .basic_auth(srs.username(), Some(srs.password()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(openapi::declares_status(
+        &ctx.spec,
+        "/api/auth/login",
+        "post",
+        200
+    ));
+    let key = r.headers()[SRS_API_KEY_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.text().await.unwrap(), "", "login answers an empty body");
+    assert_eq!(srs.logins(), 1);
+    let runspaces = format!("{base}/api/runspaces");
+
+    // --- seeded: one ready, one in error
+    let req = client.get(&runspaces).header(SRS_API_KEY_HEADER, &key);
+    let list = ctx.call(req, "/api/runspaces", "get", 200).await;
+    let list = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 2);
+    let get = |id: &str| {
+        client
+            .get(format!("{runspaces}/{id}"))
+            .header(SRS_API_KEY_HEADER, &key)
+    };
+    let ready = ctx
+        .call(
+            get(SRS_DEMO_READY_RUNSPACE),
+            "/api/runspaces/{id}",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(ready["state"], "ready");
+    assert!(ready["vc_connection_script_id"].is_string());
+    let error = ctx
+        .call(
+            get(SRS_DEMO_ERROR_RUNSPACE),
+            "/api/runspaces/{id}",
+            "get",
+            200,
+        )
+        .await;
+    assert_eq!(error["state"], "error");
+    assert_eq!(error["error_details"]["code"], 500);
+    assert!(error.get("name").is_none(), "nulls are omitted: {error}");
+
+    // --- create: 202 creating, then ready (3 s; 8 s with the connection script)
+    let create = |body: Value| {
+        client
+            .post(&runspaces)
+            .header(SRS_API_KEY_HEADER, &key)
+            .json(&body)
+    };
+    let plain = ctx
+        .call(create(json!({})), "/api/runspaces", "post", 202)
+        .await;
+    assert_eq!(plain["state"], "creating");
+    assert!(plain.get("name").is_none(), "{plain}");
+    assert_eq!(plain["run_vc_connection_script"], false);
+    assert!(
+        is_srs_datetime(plain["creation_time"].as_str().unwrap_or("")),
+        "{plain}"
+    );
+    let plain_id = plain["id"].as_str().unwrap_or_default().to_string();
+    let req = create(json!({"name": "nightly-report", "run_vc_connection_script": true}));
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(
+        resp.headers().get("location").is_none(),
+        "no Location header"
+    );
+    let scripted: Value = resp.json().await.unwrap();
+    let scripted_id = scripted["id"].as_str().unwrap_or_default().to_string();
+    let failing = ctx
+        .call(
+            create(json!({"name": "fail-on-purpose"})),
+            "/api/runspaces",
+            "post",
+            202,
+        )
+        .await;
+    let failing_id = failing["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(srs.runspaces_created(), 3);
+
+    clock.advance(secs(3));
+    let p = ctx
+        .call(get(&plain_id), "/api/runspaces/{id}", "get", 200)
+        .await;
+    assert_eq!(p["state"], "ready");
+    assert!(p.get("vc_connection_script_id").is_none());
+    let sc = ctx
+        .call(get(&scripted_id), "/api/runspaces/{id}", "get", 200)
+        .await;
+    assert_eq!(sc["state"], "creating");
+    assert!(sc.get("vc_connection_script_id").is_none());
+    let f = ctx
+        .call(get(&failing_id), "/api/runspaces/{id}", "get", 200)
+        .await;
+    assert_eq!(f["state"], "error");
+    assert_eq!(f["error_details"]["code"], 500);
+    clock.advance(secs(5));
+    let sc = ctx
+        .call(get(&scripted_id), "/api/runspaces/{id}", "get", 200)
+        .await;
+    assert_eq!(sc["state"], "ready");
+    assert_eq!(sc["name"], "nightly-report");
+    assert!(sc["vc_connection_script_id"].is_string());
+    assert_eq!(sc["creation_time"], scripted["creation_time"]);
+
+    let req = client.get(&runspaces).header(SRS_API_KEY_HEADER, &key);
+    let list = ctx.call(req, "/api/runspaces", "get", 200).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(5));
+
+    // --- errors: 404 code 2030 on get, 500 code 2040 on delete of an unknown id
+    let nf = ctx
+        .call(get("deadbeef"), "/api/runspaces/{id}", "get", 404)
+        .await;
+    assert_eq!(
+        nf,
+        json!({"code": 2030, "error_message": "Runspace with id 'deadbeef' not found"})
+    );
+    let del = |id: &str| {
+        client
+            .delete(format!("{runspaces}/{id}"))
+            .header(SRS_API_KEY_HEADER, &key)
+    };
+    assert_eq!(
+        ctx.call(del(&plain_id), "/api/runspaces/{id}", "delete", 200)
+            .await,
+        Value::Null
+    );
+    ctx.call(get(&plain_id), "/api/runspaces/{id}", "get", 404)
+        .await;
+    let gone = ctx
+        .call(del(&plain_id), "/api/runspaces/{id}", "delete", 500)
+        .await;
+    assert_eq!(gone["code"], 2040);
+
+    // --- max runspaces per user: 500 code 2020, not counted as created
+    let mut made = srs.runspaces_created();
+    loop {
+        let resp = create(json!({"name": "filler"})).send().await.unwrap();
+        if resp.status() != 202 {
+            assert_eq!(resp.status(), 500);
+            let body: Value = resp.json().await.unwrap();
+            let schema = openapi::response_schema(&ctx.spec, "/api/runspaces", "post", 500)
+                .cloned()
+                .unwrap_or(Value::Null);
+            assert!(
+                openapi::validate(&ctx.spec, &schema, &body).is_empty(),
+                "{body}"
+            );
+            assert_eq!(body["code"], 2020);
+            break;
+        }
+        made += 1;
+        assert!(made < 100, "no runspace limit");
+    }
+    assert_eq!(srs.runspaces_created(), made);
+
+    // --- 401 on a missing or expired key, then logout revokes the key
+    let r = client.get(&runspaces).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    clock.advance(secs(31 * 60));
+    assert_eq!(
+        get(SRS_DEMO_READY_RUNSPACE).send().await.unwrap().status(),
+        401
+    );
+    let key2 = client
+        .post(format!("{base}/api/auth/login"))
+        .basic_auth(srs.username(), Some(srs.password()))
+        .send()
+        .await
+        .unwrap()
+        .headers()[SRS_API_KEY_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = client
+        .post(format!("{base}/api/auth/logout"))
+        .header(SRS_API_KEY_HEADER, &key2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(&runspaces)
+        .header(SRS_API_KEY_HEADER, &key2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        srs.requests(SRS_ROUTE_RUNSPACE_CREATE),
+        made + 1,
+        "refused creates are counted as requests"
+    );
+    assert!(ctx.checked > 10, "validated {} bodies", ctx.checked);
+    println!(
+        "validated {} SRS response bodies against {SRS_SPEC_FILE}",
+        ctx.checked
+    );
+}
+
+#[tokio::test]
+async fn every_part_has_its_own_listener_and_shares_the_tls_choice() {
+    let sim = Simulator::start(SimOptions {
+        tls: true,
+        clock: SimClock::manual(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    let urls = [
+        sim.vcenter.url(),
+        sim.snapservice.url(),
+        sim.cloud_director.url(),
+        sim.script_runtime.url(),
+    ];
+    for (i, u) in urls.iter().enumerate() {
+        assert!(u.starts_with("https://127.0.0.1:"), "{u}");
+        assert!(!urls[..i].contains(u), "{u} reused");
+    }
+    let pem = sim.script_runtime.ca_pem().expect("tls has a certificate");
+    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/api/auth/login", sim.script_runtime.url()))
+        .basic_auth(
+            sim.script_runtime.username(),
+            Some(sim.script_runtime.password()),
+        )
+        .send()
+        .await
+        .expect("TLS handshake with the self-signed certificate");
+    assert_eq!(r.status(), 200);
+    sim.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        client
+            .post(format!("{}/api/auth/login", sim.script_runtime.url()))
+            .send()
+            .await
+            .is_err(),
+        "shutdown stops every part"
+    );
 }

@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status};
 
 use super::{
     names::{self, UpstreamRef},
-    not_implemented,
     paging::{self, decode_token, paginate},
     unary,
 };
@@ -40,14 +39,24 @@ struct Remembered {
 
 pub struct RunspaceApi {
     registry: Arc<Registry>,
+    /// The shared pollers behind WatchRunspace.
+    watch: Arc<crate::watch::WatchEngine>,
+    /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
+    stopping: tokio::sync::watch::Receiver<bool>,
     /// Creates by (upstream, request_id); a retry joins the first attempt instead of creating twice.
     creates: Mutex<HashMap<(String, String), Remembered>>,
 }
 
 impl RunspaceApi {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        watch: Arc<crate::watch::WatchEngine>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             registry,
+            watch,
+            stopping,
             creates: Mutex::new(HashMap::new()),
         }
     }
@@ -221,10 +230,32 @@ impl RunspaceService for RunspaceApi {
         &self,
         r: Request<WatchRunspaceRequest>,
     ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
+        use crate::watch::{Runspaces, Target, WatchOptions, grpc};
         let req = r.get_ref();
-        unary("WatchRunspace", &req.name, r.metadata(), async {
-            Err::<EventStream, _>(not_implemented("WatchRunspace"))
-        })
-        .await
+        let setup = || -> Result<crate::watch::Watch<Runspace>> {
+            let name = names::parse_resource(&req.name, "runspaces", "name")?;
+            let opts = WatchOptions {
+                min_poll_interval: super::duration_field(
+                    req.min_poll_interval.as_ref(),
+                    "min_poll_interval",
+                )?,
+                heartbeat_interval: super::duration_field(
+                    req.heartbeat_interval.as_ref(),
+                    "heartbeat_interval",
+                )?,
+                deadline: super::deadline(r.metadata()),
+            };
+            let (upstream, source) = self.registry.runspace_source(&name.upstream)?;
+            let target = Target {
+                upstream: upstream.name.clone(),
+                id: name.id,
+                source: Arc::new(Runspaces(source.clone())),
+            };
+            Ok(self
+                .watch
+                .runspaces
+                .watch(target, opts, self.stopping.clone(), Runspace::clone))
+        };
+        grpc::open("WatchRunspace", &req.name, setup(), grpc::runspace_event).await
     }
 }

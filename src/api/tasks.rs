@@ -7,9 +7,8 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
-    enum_field, names,
+    deadline, duration_field, enum_field, names,
     names::UpstreamRef,
-    not_implemented,
     paging::{self, decode_token, paginate},
     unary,
 };
@@ -21,15 +20,28 @@ use crate::{
         task_service_server::TaskService,
     },
     upstream::Registry,
+    watch::{self, Target, WatchEngine, WatchOptions, grpc::task_event},
 };
 
 pub struct TaskApi {
     registry: Arc<Registry>,
+    /// The shared pollers behind WatchTask and WaitTask.
+    watch: Arc<WatchEngine>,
+    /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl TaskApi {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub fn new(
+        registry: Arc<Registry>,
+        watch: Arc<WatchEngine>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            watch,
+            stopping,
+        }
     }
 
     async fn get(&self, req: &GetTaskRequest) -> Result<Task> {
@@ -207,10 +219,34 @@ impl TaskService for TaskApi {
         request: Request<WatchTaskRequest>,
     ) -> std::result::Result<Response<Self::WatchTaskStream>, Status> {
         let req = request.get_ref();
-        unary("WatchTask", &req.name, request.metadata(), async {
-            Err::<EventStream, _>(not_implemented("WatchTask"))
-        })
-        .await
+        let setup = || -> Result<watch::Watch<Task>> {
+            let view = enum_field::<TaskView>(req.view, "view")?;
+            let name = names::parse_resource(&req.name, "tasks", "name")?;
+            let opts = WatchOptions {
+                min_poll_interval: duration_field(
+                    req.min_poll_interval.as_ref(),
+                    "min_poll_interval",
+                )?,
+                heartbeat_interval: duration_field(
+                    req.heartbeat_interval.as_ref(),
+                    "heartbeat_interval",
+                )?,
+                deadline: deadline(request.metadata()),
+            };
+            let (upstream, source) = self.registry.task_source(&name.upstream)?;
+            let target = Target {
+                upstream: upstream.name.clone(),
+                id: name.id,
+                source: Arc::new(watch::Tasks(source.clone())),
+            };
+            Ok(self
+                .watch
+                .tasks
+                .watch(target, opts, self.stopping.clone(), move |t: &Task| {
+                    with_view(t.clone(), view)
+                }))
+        };
+        watch::grpc::open("WatchTask", &req.name, setup(), task_event).await
     }
 
     async fn wait_task(
@@ -218,8 +254,24 @@ impl TaskService for TaskApi {
         request: Request<WaitTaskRequest>,
     ) -> std::result::Result<Response<Task>, Status> {
         let req = request.get_ref();
-        unary("WaitTask", &req.name, request.metadata(), async {
-            Err(not_implemented("WaitTask"))
+        let metadata = request.metadata();
+        unary("WaitTask", &req.name, metadata, async {
+            let view = enum_field::<TaskView>(req.view, "view")?;
+            let name = names::parse_resource(&req.name, "tasks", "name")?;
+            let timeout = duration_field(req.timeout.as_ref(), "timeout")?;
+            let (upstream, source) = self.registry.task_source(&name.upstream)?;
+            let until = watch::grpc::wait_until(metadata, timeout, self.watch.settings().max_wait);
+            let target = Target {
+                upstream: upstream.name.clone(),
+                id: name.id,
+                source: Arc::new(watch::Tasks(source.clone())),
+            };
+            let task = self
+                .watch
+                .tasks
+                .wait(target, until, self.stopping.clone())
+                .await?;
+            Ok(with_view(task, view))
         })
         .await
     }

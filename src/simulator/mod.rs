@@ -1,22 +1,34 @@
 //! The embedded upstreams: simulated VMware REST servers for tests and the `demo` command.
 //!
-//! Each part binds its own listener on `127.0.0.1:0`, speaks its upstream's real wire format,
-//! and stops when the [`Simulator`] (or the last clone of the part) is dropped. All parts share
-//! one [`SimClock`], and tasks progress over time through the shared engine in [`tasks`].
+//! Four parts — [`vcenter`], [`snapservice`], [`cloud_director`], [`script_runtime`] — each
+//! bind their own listener on `127.0.0.1:0`, speak their upstream's real wire format, and
+//! stop when the [`Simulator`] (or the last clone of the part) is dropped. All parts share
+//! one [`SimClock`]; tasks progress over time through the shared engine in [`tasks`]. Every
+//! part dereferences to a [`SimHandle`], the one implementation of `url`, `requests`,
+//! `inject`, `logins`, `expire_sessions` and the rest.
 
 pub mod clock;
+pub mod cloud_director;
 pub mod common;
+pub mod script_runtime;
+pub mod snapservice;
 pub mod tasks;
 pub mod vcenter;
 
 use std::time::Duration;
 
 pub use clock::SimClock;
-pub use common::Fault;
+pub use cloud_director::{CloudDirectorSim, VCD_DEMO_CANCELABLE_TASK, VCD_DEMO_RUNNING_TASK};
+pub use common::{Fault, SimHandle};
+pub use script_runtime::{SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, ScriptRuntimeSim};
+pub use snapservice::{SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SnapserviceSim};
 pub use tasks::{
     CancelRefusal, Phase, Step, TaskError, TaskSnapshot, TaskSpec, TaskStatus, TaskStore,
 };
 pub use vcenter::{DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, VcenterSim};
+
+/// Default [`SimOptions::vcd_api_token`].
+pub const DEFAULT_VCD_API_TOKEN: &str = "sim-vcd-api-token-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f10";
 
 /// How to start the simulator.
 #[derive(Debug, Clone)]
@@ -29,6 +41,10 @@ pub struct SimOptions {
     pub username: String,
     pub password: String,
     pub session_idle_timeout: Duration,
+    /// Cloud Director tenant organization of `username` (provider logins use `System`).
+    pub vcd_org: String,
+    /// The Cloud Director API token (OAuth refresh token) accepted by the token endpoints.
+    pub vcd_api_token: String,
 }
 
 impl Default for SimOptions {
@@ -40,6 +56,8 @@ impl Default for SimOptions {
             username: "administrator@vsphere.local".to_string(),
             password: "VMware1!".to_string(),
             session_idle_timeout: Duration::from_secs(30 * 60),
+            vcd_org: "acme".to_string(),
+            vcd_api_token: DEFAULT_VCD_API_TOKEN.to_string(),
         }
     }
 }
@@ -48,17 +66,31 @@ impl Default for SimOptions {
 #[derive(Debug)]
 pub struct Simulator {
     pub vcenter: VcenterSim,
+    pub snapservice: SnapserviceSim,
+    pub cloud_director: CloudDirectorSim,
+    pub script_runtime: ScriptRuntimeSim,
 }
 
 impl Simulator {
     /// Starts every part; must run inside a tokio runtime.
     pub async fn start(opts: SimOptions) -> std::io::Result<Simulator> {
         let vcenter = VcenterSim::start(&opts).await?;
-        Ok(Simulator { vcenter })
+        let snapservice = SnapserviceSim::start(&opts).await?;
+        let cloud_director = CloudDirectorSim::start(&opts).await?;
+        let script_runtime = ScriptRuntimeSim::start(&opts).await?;
+        Ok(Simulator {
+            vcenter,
+            snapservice,
+            cloud_director,
+            script_runtime,
+        })
     }
 
     /// Stops every part now.
     pub fn shutdown(&self) {
         self.vcenter.shutdown();
+        self.snapservice.shutdown();
+        self.cloud_director.shutdown();
+        self.script_runtime.shutdown();
     }
 }

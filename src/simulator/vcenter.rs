@@ -12,26 +12,25 @@
 //! - `return_all=true` adds `localized` to the description message and nothing else: the
 //!   subset spec's `Cis.Task.Info` is closed, so operation-specific extras would not be valid.
 
+use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{Method, Request, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::SimOptions;
-use super::clock::SimClock;
-use super::common::{
-    FaultQueue, Listener, RequestCounters, SessionStore, empty, json as json_resp, parse_basic,
-    percent_decode, vapi_datetime,
-};
-use super::tasks::{Phase, Step, TaskSnapshot, TaskSpec, TaskStatus, TaskStore};
+use super::common::vapi::{self, GetSpec, TaskFilter};
+use super::common::{SimCore, SimHandle, empty, json as json_resp, percent_decode, query_pairs};
+use super::tasks::script::{at, failed, mins, running, secs, succeeded};
+use super::tasks::{Phase, TaskSpec, TaskStore};
 
 pub use super::common::Fault;
+/// The session header of the vSphere `/api` endpoint.
+pub use super::common::vapi::SESSION_HEADER;
 
 /// Route keys, as used by [`VcenterSim::requests`] and [`VcenterSim::inject`].
 pub const ROUTE_SESSION_CREATE: &str = "POST /api/session";
@@ -42,9 +41,6 @@ pub const ROUTE_TASK_LIST: &str = "POST /api/cis/tasks?action=list";
 pub const ROUTE_TASK_CANCEL: &str = "POST /api/cis/tasks/{task}?action=cancel";
 /// Requests that match no route above (including unknown `action` values).
 pub const ROUTE_OTHER: &str = "OTHER";
-
-/// The session header of the vSphere `/api` endpoint.
-pub const SESSION_HEADER: &str = "vmware-api-session-id";
 
 /// RUNNING for 50 minutes, 1 % per 30 s, not cancelable; then SUCCEEDED.
 pub const DEMO_RUNNING_TASK: &str = "52f6c7a4-7c8e-4d39-9b0b-3a1c8f0e2d11";
@@ -66,28 +62,23 @@ const SVC_LIBRARY_ITEM: &str = "com.vmware.content.library.item";
 /// Every service id used by the seeded tasks (listing on vSphere needs a services filter).
 pub const DEMO_SERVICES: &[&str] = &[SVC_VM, SVC_HARDWARE, SVC_LIBRARY_ITEM];
 
-/// At most this many tasks in one list answer (vSphere has no paging).
-const LIST_LIMIT: usize = 1000;
 /// Request bodies larger than this are refused.
 const BODY_LIMIT: usize = 1 << 20;
-const UNAUTHENTICATED_CHALLENGE: &str = "Basic realm=\"VAPI endpoint\"";
+/// Message-id prefix of this service's errors.
+const MSG_PREFIX: &str = "com.vmware.api.cis.tasks";
 
 /// The running simulated vCenter. Cheap to clone; it stops when the last clone is dropped.
+/// The operational surface (`url`, `requests`, `inject`, `logins` = successful
+/// `POST /api/session` calls, ...) comes from [`SimHandle`].
 #[derive(Clone)]
 pub struct VcenterSim {
+    handle: SimHandle,
     shared: Arc<Shared>,
-    listener: Listener,
 }
 
 struct Shared {
+    core: Arc<SimCore>,
     tasks: TaskStore,
-    clock: SimClock,
-    sessions: SessionStore,
-    counters: RequestCounters,
-    faults: FaultQueue,
-    logins: AtomicU64,
-    username: String,
-    password: String,
 }
 
 impl VcenterSim {
@@ -97,77 +88,28 @@ impl VcenterSim {
         if opts.seed_demo_tasks {
             seed_demo_tasks(&tasks);
         }
+        let core = Arc::new(SimCore::new(opts));
         let shared = Arc::new(Shared {
+            core: Arc::clone(&core),
             tasks,
-            clock: opts.clock.clone(),
-            sessions: SessionStore::new(opts.clock.clone(), opts.session_idle_timeout),
-            counters: RequestCounters::default(),
-            faults: FaultQueue::default(),
-            logins: AtomicU64::new(0),
-            username: opts.username.clone(),
-            password: opts.password.clone(),
         });
         let router = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let listener = Listener::start(router, opts.tls).await?;
-        tracing::info!(url = %listener.url(), "simulated vCenter listening");
-        Ok(VcenterSim { shared, listener })
-    }
-
-    /// Base URL without `/api`, e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> String {
-        self.listener.url()
-    }
-
-    /// The self-signed certificate (PEM) when serving TLS.
-    pub fn ca_pem(&self) -> Option<String> {
-        self.listener.ca_pem()
+        let handle = SimHandle::start(core, router, opts.tls, "vCenter").await?;
+        Ok(VcenterSim { handle, shared })
     }
 
     pub fn tasks(&self) -> &TaskStore {
         &self.shared.tasks
     }
+}
 
-    pub fn clock(&self) -> &SimClock {
-        &self.shared.clock
-    }
+impl Deref for VcenterSim {
+    type Target = SimHandle;
 
-    /// Requests seen for one route key (see the `ROUTE_*` constants).
-    pub fn requests(&self, route: &str) -> u64 {
-        self.shared.counters.get(route)
-    }
-
-    pub fn total_requests(&self) -> u64 {
-        self.shared.counters.total()
-    }
-
-    /// Successful `POST /api/session` calls.
-    pub fn logins(&self) -> u64 {
-        self.shared.logins.load(Ordering::Relaxed)
-    }
-
-    /// Every session id becomes invalid; the next call with one gets 401.
-    pub fn expire_sessions(&self) {
-        self.shared.sessions.expire_all();
-    }
-
-    /// The next request to `route` (or to any route for `"*"`) gets `fault`, once.
-    pub fn inject(&self, route: &str, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    pub fn username(&self) -> &str {
-        &self.shared.username
-    }
-
-    pub fn password(&self) -> &str {
-        &self.shared.password
-    }
-
-    /// Stops serving now (also happens when the last clone is dropped).
-    pub fn shutdown(&self) {
-        self.listener.shutdown();
+    fn deref(&self) -> &SimHandle {
+        &self.handle
     }
 }
 
@@ -249,108 +191,47 @@ fn resolve(method: &Method, path: &str, query: &[(String, String)]) -> Route {
 
 async fn handle(State(st): State<Arc<Shared>>, req: Request<Body>) -> Response {
     let method = req.method().clone();
-    let query = match Query::<Vec<(String, String)>>::try_from_uri(req.uri()) {
-        Ok(Query(q)) => q,
-        Err(_) => Vec::new(),
-    };
+    let query = query_pairs(req.uri());
     let route = resolve(&method, req.uri().path(), &query);
     let key = route.key();
-    // Counted before anything can fail, so tests can count polls even of refused calls.
-    st.counters.hit(key);
     tracing::debug!(route = key, "vcenter sim request");
-
-    if let Some(resp) = st.faults.apply(key).await {
+    // Counted before anything can fail, so tests can count polls even of refused calls.
+    if let Some(resp) = st.core.enter(key).await {
         return resp;
     }
 
     match route {
-        Route::SessionCreate => session_create(&st, req.headers()),
-        Route::Unknown => vapi_error(
-            StatusCode::NOT_FOUND,
-            "OPERATION_NOT_FOUND",
-            "vapi.method.input.invalid.operation",
-            &format!("Operation {} {} not found.", method, req.uri().path()),
-            &[],
-        ),
+        Route::SessionCreate => vapi::login(&st.core, req.headers()),
+        Route::Unknown => vapi::operation_not_found(&method, req.uri().path()),
         route => {
-            let session_id = req
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let Some((sid, session)) =
-                session_id.and_then(|id| st.sessions.touch(&id).map(|s| (id, s)))
-            else {
-                return unauthenticated();
+            let Some((sid, session)) = vapi::authenticate(&st.core, req.headers()) else {
+                return vapi::unauthenticated();
             };
             match route {
-                Route::SessionGet => json_resp(
-                    StatusCode::OK,
-                    &json!({
-                        "user": session.user,
-                        "created_time": vapi_datetime(st.clock.wall(session.created)),
-                        "last_accessed_time": vapi_datetime(st.clock.wall(session.last_accessed)),
-                    }),
-                ),
-                Route::SessionDelete => {
-                    st.sessions.remove(&sid);
-                    empty(StatusCode::NO_CONTENT)
-                }
+                Route::SessionGet => vapi::session_info(&st.core, &session),
+                Route::SessionDelete => vapi::logout(&st.core, &sid),
                 Route::TaskGet(id) => task_get(&st, &id, &query),
                 Route::TaskCancel(id) => task_cancel(&st, &id),
                 Route::TaskList => {
                     let bytes = match axum::body::to_bytes(req.into_body(), BODY_LIMIT).await {
                         Ok(b) => b,
-                        Err(_) => return invalid_argument("The request body could not be read."),
+                        Err(_) => {
+                            return vapi::invalid_argument("The request body could not be read.");
+                        }
                     };
                     task_list(&st, &bytes)
                 }
-                Route::BadAction(action) => invalid_argument(&format!(
+                Route::BadAction(action) => vapi::invalid_argument(&format!(
                     "Unsupported value '{action}' for the 'action' query parameter."
                 )),
-                Route::SessionCreate | Route::Unknown => unreachable_route(),
+                Route::SessionCreate | Route::Unknown => vapi::internal_routing_error(),
             }
         }
     }
 }
 
-/// Both variants are answered before authentication; kept as a safe answer, not a panic.
-fn unreachable_route() -> Response {
-    vapi_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "ERROR",
-        "com.vmware.vapi.simulator.internal",
-        "Internal simulator routing error.",
-        &[],
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Session
-
-fn session_create(st: &Shared, headers: &HeaderMap) -> Response {
-    let creds = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_basic);
-    match creds {
-        Some((user, password)) if user == st.username && password == st.password => {
-            let id = st.sessions.create(&user);
-            st.logins.fetch_add(1, Ordering::Relaxed);
-            json_resp(StatusCode::CREATED, &Value::String(id))
-        }
-        _ => unauthenticated(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tasks
-
-#[derive(Default, Clone, Copy)]
-struct GetSpec {
-    return_all: bool,
-    exclude_result: bool,
-}
 
 fn task_get(st: &Shared, id: &str, query: &[(String, String)]) -> Response {
     let mut spec = GetSpec::default();
@@ -364,15 +245,15 @@ fn task_get(st: &Shared, id: &str, query: &[(String, String)]) -> Response {
             "true" => true,
             "false" => false,
             _ => {
-                return invalid_argument(&format!(
+                return vapi::invalid_argument(&format!(
                     "Invalid boolean value '{v}' for query parameter '{k}'."
                 ));
             }
         };
     }
     match st.tasks.snapshot(id) {
-        Some(snap) => json_resp(StatusCode::OK, &task_info(&snap, spec)),
-        None => not_found(id),
+        Some(snap) => json_resp(StatusCode::OK, &vapi::task_info(&snap, spec)),
+        None => vapi::not_found(id, &format!("{MSG_PREFIX}.not_found")),
     }
 }
 
@@ -380,15 +261,15 @@ fn task_cancel(st: &Shared, id: &str) -> Response {
     use super::tasks::CancelRefusal;
     match st.tasks.cancel(id) {
         Ok(()) => empty(StatusCode::NO_CONTENT),
-        Err(CancelRefusal::NotFound) => not_found(id),
-        Err(CancelRefusal::Finished) => vapi_error(
+        Err(CancelRefusal::NotFound) => vapi::not_found(id, &format!("{MSG_PREFIX}.not_found")),
+        Err(CancelRefusal::Finished) => vapi::error(
             StatusCode::BAD_REQUEST,
             "NOT_ALLOWED_IN_CURRENT_STATE",
             "com.vmware.api.cis.tasks.cancel.not_allowed_in_current_state",
             &format!("Task {id} has already completed or been canceled."),
             &[id],
         ),
-        Err(CancelRefusal::NotCancelable) => vapi_error(
+        Err(CancelRefusal::NotCancelable) => vapi::error(
             StatusCode::BAD_REQUEST,
             "UNSUPPORTED",
             "com.vmware.api.cis.tasks.cancel.unsupported",
@@ -399,85 +280,37 @@ fn task_cancel(st: &Shared, id: &str) -> Response {
 }
 
 /// A parsed `Cis.Tasks.FilterSpec`: `None` = field absent (matches everything).
-#[derive(Default)]
-struct Filter {
-    tasks: Option<Vec<String>>,
-    services: Option<Vec<String>>,
-    operations: Option<Vec<String>>,
-    status: Option<Vec<TaskStatus>>,
-    targets: Option<Vec<(String, String)>>,
-    users: Option<Vec<String>>,
-}
-
-impl Filter {
-    fn matches(&self, s: &TaskSnapshot) -> bool {
-        fn any<T: PartialEq>(set: &Option<Vec<T>>, v: &T) -> bool {
-            set.as_ref()
-                .is_none_or(|set| set.is_empty() || set.contains(v))
-        }
-        let opt_any = |set: &Option<Vec<String>>, v: &Option<String>| match set {
-            Some(set) if !set.is_empty() => v.as_ref().is_some_and(|v| set.contains(v)),
-            _ => true,
-        };
-        let targets_ok = match &self.targets {
-            Some(set) if !set.is_empty() => s.target.as_ref().is_some_and(|t| set.contains(t)),
-            _ => true,
-        };
-        any(&self.tasks, &s.id)
-            && any(&self.services, &s.service)
-            && any(&self.operations, &s.operation)
-            && any(&self.status, &s.status)
-            && targets_ok
-            && opt_any(&self.users, &s.user)
-    }
-}
-
 fn task_list(st: &Shared, body: &[u8]) -> Response {
     let (filter, spec) = match parse_list_body(body) {
         Ok(v) => v,
-        Err(msg) => return invalid_argument(&msg),
+        Err(msg) => return vapi::invalid_argument(&msg),
     };
-    let non_empty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
-    if !non_empty(&filter.tasks) && !non_empty(&filter.services) {
-        return invalid_argument(
-            "At least one of filter_spec.tasks or filter_spec.services must be specified.",
-        );
-    }
-    let matched: Vec<TaskSnapshot> = st
-        .tasks
-        .snapshots()
-        .into_iter()
-        .filter(|s| filter.matches(s))
-        .collect();
-    if matched.len() > LIST_LIMIT {
-        return vapi_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "RESOURCE_INACCESSIBLE",
-            "com.vmware.api.cis.tasks.list.too_many",
-            &format!(
-                "More than {LIST_LIMIT} tasks match the filter ({}).",
-                matched.len()
-            ),
-            &[&matched.len().to_string()],
-        );
-    }
+    let matched = match vapi::select(
+        &st.tasks,
+        &filter,
+        MSG_PREFIX,
+        "At least one of filter_spec.tasks or filter_spec.services must be specified.",
+    ) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
+    };
     let mut out = Map::new();
     for s in &matched {
-        out.insert(s.id.clone(), task_info(s, spec));
+        out.insert(s.id.clone(), vapi::task_info(s, spec));
     }
     json_resp(StatusCode::OK, &Value::Object(out))
 }
 
-fn parse_list_body(body: &[u8]) -> Result<(Filter, GetSpec), String> {
+fn parse_list_body(body: &[u8]) -> Result<(TaskFilter, GetSpec), String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((Filter::default(), GetSpec::default()));
+        return Ok((TaskFilter::default(), GetSpec::default()));
     }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("Malformed JSON request body: {e}."))?;
     let obj = v
         .as_object()
         .ok_or_else(|| "The request body must be a JSON object.".to_string())?;
-    let mut filter = Filter::default();
+    let mut filter = TaskFilter::default();
     if let Some(fs) = obj.get("filter_spec").filter(|v| !v.is_null()) {
         let fs = fs
             .as_object()
@@ -488,14 +321,7 @@ fn parse_list_body(body: &[u8]) -> Result<(Filter, GetSpec), String> {
         filter.users = string_list(fs, "users")?;
         filter.status = match string_list(fs, "status")? {
             None => None,
-            Some(list) => Some(
-                list.iter()
-                    .map(|s| {
-                        TaskStatus::from_vapi(s)
-                            .ok_or_else(|| format!("Invalid value '{s}' in filter_spec.status."))
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(list) => Some(vapi::parse_statuses(&list, "filter_spec.status")?),
         };
         filter.targets = match fs.get("targets").filter(|v| !v.is_null()) {
             None => None,
@@ -551,176 +377,11 @@ fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rendering
-
-fn message(id: &str, text: &str, args: &[&str]) -> Value {
-    json!({"id": id, "default_message": text, "args": args})
-}
-
-/// Renders a snapshot as `Cis.Task.Info`, with exactly the fields of the status table in
-/// `UPSTREAM_APIS.md` 2.5.
-fn task_info(s: &TaskSnapshot, spec: GetSpec) -> Value {
-    let op_id = format!("{}.{}", s.service, s.operation);
-    let mut description = message(&op_id, &s.description, &[]);
-    if spec.return_all {
-        description["localized"] = Value::String(s.description.clone());
-    }
-    let mut info = Map::new();
-    info.insert("description".into(), description);
-    info.insert("service".into(), json!(s.service));
-    info.insert("operation".into(), json!(s.operation));
-    if let Some(parent) = &s.parent {
-        info.insert("parent".into(), json!(parent));
-    }
-    if let Some((ty, id)) = &s.target {
-        info.insert("target".into(), json!({"type": ty, "id": id}));
-    }
-    info.insert("status".into(), json!(s.status.as_vapi()));
-    info.insert("cancelable".into(), json!(s.cancelable));
-    if let Some(user) = &s.user {
-        info.insert("user".into(), json!(user));
-    }
-    if s.status != TaskStatus::Pending {
-        let pct = s.progress.to_string();
-        let progress_message = match s.status {
-            TaskStatus::Running => message(
-                &format!("{op_id}.progress"),
-                &format!("{}: {pct}% complete", s.description),
-                &[&pct],
-            ),
-            TaskStatus::Blocked => message(
-                &format!("{op_id}.blocked"),
-                "Waiting for resources to become available",
-                &[],
-            ),
-            TaskStatus::Succeeded => message(&format!("{op_id}.done"), "Completed", &[]),
-            _ if s.canceled => message(&format!("{op_id}.canceled"), "Canceled", &[]),
-            _ => message(&format!("{op_id}.failed"), "Failed", &[]),
-        };
-        info.insert(
-            "progress".into(),
-            json!({"total": 100, "completed": s.progress, "message": progress_message}),
-        );
-        if let Some(start) = s.start_time {
-            info.insert("start_time".into(), json!(vapi_datetime(start)));
-        }
-    }
-    if s.status.is_terminal() {
-        if let Some(end) = s.end_time {
-            info.insert("end_time".into(), json!(vapi_datetime(end)));
-        }
-    }
-    if s.status == TaskStatus::Failed {
-        if let Some(err) = &s.error {
-            let messages: Vec<Value> = err
-                .messages
-                .iter()
-                .map(|(id, text)| message(id, text, &[]))
-                .collect();
-            info.insert(
-                "error".into(),
-                json!({"error_type": err.error_type, "messages": messages}),
-            );
-        }
-    }
-    // A result only once SUCCEEDED (the engine has none before), unless the caller said no.
-    if s.status == TaskStatus::Succeeded && !spec.exclude_result {
-        if let Some(result) = &s.result {
-            info.insert("result".into(), result.clone());
-        }
-    }
-    Value::Object(info)
-}
-
-/// A vAPI error body (`Vapi.Std.Errors.Error`) with one message.
-fn vapi_error(
-    status: StatusCode,
-    error_type: &str,
-    id: &str,
-    text: &str,
-    args: &[&str],
-) -> Response {
-    json_resp(status, &error_body(error_type, id, text, args))
-}
-
-fn error_body(error_type: &str, id: &str, text: &str, args: &[&str]) -> Value {
-    json!({
-        "error_type": error_type,
-        "messages": [{"id": id, "default_message": text, "args": args, "localized": text}],
-    })
-}
-
-fn not_found(id: &str) -> Response {
-    let text = format!("Task {id} does not exist.");
-    let mut body = error_body(
-        "NOT_FOUND",
-        "com.vmware.api.cis.tasks.not_found",
-        &text,
-        &[id],
-    );
-    body["messages"][0]["params"] = json!({"task": {"s": id}});
-    json_resp(StatusCode::NOT_FOUND, &body)
-}
-
-fn invalid_argument(text: &str) -> Response {
-    vapi_error(
-        StatusCode::BAD_REQUEST,
-        "INVALID_ARGUMENT",
-        "com.vmware.vapi.std.errors.invalid_argument",
-        text,
-        &[],
-    )
-}
-
-fn unauthenticated() -> Response {
-    let mut body = error_body(
-        "UNAUTHENTICATED",
-        "vapi.method.authentication.required",
-        "Authentication required.",
-        &[],
-    );
-    body["challenge"] = json!(UNAUTHENTICATED_CHALLENGE);
-    let mut resp = json_resp(StatusCode::UNAUTHORIZED, &body);
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(UNAUTHENTICATED_CHALLENGE),
-    );
-    resp
-}
-
-// ---------------------------------------------------------------------------------------------
 // Seed data
 
 /// Id of seeded task number `n` (`5eed0000-0000-4000-8000-0000000000nn`).
 pub fn seed_task_id(n: u32) -> String {
     format!("5eed0000-0000-4000-8000-{n:012}")
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn mins(m: u64) -> Duration {
-    Duration::from_secs(m * 60)
-}
-
-fn at(s: Duration, phase: Phase) -> Step {
-    Step::new(s, phase)
-}
-
-fn running(from: u32, to: u32) -> Phase {
-    Phase::Running { from, to }
-}
-
-fn succeeded(result: Option<Value>) -> Phase {
-    Phase::Succeeded { result }
-}
-
-fn failed(error_type: &str, message: &str) -> Phase {
-    Phase::Failed {
-        error_type: error_type.to_string(),
-        message: message.to_string(),
-    }
 }
 
 const ADMIN: &str = "VSPHERE.LOCAL\\Administrator";
@@ -1076,6 +737,8 @@ fn seed_demo_tasks(store: &TaskStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulator::SimClock;
+    use crate::simulator::tasks::TaskStatus;
 
     #[test]
     fn seeded_tasks_cover_every_status_and_only_declared_services() {

@@ -32,7 +32,10 @@ const LIST_LIMIT: usize = 1000;
 
 pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     let version = &cfg.api_version;
-    let org = cfg.org.clone().unwrap_or_else(|| "System".into());
+    let org = match &cfg.org {
+        Some(org) if !org.is_empty() && !cfg.provider => org.clone(),
+        _ => "System".to_string(),
+    };
     let (login_path, token_source, refresh_token) = if !cfg.api_token.is_empty() {
         let path = if cfg.provider {
             "/oauth/provider/token".to_string()
@@ -56,12 +59,8 @@ pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
             None,
         )
     };
-    let user = cfg.username.clone().unwrap_or_default();
-    let user = if user.contains('@') {
-        user
-    } else {
-        format!("{user}@{org}")
-    };
+    // Cloud Director's Basic user is `user@org` (the user part may itself hold an `@`).
+    let user = format!("{}@{org}", cfg.username.as_deref().unwrap_or_default());
     let flow = LoginFlow {
         login_path,
         token_source,

@@ -47,6 +47,7 @@ pub fn config_for(sim: &Simulator) -> Config {
             sim.vcenter.username(),
             sim.vcenter.password(),
         )],
+        ..Config::default()
     }
 }
 
@@ -56,9 +57,21 @@ impl Env {
     }
 
     pub async fn start_with(opts: SimOptions, tweak: impl FnOnce(&mut Config)) -> Env {
+        Env::start_full(opts, |cfg, _| tweak(cfg)).await
+    }
+
+    /// Every simulated upstream configured, as `demo` wires them (vc1, snap1, srs1...).
+    pub async fn start_all() -> Env {
+        Env::start_full(sim_options(), |cfg, sim| {
+            cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None)
+        })
+        .await
+    }
+
+    pub async fn start_full(opts: SimOptions, tweak: impl FnOnce(&mut Config, &Simulator)) -> Env {
         let sim = Simulator::start(opts).await.expect("simulator starts");
         let mut cfg = config_for(&sim);
-        tweak(&mut cfg);
+        tweak(&mut cfg, &sim);
         let gateway = Running::start(cfg).await.expect("gateway starts");
         let channel = Channel::from_shared(gateway.url())
             .unwrap()

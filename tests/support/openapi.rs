@@ -6,7 +6,8 @@
 //! object schema that lists `properties` and has no `additionalProperties` is treated as
 //! closed; properties named by sibling `allOf` branches count as listed, so composed vAPI
 //! error schemas (`Unauthenticated` = `Error` + `challenge`) still validate.
-//! Reusable for every upstream spec: pass the spec document, a schema and a value.
+//! Reusable for every upstream spec (vCenter, snapservice and SRS use it): pass the spec
+//! document, a schema and a value.
 
 #![allow(dead_code)]
 

@@ -1,0 +1,194 @@
+//! Serving watches over gRPC: a [`Watch`] as a tonic server stream, and the time a WaitTask
+//! call may wait.
+//!
+//! The first read happens before the stream starts, so a resource that does not exist fails
+//! the call itself (as GetTask would); after that, errors end the stream. Errors become a
+//! `Status` only through `GatewayError::into_status`, naming the resource.
+
+use std::{pin::Pin, time::Duration};
+
+use futures_util::Stream;
+use tokio::time::Instant;
+use tonic::{Response, Status, metadata::MetadataMap};
+
+use super::{Event, EventKind, Resource, Watch};
+use crate::{error::Result, proto};
+
+/// A server stream of watch messages.
+pub type EventStream<M> = Pin<Box<dyn Stream<Item = std::result::Result<M, Status>> + Send>>;
+
+impl From<EventKind> for proto::EventType {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::Snapshot => proto::EventType::Snapshot,
+            EventKind::Changed => proto::EventType::Changed,
+            EventKind::Heartbeat => proto::EventType::Heartbeat,
+        }
+    }
+}
+
+/// A `TaskEvent` for one event.
+pub fn task_event(e: Event<proto::Task>) -> proto::TaskEvent {
+    proto::TaskEvent {
+        task: Some(e.value),
+        r#type: proto::EventType::from(e.kind) as i32,
+        observe_time: Some(e.observed.into()),
+    }
+}
+
+/// A `RunspaceEvent` for one event.
+pub fn runspace_event(e: Event<proto::Runspace>) -> proto::RunspaceEvent {
+    proto::RunspaceEvent {
+        runspace: Some(e.value),
+        r#type: proto::EventType::from(e.kind) as i32,
+        observe_time: Some(e.observed.into()),
+    }
+}
+
+struct Served<R: Resource, M> {
+    watch: Watch<R>,
+    first: Option<M>,
+    to_msg: fn(Event<R>) -> M,
+    rpc: &'static str,
+    resource: String,
+    started: Instant,
+    done: bool,
+}
+
+/// Opens the stream of a watch RPC: `setup` is the validated watch (or why the request is
+/// wrong); the call fails unless the first read succeeds. One log line records the outcome
+/// when the stream ends.
+pub async fn open<R: Resource, M: Send + 'static>(
+    rpc: &'static str,
+    resource: &str,
+    setup: Result<Watch<R>>,
+    to_msg: fn(Event<R>) -> M,
+) -> std::result::Result<Response<EventStream<M>>, Status> {
+    let started = Instant::now();
+    let fail = |e: crate::error::GatewayError| {
+        let status = e.into_status(resource);
+        log_end(rpc, resource, started, Some(&status));
+        status
+    };
+    let mut watch = setup.map_err(fail)?;
+    let first = match watch.next().await {
+        Some(Ok(event)) => to_msg(event),
+        Some(Err(e)) => return Err(fail(e)),
+        None => return Err(fail(crate::error::GatewayError::ShuttingDown)),
+    };
+    let served = Served {
+        watch,
+        first: Some(first),
+        to_msg,
+        rpc,
+        resource: resource.to_string(),
+        started,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(served, |mut s| async move {
+        if let Some(first) = s.first.take() {
+            return Some((Ok(first), s));
+        }
+        if s.done {
+            return None;
+        }
+        match s.watch.next().await {
+            Some(Ok(event)) => {
+                let msg = (s.to_msg)(event);
+                Some((Ok(msg), s))
+            }
+            Some(Err(e)) => {
+                s.done = true;
+                let status = e.into_status(&s.resource);
+                log_end(s.rpc, &s.resource, s.started, Some(&status));
+                Some((Err(status), s))
+            }
+            None => {
+                log_end(s.rpc, &s.resource, s.started, None);
+                None
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(stream)))
+}
+
+fn log_end(rpc: &'static str, resource: &str, started: Instant, status: Option<&Status>) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match status {
+        None => tracing::info!(rpc, resource, code = "OK", elapsed_ms, "rpc"),
+        Some(s) => {
+            tracing::info!(rpc, resource, code = ?s.code(), elapsed_ms, message = s.message(), "rpc")
+        }
+    }
+}
+
+/// When a WaitTask call answers at the latest: the earliest of its `timeout` (unset = the
+/// maximum wait), the configured maximum wait, and the call's own time less a margin, so the
+/// client gets the snapshot rather than DEADLINE_EXCEEDED: by 90 % of the call's time and at
+/// least 100 ms before its deadline.
+pub fn wait_until(
+    metadata: &MetadataMap,
+    timeout: Option<Duration>,
+    max_wait: Duration,
+) -> Instant {
+    let mut wait = timeout.unwrap_or(max_wait).min(max_wait);
+    if let Some(call) = call_timeout(metadata) {
+        let margin = (call / 10).max(Duration::from_millis(100));
+        wait = wait.min(call.saturating_sub(margin));
+    }
+    Instant::now() + wait
+}
+
+/// The call's whole time from its `grpc-timeout` header (`api::deadline` gives the deadline
+/// less its own margin; WaitTask needs the time itself for its larger one).
+fn call_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(v: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        m
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_answers_by_ninety_percent_and_100ms_before_the_deadline() {
+        let max = Duration::from_secs(60);
+        let now = Instant::now();
+        // 10 s call: 90 % is 9 s.
+        assert_eq!(
+            wait_until(&with_timeout("10S"), None, max) - now,
+            Duration::from_secs(9)
+        );
+        // 500 ms call: 100 ms before the deadline is earlier than 90 %.
+        assert_eq!(
+            wait_until(&with_timeout("500m"), None, max) - now,
+            Duration::from_millis(400)
+        );
+        // The timeout and the maximum wait bound it too.
+        assert_eq!(
+            wait_until(&with_timeout("10S"), Some(Duration::from_secs(2)), max) - now,
+            Duration::from_secs(2)
+        );
+        assert_eq!(wait_until(&MetadataMap::new(), None, max) - now, max);
+        assert_eq!(
+            wait_until(&MetadataMap::new(), Some(Duration::from_secs(600)), max) - now,
+            max
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! The polling engine behind WatchTask, WaitTask and WatchRunspace.
+//!
+//! VMware's REST APIs cannot push, so the gateway polls, once per watched resource: every
+//! watcher of one resource (and every WaitTask on it) shares one poller, keyed by upstream
+//! and id, which stops as soon as its last watcher leaves. Pollers of one upstream live in
+//! its [`lane`](lane::Lane), whose driver polls them in rounds, merges them into batched
+//! `get_many` calls where the upstream can (vCenter lists up to 1000 ids in one request),
+//! and caps the requests per second. Intervals adapt: the floor after a change, growing
+//! while nothing changes (see [`schedule`]).
+//!
+//! The engine is generic over the resource ([`Resource`]: tasks and runspaces) and the
+//! source ([`Fetch`]); [`Watch`] turns one watcher's view of a poller into the events of the
+//! WatchTask contract (SNAPSHOT, CHANGED, HEARTBEAT, the end after a final state, the errors),
+//! and [`grpc`] serves it as a tonic stream.
+
+pub mod grpc;
+mod lane;
+pub mod schedule;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use futures_util::future::BoxFuture;
+use tokio::{sync::watch, time::Instant};
+
+use self::{
+    lane::{Lane, Membership},
+    schedule::Settings,
+};
+use crate::{
+    config::WatchConfig,
+    error::{GatewayError, Result, UpstreamError, UpstreamFailure},
+    proto,
+    upstream::{RunspaceSource, TaskSource},
+};
+
+/// A watchable resource.
+pub trait Resource: Clone + PartialEq + Send + Sync + 'static {
+    /// What it is called in messages ("task").
+    const KIND: &'static str;
+    /// The upstream's id, as a batched answer carries it.
+    fn id(&self) -> &str;
+    /// A state after which nothing more happens: the watch ends with it.
+    fn is_final(&self) -> bool;
+}
+
+impl Resource for proto::Task {
+    const KIND: &'static str = "task";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn is_final(&self) -> bool {
+        self.done
+    }
+}
+
+impl Resource for proto::Runspace {
+    const KIND: &'static str = "runspace";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn is_final(&self) -> bool {
+        matches!(
+            self.state(),
+            proto::RunspaceState::Ready | proto::RunspaceState::Error
+        )
+    }
+}
+
+/// Where the engine reads a resource kind from one upstream.
+pub trait Fetch<R: Send>: Send + Sync {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<R>>;
+    /// Several at once; ids the upstream does not know are absent from the answer.
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<R>>> {
+        Box::pin(async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.get(id).await {
+                    Ok(r) => found.push(r),
+                    Err(e) if e.code() == tonic::Code::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        })
+    }
+    /// How many ids one `get_many` request carries (1 = no batching).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+}
+
+/// Tasks from a [`TaskSource`].
+pub struct Tasks(pub Arc<dyn TaskSource>);
+
+impl Fetch<proto::Task> for Tasks {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Task>> {
+        self.0.get(id)
+    }
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        self.0.get_many(ids)
+    }
+    fn batch_limit(&self) -> usize {
+        self.0.batch_limit()
+    }
+}
+
+/// Runspaces from a [`RunspaceSource`] (one request per runspace: SRS has no batch read).
+pub struct Runspaces(pub Arc<dyn RunspaceSource>);
+
+impl Fetch<proto::Runspace> for Runspaces {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Runspace>> {
+        self.0.get(id)
+    }
+}
+
+/// What a poller last learned.
+#[derive(Clone)]
+pub(crate) enum Observed<R> {
+    /// Not read yet.
+    Pending,
+    /// The latest state and when the gateway read it (a read that found no change only
+    /// moves `at`).
+    Seen { value: Arc<R>, at: SystemTime },
+    /// The poller ended with this error (gone, budget spent, not retryable).
+    Failed(GatewayError),
+}
+
+/// Why an event is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Snapshot,
+    Changed,
+    Heartbeat,
+}
+
+/// One message of a watch.
+#[derive(Debug, Clone)]
+pub struct Event<R> {
+    pub kind: EventKind,
+    pub value: R,
+    /// When the gateway read this state from the upstream.
+    pub observed: SystemTime,
+}
+
+/// The resource to watch: the upstream's name, the id and where to read it.
+pub struct Target<R> {
+    pub upstream: String,
+    pub id: String,
+    pub source: Arc<dyn Fetch<R>>,
+}
+
+/// One watcher's wishes, as validated from its request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WatchOptions {
+    /// The fastest polling this watcher needs (unset = the server's minimum).
+    pub min_poll_interval: Option<Duration>,
+    /// As asked: unset = the server's default, zero = off.
+    pub heartbeat_interval: Option<Duration>,
+    /// The call's deadline: the watch ends with DEADLINE_EXCEEDED there.
+    pub deadline: Option<Instant>,
+}
+
+/// The engine for all resource kinds, shared by the services.
+pub struct WatchEngine {
+    settings: Arc<Settings>,
+    pub tasks: Engine<proto::Task>,
+    pub runspaces: Engine<proto::Runspace>,
+}
+
+impl WatchEngine {
+    pub fn new(cfg: &WatchConfig) -> Self {
+        let settings = Arc::new(Settings::from(cfg));
+        WatchEngine {
+            tasks: Engine::new(settings.clone()),
+            runspaces: Engine::new(settings.clone()),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// The pollers of one resource kind, one lane per upstream.
+pub struct Engine<R: Resource> {
+    settings: Arc<Settings>,
+    lanes: Mutex<HashMap<String, Arc<Lane<R>>>>,
+}
+
+impl<R: Resource> Engine<R> {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Engine {
+            settings,
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lane(&self, target: &Target<R>) -> Arc<Lane<R>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .entry(target.upstream.clone())
+            .or_insert_with(|| {
+                Arc::new(Lane::new(
+                    &target.upstream,
+                    target.source.clone(),
+                    self.settings.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    fn join(&self, target: &Target<R>, min_poll_interval: Option<Duration>) -> Membership<R> {
+        self.lane(target)
+            .join(&target.id, self.settings.floor(min_poll_interval))
+    }
+
+    /// Poll requests sent to `upstream` so far (a batched request counts once).
+    pub fn requests(&self, upstream: &str) -> u64 {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.get(upstream).map_or(0, |l| l.requests())
+    }
+
+    /// Resources being polled right now, over all upstreams.
+    pub fn pollers(&self) -> usize {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.values().map(|l| l.pollers()).sum()
+    }
+
+    /// Starts watching; `project` shapes what this watcher sees (e.g. the task view), and
+    /// equality is judged on what it sees. The watch ends when `stopping` turns true.
+    pub fn watch(
+        &self,
+        target: Target<R>,
+        opts: WatchOptions,
+        stopping: watch::Receiver<bool>,
+        project: impl Fn(&R) -> R + Send + Sync + 'static,
+    ) -> Watch<R> {
+        let heartbeat = match opts.heartbeat_interval {
+            None => self.settings.heartbeat_default,
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
+        Watch {
+            membership: self.join(&target, opts.min_poll_interval),
+            project: Box::new(project),
+            heartbeat,
+            deadline: opts.deadline,
+            stopping,
+            upstream: target.upstream,
+            last: None,
+            last_sent: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// Waits until the resource reaches a final state or `until`, sharing its poller, and
+    /// returns the latest state either way (also when shutdown starts).
+    pub async fn wait(
+        &self,
+        target: Target<R>,
+        until: Instant,
+        mut stopping: watch::Receiver<bool>,
+    ) -> Result<R> {
+        let mut membership = self.join(&target, None);
+        loop {
+            match membership.current() {
+                Observed::Seen { value, .. } if value.is_final() => return Ok((*value).clone()),
+                Observed::Failed(e) => return Err(e),
+                _ => {}
+            }
+            if *stopping.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                _ = stopping.changed() => {}
+                alive = membership.changed() => if !alive { break },
+            }
+        }
+        match membership.current() {
+            Observed::Seen { value, .. } => Ok((*value).clone()),
+            Observed::Failed(e) => Err(e),
+            Observed::Pending if *stopping.borrow() => Err(GatewayError::ShuttingDown),
+            Observed::Pending => Err(deadline_exceeded(&target.upstream)),
+        }
+    }
+}
+
+/// One watcher: turns the shared poller's states into this watcher's events.
+pub struct Watch<R: Resource> {
+    membership: Membership<R>,
+    project: Box<dyn Fn(&R) -> R + Send + Sync>,
+    heartbeat: Option<Duration>,
+    deadline: Option<Instant>,
+    stopping: watch::Receiver<bool>,
+    upstream: String,
+    /// What this watcher was last sent (SNAPSHOT or CHANGED), as it saw it.
+    last: Option<R>,
+    last_sent: Instant,
+    ended: bool,
+}
+
+impl<R: Resource> Watch<R> {
+    /// The next event, an error that ends the watch, or `None` after a final state.
+    pub async fn next(&mut self) -> Option<Result<Event<R>>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            if *self.stopping.borrow_and_update() {
+                return self.end(GatewayError::ShuttingDown);
+            }
+            match self.membership.current() {
+                Observed::Pending => {}
+                Observed::Failed(e) => return self.end(e),
+                Observed::Seen { value, at } => {
+                    let shown = (self.project)(&value);
+                    let kind = match &self.last {
+                        None => Some(EventKind::Snapshot),
+                        Some(last) if *last != shown => Some(EventKind::Changed),
+                        Some(_) => None,
+                    };
+                    if let Some(kind) = kind {
+                        self.ended = value.is_final();
+                        return Some(Ok(self.sent(kind, shown, at)));
+                    }
+                    if value.is_final() {
+                        self.ended = true;
+                        return None;
+                    }
+                }
+            }
+            let heartbeat_at = self
+                .heartbeat
+                .filter(|_| self.last.is_some())
+                .map(|h| self.last_sent + h);
+            tokio::select! {
+                changed = self.stopping.changed() => {
+                    if changed.is_err() {
+                        // The server is gone without saying so: end like a shutdown.
+                        return self.end(GatewayError::ShuttingDown);
+                    }
+                }
+                _ = sleep_until(self.deadline) => {
+                    return self.end(deadline_exceeded(&self.upstream));
+                }
+                alive = self.membership.changed() => {
+                    if !alive {
+                        return self.end(GatewayError::ShuttingDown);
+                    }
+                }
+                _ = sleep_until(heartbeat_at) => {
+                    if let Observed::Seen { value, at } = self.membership.current() {
+                        let shown = (self.project)(&value);
+                        if self.last.as_ref() == Some(&shown) {
+                            return Some(Ok(self.sent(EventKind::Heartbeat, shown, at)));
+                        }
+                    }
+                    // A change arrived together with the heartbeat: the loop sends it instead.
+                }
+            }
+        }
+    }
+
+    fn sent(&mut self, kind: EventKind, shown: R, at: SystemTime) -> Event<R> {
+        self.last_sent = Instant::now();
+        if kind != EventKind::Heartbeat {
+            self.last = Some(shown.clone());
+        }
+        Event {
+            kind,
+            value: shown,
+            observed: at,
+        }
+    }
+
+    fn end(&mut self, e: GatewayError) -> Option<Result<Event<R>>> {
+        self.ended = true;
+        Some(Err(e))
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// DEADLINE_EXCEEDED at the end of the caller's time (the same error a unary call gets when
+/// its deadline cuts an upstream request short).
+fn deadline_exceeded(upstream: &str) -> GatewayError {
+    UpstreamError::new(upstream, None, UpstreamFailure::Timeout).into()
+}
+
+#[cfg(test)]
+mod tests;

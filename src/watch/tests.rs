@@ -1,0 +1,558 @@
+//! The engine against in-memory fake sources, on paused tokio time: sharing, batching,
+//! adaptive intervals, retries, the end of a poller, and the generic runspace path.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::future::BoxFuture;
+use tokio::{sync::watch, time::Instant};
+
+use super::*;
+use crate::error::{UpstreamError, UpstreamFailure};
+
+/// An upstream in memory: tasks (or runspaces) by id, request counters, queued failures.
+struct Fake<R> {
+    items: Mutex<HashMap<String, R>>,
+    gets: AtomicU64,
+    batches: AtomicU64,
+    limit: usize,
+    failures: Mutex<u32>,
+}
+
+impl<R: Resource> Fake<R> {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Fake {
+            items: Mutex::new(HashMap::new()),
+            gets: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            limit,
+            failures: Mutex::new(0),
+        })
+    }
+
+    fn put(&self, r: R) {
+        self.items.lock().unwrap().insert(r.id().to_string(), r);
+    }
+
+    fn fail_next(&self, n: u32) {
+        *self.failures.lock().unwrap() = n;
+    }
+
+    fn unavailable(&self) -> Option<GatewayError> {
+        let mut f = self.failures.lock().unwrap();
+        if *f == 0 {
+            return None;
+        }
+        *f -= 1;
+        Some(
+            UpstreamError::new(
+                "fake",
+                Some(503),
+                UpstreamFailure::Api {
+                    reason: Some("SERVICE_UNAVAILABLE".into()),
+                    messages: vec![],
+                    excerpt: None,
+                },
+            )
+            .into(),
+        )
+    }
+
+    fn requests(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst) + self.batches.load(Ordering::SeqCst)
+    }
+}
+
+impl<R: Resource> Fetch<R> for Fake<R> {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<R>> {
+        Box::pin(async move {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            if let Some(e) = self.unavailable() {
+                return Err(e);
+            }
+            self.items.lock().unwrap().get(id).cloned().ok_or_else(|| {
+                UpstreamError::new(
+                    "fake",
+                    Some(404),
+                    UpstreamFailure::Api {
+                        reason: Some("NOT_FOUND".into()),
+                        messages: vec![],
+                        excerpt: None,
+                    },
+                )
+                .into()
+            })
+        })
+    }
+
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<R>>> {
+        Box::pin(async move {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            assert!(ids.len() <= self.limit, "{} ids over the limit", ids.len());
+            if let Some(e) = self.unavailable() {
+                return Err(e);
+            }
+            let items = self.items.lock().unwrap();
+            Ok(ids.iter().filter_map(|id| items.get(id).cloned()).collect())
+        })
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.limit
+    }
+}
+
+fn task(id: &str, percent: i32, done: bool) -> proto::Task {
+    proto::Task {
+        id: id.into(),
+        name: format!("upstreams/fake/tasks/{id}"),
+        done,
+        progress: Some(proto::TaskProgress {
+            percent,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn settings() -> Arc<Settings> {
+    Arc::new(Settings {
+        min: Duration::from_millis(100),
+        max: Duration::from_millis(1000),
+        growth: 2.0,
+        jitter: 0.0,
+        max_wait: Duration::from_secs(5),
+        retry_budget: 2,
+        max_polls_per_second: 1000,
+        heartbeat_default: None,
+    })
+}
+
+fn target<R: Resource>(fake: &Arc<Fake<R>>, id: &str) -> Target<R> {
+    Target {
+        upstream: "fake".into(),
+        id: id.into(),
+        source: fake.clone(),
+    }
+}
+
+fn running() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+fn opts(min: Option<u64>, heartbeat: Option<u64>) -> WatchOptions {
+    WatchOptions {
+        min_poll_interval: min.map(Duration::from_millis),
+        heartbeat_interval: heartbeat.map(Duration::from_millis),
+        deadline: None,
+    }
+}
+
+async fn next<R: Resource>(w: &mut Watch<R>) -> Event<R> {
+    match w.next().await {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => panic!("watch failed: {e}"),
+        None => panic!("watch ended"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchers_of_one_task_share_one_poll_per_round() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut watches: Vec<_> = (0..50)
+        .map(|_| {
+            engine.watch(
+                target(&fake, "t1"),
+                opts(None, None),
+                stopping.clone(),
+                Clone::clone,
+            )
+        })
+        .collect();
+    for w in &mut watches {
+        assert_eq!(next(w).await.kind, EventKind::Snapshot);
+    }
+    assert_eq!(engine.pollers(), 1);
+    for step in 1..=5 {
+        fake.put(task("t1", step * 10, false));
+        for w in &mut watches {
+            let e = next(w).await;
+            assert_eq!(e.kind, EventKind::Changed);
+            assert_eq!(e.value.progress.unwrap().percent, step * 10);
+        }
+    }
+    // Each change was seen at the first poll after it: 1 + 5 reads, not 50 times that.
+    assert_eq!(fake.requests(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_grows_while_nothing_changes_and_returns_to_the_floor_on_a_change() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut w = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping,
+        Clone::clone,
+    );
+    next(&mut w).await;
+    let start = Instant::now();
+    // 100 ms floor doubling to the 1 s maximum: polls at 100, 300, 700, 1500, 2500, 3500...
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+    assert_eq!(fake.requests(), 1 + 6, "after {:?}", start.elapsed());
+    fake.put(task("t1", 5, false));
+    assert_eq!(next(&mut w).await.kind, EventKind::Changed);
+    let polls = fake.requests();
+    // Back at the floor: the next polls come 100 ms, then 200 ms later.
+    tokio::time::sleep(Duration::from_millis(310)).await;
+    assert_eq!(fake.requests(), polls + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fastest_watcher_sets_the_pace_and_a_slow_one_does_not_slow_it() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(Arc::new(Settings {
+        growth: 1.0,
+        ..(*settings()).clone()
+    }));
+    let (_stop, stopping) = running();
+    let mut slow = engine.watch(
+        target(&fake, "t1"),
+        opts(Some(800), None),
+        stopping.clone(),
+        Clone::clone,
+    );
+    next(&mut slow).await;
+    tokio::time::sleep(Duration::from_millis(1650)).await;
+    assert_eq!(
+        fake.requests(),
+        1 + 2,
+        "the slow watcher alone polls every 800 ms"
+    );
+    let mut fast = engine.watch(
+        target(&fake, "t1"),
+        opts(Some(100), None),
+        stopping,
+        Clone::clone,
+    );
+    next(&mut fast).await;
+    let before = fake.requests();
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert!(
+        fake.requests() - before >= 9,
+        "{} polls",
+        fake.requests() - before
+    );
+    drop(fast);
+    let before = fake.requests();
+    tokio::time::sleep(Duration::from_millis(1650)).await;
+    assert!(fake.requests() - before <= 3, "back to the slow pace");
+}
+
+#[tokio::test(start_paused = true)]
+async fn batched_pollers_of_one_upstream_share_each_request() {
+    let fake = Fake::new(100);
+    for i in 0..250 {
+        fake.put(task(&format!("t{i}"), 0, false));
+    }
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut watches = Vec::new();
+    for i in 0..250 {
+        let mut w = engine.watch(
+            target(&fake, &format!("t{i}")),
+            opts(None, None),
+            stopping.clone(),
+            Clone::clone,
+        );
+        next(&mut w).await;
+        watches.push(w);
+        // Watchers arrive over time, not all at once.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // Let the pollers fall into step, then count one change of every task.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..250 {
+        fake.put(task(&format!("t{i}"), 50, false));
+    }
+    let before = fake.batches.load(Ordering::SeqCst);
+    let gets_before = fake.gets.load(Ordering::SeqCst);
+    let mut observed = std::collections::HashSet::new();
+    for w in &mut watches {
+        let e = next(w).await;
+        assert_eq!(e.kind, EventKind::Changed);
+        observed.insert(e.observed);
+    }
+    assert_eq!(
+        fake.gets.load(Ordering::SeqCst),
+        gets_before,
+        "no single gets once the pollers are in step"
+    );
+    // 250 ids at 100 per request: one round of three requests saw every change.
+    assert_eq!(fake.batches.load(Ordering::SeqCst) - before, 3);
+    assert!(observed.len() <= 3, "{} distinct reads", observed.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_watcher_leaving_stops_the_poller() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut a = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping.clone(),
+        Clone::clone,
+    );
+    let mut b = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping,
+        Clone::clone,
+    );
+    next(&mut a).await;
+    next(&mut b).await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fake.requests() > 1, "one watcher left, polling goes on");
+    drop(b);
+    assert_eq!(engine.pollers(), 0);
+    let after = fake.requests();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(fake.requests(), after);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_until_the_budget_is_spent() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut w = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping,
+        Clone::clone,
+    );
+    next(&mut w).await;
+    fake.fail_next(2);
+    fake.put(task("t1", 10, false));
+    assert_eq!(next(&mut w).await.value.progress.unwrap().percent, 10);
+    fake.fail_next(3);
+    fake.put(task("t1", 20, false));
+    match w.next().await {
+        Some(Err(e)) => assert_eq!(e.code(), tonic::Code::Unavailable),
+        other => panic!(
+            "expected UNAVAILABLE, got {:?}",
+            other.map(|r| r.map(|e| e.kind))
+        ),
+    }
+    assert!(w.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_disappears_from_a_batched_answer_ends_with_not_found() {
+    let fake = Fake::new(10);
+    fake.put(task("t1", 0, false));
+    fake.put(task("t2", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut w1 = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping.clone(),
+        Clone::clone,
+    );
+    let mut w2 = engine.watch(
+        target(&fake, "t2"),
+        opts(None, None),
+        stopping,
+        Clone::clone,
+    );
+    next(&mut w1).await;
+    next(&mut w2).await;
+    fake.items.lock().unwrap().remove("t1");
+    match w1.next().await {
+        Some(Err(e)) => assert_eq!(e.code(), tonic::Code::NotFound),
+        _ => panic!("expected NOT_FOUND"),
+    }
+    fake.put(task("t2", 100, true));
+    let last = next(&mut w2).await;
+    assert!(last.value.done);
+    assert!(w2.next().await.is_none(), "the watch ends after done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_repeats_the_current_state_after_quiet_time() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut w = engine.watch(
+        target(&fake, "t1"),
+        opts(None, Some(2000)),
+        stopping,
+        Clone::clone,
+    );
+    let snap = next(&mut w).await;
+    let hb = next(&mut w).await;
+    assert_eq!(hb.kind, EventKind::Heartbeat);
+    assert_eq!(hb.value, snap.value);
+    assert!(
+        hb.observed > snap.observed,
+        "a heartbeat carries the latest read time"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_ends_watches_with_shutting_down_and_wait_with_the_latest_state() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Arc::new(Engine::new(settings()));
+    let (stop, stopping) = running();
+    let mut w = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping.clone(),
+        Clone::clone,
+    );
+    next(&mut w).await;
+    let waiting = {
+        let engine = engine.clone();
+        let t = target(&fake, "t1");
+        tokio::spawn(async move {
+            engine
+                .wait(t, Instant::now() + Duration::from_secs(60), stopping)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send_replace(true);
+    match w.next().await {
+        Some(Err(GatewayError::ShuttingDown)) => {}
+        _ => panic!("expected SHUTTING_DOWN"),
+    }
+    let latest = waiting.await.unwrap().unwrap();
+    assert!(!latest.done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_returns_at_done_or_at_its_time_with_the_latest_state() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let until = Instant::now() + Duration::from_secs(2);
+    let t = engine
+        .wait(target(&fake, "t1"), until, stopping.clone())
+        .await
+        .unwrap();
+    assert!(!t.done);
+    assert!(Instant::now() >= until);
+    let fake2 = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fake2.put(task("t1", 100, true));
+    });
+    let t = engine
+        .wait(
+            target(&fake, "t1"),
+            Instant::now() + Duration::from_secs(60),
+            stopping,
+        )
+        .await
+        .unwrap();
+    assert!(t.done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_upstream_cap_slows_pollers_down() {
+    let fake = Fake::new(1);
+    for i in 0..20 {
+        fake.put(task(&format!("t{i}"), 0, false));
+    }
+    let engine = Engine::new(Arc::new(Settings {
+        growth: 1.0,
+        max_polls_per_second: 10,
+        ..(*settings()).clone()
+    }));
+    let (_stop, stopping) = running();
+    let _watches: Vec<_> = (0..20)
+        .map(|i| {
+            engine.watch(
+                target(&fake, &format!("t{i}")),
+                opts(None, None),
+                stopping.clone(),
+                Clone::clone,
+            )
+        })
+        .collect();
+    // 20 unbatched pollers at 100 ms would make 200 requests a second; the cap allows 10.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = fake.requests();
+    assert!((25..=35).contains(&n), "{n} requests in 3 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runspace_watch_ends_after_ready() {
+    let fake: Arc<Fake<proto::Runspace>> = Fake::new(1);
+    let rs = |state: proto::RunspaceState| proto::Runspace {
+        id: "rs1".into(),
+        state: state as i32,
+        ..Default::default()
+    };
+    fake.put(rs(proto::RunspaceState::Creating));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    let mut w = engine.watch(
+        target(&fake, "rs1"),
+        opts(None, None),
+        stopping,
+        Clone::clone,
+    );
+    assert_eq!(next(&mut w).await.kind, EventKind::Snapshot);
+    fake.put(rs(proto::RunspaceState::Ready));
+    let e = next(&mut w).await;
+    assert_eq!(e.kind, EventKind::Changed);
+    assert_eq!(e.value.state(), proto::RunspaceState::Ready);
+    assert!(w.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_states_after_the_view_are_not_sent_twice() {
+    let fake = Fake::new(1);
+    fake.put(task("t1", 0, false));
+    let engine = Engine::new(settings());
+    let (_stop, stopping) = running();
+    // The watcher sees only `done`: progress changes are invisible to it.
+    let mut w = engine.watch(
+        target(&fake, "t1"),
+        opts(None, None),
+        stopping,
+        |t: &proto::Task| proto::Task {
+            id: t.id.clone(),
+            done: t.done,
+            ..Default::default()
+        },
+    );
+    next(&mut w).await;
+    fake.put(task("t1", 50, false));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fake.put(task("t1", 100, true));
+    let e = next(&mut w).await;
+    assert_eq!(e.kind, EventKind::Changed);
+    assert!(e.value.done);
+}

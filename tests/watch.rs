@@ -1,0 +1,473 @@
+//! WatchTask, WaitTask and WatchRunspace end to end against the simulator: the WatchTask
+//! contract, shared and batched polls counted at the simulator, retries, deadlines, client
+//! disconnects and shutdown.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use common::*;
+use tonic::{Code, Request, Status, Streaming};
+use tonic_types::StatusExt;
+use vmware_grpc_gateway::{
+    config::{Config, HumanDuration, WatchConfig},
+    proto::{
+        EventType, RunspaceEvent, RunspaceState, Task, TaskEvent, TaskState, WaitTaskRequest,
+        WatchRunspaceRequest, WatchTaskRequest, runspace_service_client::RunspaceServiceClient,
+    },
+    simulator::{
+        Fault, SimClock, SimOptions,
+        vcenter::{ROUTE_TASK_GET, ROUTE_TASK_LIST},
+    },
+};
+
+/// Fast, deterministic polling: 20 ms floor, 200 ms ceiling, no jitter, 3 retries.
+fn fast(cfg: &mut Config) {
+    cfg.watch = WatchConfig {
+        min_poll_interval: HumanDuration(Duration::from_millis(20)),
+        max_poll_interval: HumanDuration(Duration::from_millis(200)),
+        growth: 1.5,
+        jitter: 0.0,
+        max_wait: HumanDuration(Duration::from_secs(5)),
+        retry_budget: 3,
+        max_polls_per_second: 1000,
+        heartbeat_default: HumanDuration(Duration::from_secs(15)),
+    };
+}
+
+async fn start() -> Env {
+    Env::start_with(sim_options(), fast).await
+}
+
+fn watch_req(name: &str) -> WatchTaskRequest {
+    WatchTaskRequest {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn dur(ms: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+async fn open(env: &Env, req: WatchTaskRequest) -> Streaming<TaskEvent> {
+    env.tasks()
+        .watch_task(req)
+        .await
+        .expect("the watch opens")
+        .into_inner()
+}
+
+/// The next message, failing the test on an error or the end of the stream.
+async fn event(s: &mut Streaming<TaskEvent>) -> TaskEvent {
+    match s.message().await {
+        Ok(Some(e)) => e,
+        Ok(None) => panic!("the stream ended"),
+        Err(st) => panic!("the stream failed: {st:?}"),
+    }
+}
+
+/// Every message until the end, and how the stream ended (`None` = OK).
+async fn drain(s: &mut Streaming<TaskEvent>) -> (Vec<TaskEvent>, Option<Status>) {
+    let mut events = Vec::new();
+    loop {
+        match s.message().await {
+            Ok(Some(e)) => events.push(e),
+            Ok(None) => return (events, None),
+            Err(st) => return (events, Some(st)),
+        }
+    }
+}
+
+/// The error a watch ends with, whether the call itself fails or its stream does.
+async fn watch_error(env: &Env, req: WatchTaskRequest) -> Status {
+    match env.tasks().watch_task(req).await {
+        Err(st) => st,
+        Ok(r) => {
+            let (_, end) = drain(&mut r.into_inner()).await;
+            end.expect("the watch ends with an error")
+        }
+    }
+}
+
+fn task(e: &TaskEvent) -> &Task {
+    e.task.as_ref().expect("every event carries the task")
+}
+
+fn percent(e: &TaskEvent) -> i32 {
+    task(e).progress.as_ref().map_or(-1, |p| p.percent)
+}
+
+/// A vAPI 503 as vCenter sends it when a service is down.
+fn unavailable() -> Fault {
+    Fault::Status {
+        status: 503,
+        body: r#"{"error_type":"SERVICE_UNAVAILABLE","messages":[{"id":"x","default_message":"down for a moment","args":[]}]}"#.into(),
+    }
+}
+
+#[tokio::test]
+async fn watch_sends_a_snapshot_then_each_change_and_ends_after_done() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = open(&env, watch_req(&name)).await;
+    let first = event(&mut s).await;
+    assert_eq!(first.r#type(), EventType::Snapshot);
+    assert_eq!(task(&first).name, name);
+    assert_eq!(percent(&first), 0);
+    assert!(first.observe_time.is_some());
+    env.clock().advance(Duration::from_secs(30));
+    let changed = event(&mut s).await;
+    assert_eq!(changed.r#type(), EventType::Changed);
+    assert_eq!(percent(&changed), 30);
+    env.clock().advance(Duration::from_secs(100));
+    let (rest, end) = drain(&mut s).await;
+    assert!(end.is_none(), "ends with OK: {end:?}");
+    let last = rest.last().expect("a message with done");
+    assert_eq!(last.r#type(), EventType::Changed);
+    assert!(task(last).done);
+    assert_eq!(task(last).state(), TaskState::Succeeded);
+    // Never two equal tasks in a row.
+    let all: Vec<&TaskEvent> = [&first, &changed].into_iter().chain(&rest).collect();
+    for pair in all.windows(2) {
+        assert_ne!(pair[0].task, pair[1].task);
+    }
+}
+
+#[tokio::test]
+async fn watching_a_finished_task_sends_its_snapshot_and_ends() {
+    let env = start().await;
+    let name = env.add(finished(60));
+    let (events, end) = drain(&mut open(&env, watch_req(&name)).await).await;
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].r#type(), EventType::Snapshot);
+    assert!(task(&events[0]).done);
+}
+
+#[tokio::test]
+async fn hundred_watchers_of_one_task_cost_one_get_per_round() {
+    // A real clock: the task moves 1 % every 10 ms, so every 20 ms round sees a change.
+    let opts = SimOptions {
+        clock: SimClock::real(),
+        ..sim_options()
+    };
+    let env = Env::start_with(opts, fast).await;
+    let name = env.add(running_for(2));
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        streams.push(open(&env, watch_req(&name)).await);
+    }
+    let mut runs = Vec::new();
+    for s in &mut streams {
+        let (events, end) = drain(s).await;
+        assert!(end.is_none(), "{end:?}");
+        runs.push(events);
+    }
+    let gets = env.sim.vcenter.requests(ROUTE_TASK_GET);
+    // After the first snapshot, every watcher saw the same reads of the one poller.
+    let tail = |r: &Vec<TaskEvent>| -> Vec<(i32, Option<prost_types::Timestamp>)> {
+        r.iter()
+            .skip(1)
+            .filter(|e| e.r#type() == EventType::Changed)
+            .map(|e| (percent(e), e.observe_time))
+            .collect()
+    };
+    let reads: HashSet<_> = runs.iter().flat_map(tail).map(|(_, t)| t).collect();
+    let longest = runs.iter().map(Vec::len).max().unwrap_or(0) as u64;
+    assert!(longest > 3, "the task was seen moving");
+    // One request per round: the rounds that saw a change plus a few quiet ones, not 100×.
+    assert!(
+        gets <= reads.len() as u64 + 10,
+        "{gets} GETs for {} distinct reads",
+        reads.len()
+    );
+    assert_eq!(env.sim.vcenter.requests(ROUTE_TASK_LIST), 0);
+}
+
+#[tokio::test]
+async fn five_hundred_watched_tasks_cost_one_list_request_per_round() {
+    let env = start().await;
+    let names: Vec<String> = (0..500).map(|_| env.add(running_for(100))).collect();
+    let mut streams = Vec::new();
+    for name in &names {
+        let mut s = open(&env, watch_req(name)).await;
+        assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+        streams.push(s);
+    }
+    // Let the pollers fall into step (a few rounds at the 200 ms ceiling).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (gets, lists) = (
+        env.sim.vcenter.requests(ROUTE_TASK_GET),
+        env.sim.vcenter.requests(ROUTE_TASK_LIST),
+    );
+    env.clock().advance(Duration::from_secs(10));
+    let mut reads = HashSet::new();
+    for s in &mut streams {
+        let e = event(s).await;
+        assert_eq!(e.r#type(), EventType::Changed);
+        assert_eq!(percent(&e), 10);
+        reads.insert(e.observe_time);
+    }
+    assert_eq!(reads.len(), 1, "one list answer carried all 500 changes");
+    assert_eq!(env.sim.vcenter.requests(ROUTE_TASK_GET), gets);
+    assert!(env.sim.vcenter.requests(ROUTE_TASK_LIST) > lists);
+}
+
+#[tokio::test]
+async fn heartbeat_repeats_the_task_when_nothing_changes() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = open(
+        &env,
+        WatchTaskRequest {
+            heartbeat_interval: Some(dur(150)),
+            ..watch_req(&name)
+        },
+    )
+    .await;
+    let first = event(&mut s).await;
+    let beat = event(&mut s).await;
+    assert_eq!(beat.r#type(), EventType::Heartbeat);
+    assert_eq!(beat.task, first.task);
+    let beat2 = event(&mut s).await;
+    assert_eq!(beat2.r#type(), EventType::Heartbeat);
+}
+
+#[tokio::test]
+async fn bad_requests_fail_the_call_before_the_stream_starts() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let negative = prost_types::Duration {
+        seconds: -1,
+        nanos: 0,
+    };
+    let cases = [
+        (
+            WatchTaskRequest {
+                heartbeat_interval: Some(negative),
+                ..watch_req(&name)
+            },
+            "INVALID_DURATION",
+        ),
+        (
+            WatchTaskRequest {
+                min_poll_interval: Some(negative),
+                ..watch_req(&name)
+            },
+            "INVALID_DURATION",
+        ),
+        (
+            WatchTaskRequest {
+                view: 99,
+                ..watch_req(&name)
+            },
+            "INVALID_ENUM",
+        ),
+        (watch_req("tasks/nope"), "INVALID_NAME"),
+    ];
+    for (req, reason) in cases {
+        let st = env
+            .tasks()
+            .watch_task(req)
+            .await
+            .expect_err("the call fails");
+        assert_error(&st, Code::InvalidArgument, reason);
+    }
+}
+
+#[tokio::test]
+async fn a_task_that_disappears_ends_the_watch_with_not_found() {
+    let env = start().await;
+    let id = env.sim.vcenter.tasks().add(running_for(100));
+    let name = task_name(&id);
+    let mut s = open(&env, watch_req(&name)).await;
+    event(&mut s).await;
+    env.sim.vcenter.tasks().remove(&id);
+    let (_, end) = drain(&mut s).await;
+    let st = end.expect("an error");
+    let info = error_info(&st);
+    assert_eq!(st.code(), Code::NotFound, "{st:?}");
+    assert_eq!(info.metadata["resource"], name);
+
+    let st = watch_error(&env, watch_req(&task_name("no-such-task"))).await;
+    assert_eq!(st.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_the_spent_budget_ends_with_unavailable() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = open(&env, watch_req(&name)).await;
+    event(&mut s).await;
+    // Three failures fit the budget of three retries: the watch carries on.
+    for _ in 0..3 {
+        env.sim.vcenter.inject(ROUTE_TASK_GET, unavailable());
+    }
+    env.clock().advance(Duration::from_secs(20));
+    let e = event(&mut s).await;
+    assert_eq!(e.r#type(), EventType::Changed);
+    assert_eq!(percent(&e), 20);
+    // Four in a row spend it.
+    for _ in 0..4 {
+        env.sim.vcenter.inject(ROUTE_TASK_GET, unavailable());
+    }
+    let (_, end) = drain(&mut s).await;
+    let st = end.expect("an error");
+    assert_eq!(st.code(), Code::Unavailable, "{st:?}");
+    assert!(st.get_details_retry_info().is_some(), "RetryInfo: {st:?}");
+}
+
+#[tokio::test]
+async fn the_watch_ends_with_deadline_exceeded_at_the_callers_deadline() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut req = Request::new(watch_req(&name));
+    req.set_timeout(Duration::from_millis(400));
+    let mut s = env.tasks().watch_task(req).await.unwrap().into_inner();
+    assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+    let (_, end) = drain(&mut s).await;
+    let st = end.expect("an error");
+    assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+    error_info(&st);
+}
+
+#[tokio::test]
+async fn wait_task_returns_when_the_task_is_done() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let clock = env.clock().clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        clock.advance(Duration::from_secs(200));
+    });
+    let t = env
+        .tasks()
+        .wait_task(WaitTaskRequest {
+            name: name.clone(),
+            timeout: Some(dur(4000)),
+            view: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(t.done);
+    assert_eq!(t.state(), TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn wait_task_returns_the_latest_snapshot_at_its_timeout_or_before_the_deadline() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    env.clock().advance(Duration::from_secs(40));
+    let t = env
+        .tasks()
+        .wait_task(WaitTaskRequest {
+            name: name.clone(),
+            timeout: Some(dur(300)),
+            view: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!t.done);
+    assert_eq!(t.progress.unwrap().percent, 40);
+    // No timeout, but a 600 ms call: the answer comes before the deadline, not DEADLINE_EXCEEDED.
+    let mut req = Request::new(WaitTaskRequest {
+        name: name.clone(),
+        timeout: None,
+        view: 0,
+    });
+    req.set_timeout(Duration::from_millis(600));
+    let t = env.tasks().wait_task(req).await.unwrap().into_inner();
+    assert!(!t.done);
+
+    let st = env
+        .tasks()
+        .wait_task(WaitTaskRequest {
+            name,
+            timeout: Some(prost_types::Duration {
+                seconds: -5,
+                nanos: 0,
+            }),
+            view: 0,
+        })
+        .await
+        .expect_err("a negative timeout is refused");
+    assert_error(&st, Code::InvalidArgument, "INVALID_DURATION");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_stops_the_polling() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = open(&env, watch_req(&name)).await;
+    event(&mut s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        env.sim.vcenter.requests(ROUTE_TASK_GET) > 1,
+        "it was polling"
+    );
+    drop(s);
+    // Within a round (at most the 200 ms ceiling) no poll is sent any more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = env.sim.vcenter.requests(ROUTE_TASK_GET);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(env.sim.vcenter.requests(ROUTE_TASK_GET), after);
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_unavailable_shutting_down() {
+    let mut env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = open(&env, watch_req(&name)).await;
+    event(&mut s).await;
+    let gateway = env.gateway.take().expect("running");
+    let stopped = tokio::spawn(gateway.shutdown());
+    let (_, end) = drain(&mut s).await;
+    let st = end.expect("an error");
+    assert_error(&st, Code::Unavailable, "SHUTTING_DOWN");
+    assert!(stopped.await.unwrap().is_ok());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_runspace_follows_it_until_ready() {
+    let env = Env::start_full(sim_options(), |cfg, sim| {
+        fast(cfg);
+        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
+    })
+    .await;
+    let mut r = RunspaceServiceClient::new(env.channel.clone());
+    let made = r
+        .create_runspace(vmware_grpc_gateway::proto::CreateRunspaceRequest {
+            parent: "upstreams/srs1".into(),
+            runspace: Some(Default::default()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut s = r
+        .watch_runspace(WatchRunspaceRequest {
+            name: made.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first: RunspaceEvent = s.message().await.unwrap().unwrap();
+    assert_eq!(first.r#type(), EventType::Snapshot);
+    assert_eq!(first.runspace.unwrap().state(), RunspaceState::Creating);
+    env.sim
+        .script_runtime
+        .clock()
+        .advance(Duration::from_secs(10));
+    let ready = s.message().await.unwrap().unwrap();
+    assert_eq!(ready.r#type(), EventType::Changed);
+    assert_eq!(ready.runspace.unwrap().state(), RunspaceState::Ready);
+    assert!(s.message().await.unwrap().is_none(), "ends after READY");
+}
