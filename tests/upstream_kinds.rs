@@ -526,3 +526,84 @@ async fn cloud_director_errors_use_the_minor_error_code() {
         .unwrap_err();
     assert_error(&err, Code::NotFound, "RESOURCE_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn cloud_director_provider_login_lists_admin_tasks_and_re_logs_in_once() {
+    let env = Env::start_full(sim_options(), |cfg, sim| {
+        let mut up = vmware_grpc_gateway::demo::upstreams(sim, None);
+        up.retain(|u| u.name == "vcd1");
+        up[0].org = None;
+        up[0].provider = true;
+        cfg.upstreams = up;
+    })
+    .await;
+    env.sim.cloud_director.tasks().add(vcd_running(600));
+    let mut c = env.tasks();
+    let list = c
+        .list_tasks(ListTasksRequest {
+            parent: "upstreams/vcd1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!list.tasks.is_empty());
+    assert_eq!(
+        env.sim
+            .cloud_director
+            .requests("POST /cloudapi/1.0.0/sessions/provider"),
+        1
+    );
+    env.sim.cloud_director.expire_sessions();
+    c.list_tasks(ListTasksRequest {
+        parent: "upstreams/vcd1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        env.sim
+            .cloud_director
+            .requests("POST /cloudapi/1.0.0/sessions/provider"),
+        2,
+        "one fresh login"
+    );
+}
+
+#[tokio::test]
+async fn upstream_bodies_that_break_the_documented_shape_are_internal() {
+    let env = all_upstreams().await;
+    env.sim.script_runtime.inject(
+        "GET /api/runspaces",
+        vmware_grpc_gateway::simulator::Fault::Status {
+            status: 200,
+            body: r#"{"not": "an array"}"#.into(),
+        },
+    );
+    let err = runspaces(&env)
+        .list_runspaces(ListRunspacesRequest {
+            parent: "upstreams/srs1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let info = assert_error(&err, Code::Internal, "UPSTREAM_BAD_RESPONSE");
+    assert_eq!(info.metadata["upstream"], "srs1");
+    env.sim.cloud_director.inject(
+        "GET /api/task/{task}",
+        vmware_grpc_gateway::simulator::Fault::Status {
+            status: 200,
+            body: r#"{"id": "urn:vcloud:task:x", "status": "running", "startTime": "not a time"}"#
+                .into(),
+        },
+    );
+    let err = env
+        .tasks()
+        .get_task(GetTaskRequest {
+            name: "upstreams/vcd1/tasks/x".into(),
+            view: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Internal, "UPSTREAM_BAD_RESPONSE");
+}

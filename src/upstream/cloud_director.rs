@@ -469,42 +469,19 @@ impl CloudDirector {
         self.session.http().upstream()
     }
 
-    fn failed(&self, reply: &Reply) -> UpstreamError {
-        let e = parse_error(self.upstream(), reply);
-        self.session.http().record_error(&e);
-        e
-    }
-
-    fn body(&self, reply: &Reply) -> std::result::Result<Json, UpstreamError> {
-        serde_json::from_slice(&reply.body).map_err(|e| {
-            UpstreamError::bad_response(
-                self.upstream(),
-                reply.status,
-                format!("not JSON ({e})"),
-                &reply.body,
-            )
-        })
-    }
-
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
         let path = format!("/api/task/{}", path_segment(bare_id(id)));
-        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
+        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
         Ok(task_from_json(
             self.upstream(),
-            &self.body(&reply)?,
+            &self.session.json(&reply, "task")?,
             reply.status,
         )?)
     }
 
     async fn cancel_task(&self, id: &str) -> Result<()> {
         let path = format!("/api/task/{}/action/cancel", path_segment(bare_id(id)));
-        let reply = self.session.send(Method::POST, &path, |rb| rb).await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
+        self.session.call(Method::POST, &path, |rb| rb).await?;
         Ok(())
     }
 
@@ -527,12 +504,12 @@ impl CloudDirector {
             }
             let reply = self
                 .session
-                .send(Method::GET, "/api/query", |rb| rb.query(&query))
+                .call(Method::GET, "/api/query", |rb| rb.query(&query))
                 .await?;
-            if !reply.is_success() {
-                return Err(self.failed(&reply).into());
-            }
-            let body: QueryPage = serde_json::from_value(self.body(&reply)?).map_err(|e| {
+            let body: QueryPage = serde_json::from_value(
+                self.session.json(&reply, "query result")?,
+            )
+            .map_err(|e| {
                 UpstreamError::bad_response(
                     self.upstream(),
                     reply.status,

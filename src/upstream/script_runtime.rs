@@ -163,23 +163,6 @@ impl ScriptRuntime {
         self.session.http().upstream()
     }
 
-    fn failed(&self, reply: &Reply) -> UpstreamError {
-        let e = parse_error(self.upstream(), reply);
-        self.session.http().record_error(&e);
-        e
-    }
-
-    fn body(&self, reply: &Reply) -> std::result::Result<Json, UpstreamError> {
-        serde_json::from_slice(&reply.body).map_err(|e| {
-            UpstreamError::bad_response(
-                self.upstream(),
-                reply.status,
-                format!("not JSON ({e})"),
-                &reply.body,
-            )
-        })
-    }
-
     async fn create_runspace(
         &self,
         display_name: &str,
@@ -191,29 +174,28 @@ impl ScriptRuntime {
         }
         let reply = self
             .session
-            .send(Method::POST, RUNSPACES, |rb| rb.json(&body))
+            .call(Method::POST, RUNSPACES, |rb| rb.json(&body))
             .await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
-        Ok(convert(self.upstream(), self.body(&reply)?, &reply)?)
+        Ok(convert(
+            self.upstream(),
+            self.session.json(&reply, "runspace")?,
+            &reply,
+        )?)
     }
 
     async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
         let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
-        Ok(convert(self.upstream(), self.body(&reply)?, &reply)?)
+        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+        Ok(convert(
+            self.upstream(),
+            self.session.json(&reply, "runspace")?,
+            &reply,
+        )?)
     }
 
     async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
-        let reply = self.session.send(Method::GET, RUNSPACES, |rb| rb).await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
-        let Json::Array(items) = self.body(&reply)? else {
+        let reply = self.session.call(Method::GET, RUNSPACES, |rb| rb).await?;
+        let Json::Array(items) = self.session.json(&reply, "runspace list")? else {
             return Err(UpstreamError::bad_response(
                 self.upstream(),
                 reply.status,
@@ -230,11 +212,9 @@ impl ScriptRuntime {
 
     async fn delete_runspace(&self, id: &str) -> Result<()> {
         let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let reply = self.session.send(Method::DELETE, &path, |rb| rb).await?;
-        if reply.is_success() {
+        let Err(e) = self.session.call(Method::DELETE, &path, |rb| rb).await else {
             return Ok(());
-        }
-        let e = self.failed(&reply);
+        };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)
         // from a real failure, which stays the error it was.
         if e.reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {

@@ -138,6 +138,37 @@ impl Session {
         Ok(reply)
     }
 
+    /// Like `send`, but only a 2xx answer is `Ok`; any other becomes the kind's error (vAPI,
+    /// Cloud Director, SRS), recorded as the upstream's last error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        let reply = self.send(method, path, customize).await?;
+        if reply.is_success() {
+            return Ok(reply);
+        }
+        let e = (self.flow.parse_error)(self.http.upstream(), &reply);
+        self.http.record_error(&e);
+        Err(e)
+    }
+
+    /// The body of an answer as JSON; `what` names it in the error when it is not JSON.
+    pub fn json(&self, reply: &Reply, what: &str) -> Result<serde_json::Value, UpstreamError> {
+        serde_json::from_slice(&reply.body).map_err(|e| {
+            let e = UpstreamError::bad_response(
+                self.http.upstream(),
+                reply.status,
+                format!("{what}: not JSON ({e})"),
+                &reply.body,
+            );
+            self.http.record_error(&e);
+            e
+        })
+    }
+
     async fn send_with(
         &self,
         token: &Token,

@@ -36,7 +36,7 @@ pub async fn list_call(
     query.extend(statuses.iter().map(|v| ("status", *v)));
     query.extend(filter.users.iter().map(|v| ("users", v.as_str())));
     session
-        .send(Method::GET, TASKS_PATH, |rb| rb.query(&query))
+        .call(Method::GET, TASKS_PATH, |rb| rb.query(&query))
         .await
 }
 

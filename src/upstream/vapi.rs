@@ -67,19 +67,10 @@ impl VapiTasks {
         self.session.http().upstream()
     }
 
-    fn failed(&self, reply: &Reply) -> UpstreamError {
-        let e = parse_error(self.upstream(), reply);
-        self.session.http().record_error(&e);
-        e
-    }
-
     async fn get_task(&self, id: &str) -> GwResult<proto::Task> {
         let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
-        let reply = self.session.send(Method::GET, &path, |rb| rb).await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
-        let body = json_body(self.upstream(), &reply, "task")?;
+        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+        let body = self.session.json(&reply, "task")?;
         Ok(task_from_info(
             self.upstream(),
             self.flavor.kind(),
@@ -112,15 +103,13 @@ impl VapiTasks {
         let mut tasks = Vec::new();
         for ids in chunks {
             let reply = match self.flavor {
-                Flavor::Cis => vsphere::list_call(&self.session, ids, filter, &statuses).await?,
+                Flavor::Cis => vsphere::list_call(&self.session, ids, filter, &statuses).await,
                 Flavor::Snapservice => {
-                    snapservice::list_call(&self.session, ids, filter, &statuses).await?
+                    snapservice::list_call(&self.session, ids, filter, &statuses).await
                 }
-            };
-            if !reply.is_success() {
-                return Err(too_many_matches(self.failed(&reply)));
             }
-            let body = json_body(self.upstream(), &reply, "task list")?;
+            .map_err(too_many_matches)?;
+            let body = self.session.json(&reply, "task list")?;
             let items = match self.flavor {
                 Flavor::Cis => vsphere::list_items(self.upstream(), &reply, body)?,
                 Flavor::Snapservice => snapservice::list_items(self.upstream(), &reply, body)?,
@@ -150,13 +139,9 @@ impl VapiTasks {
             });
         }
         let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
-        let reply = self
-            .session
-            .send(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
+        self.session
+            .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
             .await?;
-        if !reply.is_success() {
-            return Err(self.failed(&reply).into());
-        }
         Ok(())
     }
 }
@@ -477,18 +462,6 @@ pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
     );
     e.retry_after = reply.retry_after();
     e
-}
-
-/// The body of a 2xx answer as JSON, or a bad-response error naming what was expected.
-pub fn json_body(upstream: &str, reply: &Reply, what: &str) -> Result<Json, UpstreamError> {
-    serde_json::from_slice(&reply.body).map_err(|e| {
-        UpstreamError::bad_response(
-            upstream,
-            reply.status,
-            format!("{what}: not JSON ({e})"),
-            &reply.body,
-        )
-    })
 }
 
 #[cfg(test)]

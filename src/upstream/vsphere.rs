@@ -39,7 +39,7 @@ pub async fn list_call(
         "result_spec": {"return_all": false, "exclude_result": false},
     });
     session
-        .send(Method::POST, TASKS_PATH, |rb| {
+        .call(Method::POST, TASKS_PATH, |rb| {
             rb.query(&[("action", "list")]).json(&body)
         })
         .await
