@@ -212,9 +212,13 @@ async fn five_hundred_watched_tasks_cost_one_list_request_per_round() {
         assert_eq!(percent(&e), 10);
         reads.insert(e.observe_time);
     }
-    assert_eq!(reads.len(), 1, "one list answer carried all 500 changes");
+    // One list answer carries all 500 changes, or two when a round fired while another's
+    // request was still in flight (ids in flight cannot join it; they fall into step after).
+    assert!(reads.len() <= 2, "{} distinct reads", reads.len());
     assert_eq!(env.sim.vcenter.requests(ROUTE_TASK_GET), gets);
-    assert!(env.sim.vcenter.requests(ROUTE_TASK_LIST) > lists);
+    let more = env.sim.vcenter.requests(ROUTE_TASK_LIST) - lists;
+    // A few 20 ms rounds pass while the 500 events are read, far from one request per task.
+    assert!((1..50).contains(&more), "{more} list requests");
 }
 
 #[tokio::test]

@@ -44,10 +44,17 @@ pub async fn unary<T>(
 /// The call's deadline from its `grpc-timeout` header, less a small margin so the gateway
 /// answers DEADLINE_EXCEEDED itself (with ErrorInfo) before the transport cancels the call.
 pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let d = call_timeout(metadata)?;
+    let margin = (d / 10).min(Duration::from_millis(50));
+    Instant::now().checked_add(d - margin)
+}
+
+/// The call's whole time from its `grpc-timeout` header.
+pub fn call_timeout(metadata: &MetadataMap) -> Option<Duration> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
     let n: u64 = num.parse().ok()?;
-    let d = match unit {
+    Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
         "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
@@ -55,9 +62,7 @@ pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
-    };
-    let margin = (d / 10).min(Duration::from_millis(50));
-    Instant::now().checked_add(d - margin)
+    })
 }
 
 /// An enum field: an unknown number is INVALID_ARGUMENT (reason INVALID_ENUM).

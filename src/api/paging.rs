@@ -86,6 +86,21 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
+/// The key of lists ordered by a time descending with "not yet" first (tasks by
+/// `start_time`, runspaces by `create_time`), ties by `tie` ascending.
+pub type NewestFirstKey = (u8, i64, String);
+
+pub fn newest_first_key(time: Option<&prost_types::Timestamp>, tie: String) -> NewestFirstKey {
+    match time {
+        None => (0, 0, tie),
+        Some(t) => (
+            1,
+            -(t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos / 1000)),
+            tie,
+        ),
+    }
+}
+
 /// One page of `items` in key order, after `after`; the token is empty on the last page.
 pub fn paginate<T, K>(
     mut items: Vec<T>,

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     names::{self, UpstreamRef},
-    paging::{self, decode_token, paginate},
+    paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     unary,
 };
 use crate::{
@@ -131,7 +131,7 @@ impl RunspaceApi {
     async fn list(&self, req: &ListRunspacesRequest) -> Result<ListRunspacesResponse> {
         let parent = names::parse_upstream(&req.parent, "parent")?;
         let size = paging::page_size(req.page_size)?;
-        let after: Option<RunspaceKey> = decode_token(&req.page_token, &req.parent, "")?;
+        let after: Option<NewestFirstKey> = decode_token(&req.page_token, &req.parent, "")?;
         let merged = parent == UpstreamRef::Any;
         let runspaces = match &parent {
             UpstreamRef::Named(_) => self.registry.runspace_source(&parent)?.1.list().await?,
@@ -168,18 +168,9 @@ impl RunspaceApi {
 }
 
 /// Order of runspace lists: `create_time` descending, ties by id (by name when merged).
-type RunspaceKey = (u8, i64, String);
-
-fn runspace_key(r: &Runspace, merged: bool) -> RunspaceKey {
+fn runspace_key(r: &Runspace, merged: bool) -> NewestFirstKey {
     let tie = if merged { r.name.clone() } else { r.id.clone() };
-    match &r.create_time {
-        None => (0, 0, tie),
-        Some(t) => (
-            1,
-            -(t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos / 1000)),
-            tie,
-        ),
-    }
+    newest_first_key(r.create_time.as_ref(), tie)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<RunspaceEvent, Status>> + Send>>;

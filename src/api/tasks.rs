@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{
     deadline, duration_field, enum_field, names,
     names::UpstreamRef,
-    paging::{self, decode_token, paginate},
+    paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     unary,
 };
 use crate::{
@@ -60,7 +60,8 @@ impl TaskApi {
         }
         let size = paging::page_size(req.page_size)?;
         let fingerprint = filter_fingerprint(&filter);
-        let after: Option<TaskKey> = decode_token(&req.page_token, &req.parent, &fingerprint)?;
+        let after: Option<NewestFirstKey> =
+            decode_token(&req.page_token, &req.parent, &fingerprint)?;
         let merged = parent == UpstreamRef::Any;
         let mut tasks = match &parent {
             UpstreamRef::Named(_) => {
@@ -137,18 +138,9 @@ pub fn with_view(mut task: Task, view: TaskView) -> Task {
 
 /// Order of task lists: not yet started first, then `start_time` descending, ties by id
 /// (by name in a merged list).
-type TaskKey = (u8, i64, String);
-
-fn task_key(t: &Task, merged: bool) -> TaskKey {
+fn task_key(t: &Task, merged: bool) -> NewestFirstKey {
     let tie = if merged { t.name.clone() } else { t.id.clone() };
-    match &t.start_time {
-        None => (0, 0, tie),
-        Some(ts) => (
-            1,
-            -(ts.seconds.saturating_mul(1_000_000) + i64::from(ts.nanos / 1000)),
-            tie,
-        ),
-    }
+    newest_first_key(t.start_time.as_ref(), tie)
 }
 
 /// Fingerprint of a filter, independent of the order of its values.

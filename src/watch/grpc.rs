@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tonic::{Response, Status, metadata::MetadataMap};
 
 use super::{Event, EventKind, Resource, Watch};
-use crate::{error::Result, proto};
+use crate::{api::call_timeout, error::Result, proto};
 
 /// A server stream of watch messages.
 pub type EventStream<M> = Pin<Box<dyn Stream<Item = std::result::Result<M, Status>> + Send>>;
@@ -137,23 +137,6 @@ pub fn wait_until(
         wait = wait.min(call.saturating_sub(margin));
     }
     Instant::now() + wait
-}
-
-/// The call's whole time from its `grpc-timeout` header (`api::deadline` gives the deadline
-/// less its own margin; WaitTask needs the time itself for its larger one).
-fn call_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
-    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
