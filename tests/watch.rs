@@ -475,3 +475,111 @@ async fn watch_runspace_follows_it_until_ready() {
     assert_eq!(ready.runspace.unwrap().state(), RunspaceState::Ready);
     assert!(s.message().await.unwrap().is_none(), "ends after READY");
 }
+
+#[tokio::test]
+async fn cloud_director_tasks_are_polled_through_one_query_and_read_again_only_when_changed() {
+    use vmware_grpc_gateway::simulator::{Phase, Step, TaskSpec};
+    let env = Env::start_full(sim_options(), |cfg, sim| {
+        fast(cfg);
+        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
+    })
+    .await;
+    let vcd = &env.sim.cloud_director;
+    let names: Vec<String> = (0..20)
+        .map(|_| {
+            let id = vcd.tasks().add(TaskSpec::new(
+                "com.vmware.vcloud",
+                "vappDeploy",
+                "Deploy",
+                vec![
+                    Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
+                    Step::new(Duration::from_secs(100), Phase::Succeeded { result: None }),
+                ],
+            ));
+            format!("upstreams/vcd1/tasks/{id}")
+        })
+        .collect();
+    let mut streams = Vec::new();
+    for n in &names {
+        let mut s = open(&env, watch_req(n)).await;
+        assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+        streams.push(s);
+    }
+    // Let the pollers fall into step, then count a quiet second.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (gets, queries) = (
+        vcd.requests("GET /api/task/{task}"),
+        vcd.requests("GET /api/query"),
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let quiet_gets = vcd.requests("GET /api/task/{task}") - gets;
+    let quiet_queries = vcd.requests("GET /api/query") - queries;
+    assert_eq!(quiet_gets, 0, "nothing changed: no task is read again");
+    assert!(quiet_queries >= 1, "the tasks are still polled");
+    assert!(
+        quiet_queries < 20,
+        "about one query per round for 20 tasks, not one each: {quiet_queries}"
+    );
+    // A change shows in the records; each changed task is read once and its watchers told.
+    vcd.clock().advance(Duration::from_secs(10));
+    for s in &mut streams {
+        let e = event(s).await;
+        assert_eq!(e.r#type(), EventType::Changed);
+        assert_eq!(percent(&e), 10);
+    }
+    let reread = vcd.requests("GET /api/task/{task}") - gets;
+    assert!(
+        (20..=40).contains(&reread),
+        "each changed task read again once or so: {reread}"
+    );
+}
+
+#[tokio::test]
+async fn cloud_director_watches_fall_back_to_gets_where_the_query_refuses_an_id_filter() {
+    use vmware_grpc_gateway::simulator::{Phase, Step, TaskSpec};
+    let env = Env::start_full(sim_options(), |cfg, sim| {
+        fast(cfg);
+        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
+    })
+    .await;
+    let vcd = &env.sim.cloud_director;
+    vcd.inject(
+        "GET /api/query",
+        Fault::Status {
+            status: 400,
+            body: r#"{"majorErrorCode":400,"minorErrorCode":"BAD_REQUEST","message":"Bad filter: id"}"#.into(),
+        },
+    );
+    let id = vcd.tasks().add(TaskSpec::new(
+        "com.vmware.vcloud",
+        "vappDeploy",
+        "Deploy",
+        vec![
+            Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
+            Step::new(Duration::from_secs(100), Phase::Succeeded { result: None }),
+        ],
+    ));
+    let mut s = open(
+        &env,
+        watch_req(&format!("upstreams/vcd1/tasks/urn:vcloud:task:{id}")),
+    )
+    .await;
+    let first = event(&mut s).await;
+    assert_eq!(first.r#type(), EventType::Snapshot);
+    assert_eq!(
+        task(&first).id,
+        id,
+        "the URN spelling is one task, named by its uuid"
+    );
+    vcd.clock().advance(Duration::from_secs(10));
+    let changed = event(&mut s).await;
+    assert_eq!(changed.r#type(), EventType::Changed);
+    assert_eq!(percent(&changed), 10);
+    let queries = vcd.requests("GET /api/query");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        vcd.requests("GET /api/query"),
+        queries,
+        "no more queries after the refusal"
+    );
+}

@@ -19,7 +19,7 @@ use crate::{
         TaskFilter, TaskState, TaskView, WaitTaskRequest, WatchTaskRequest,
         task_service_server::TaskService,
     },
-    upstream::Registry,
+    upstream::{Registry, TaskSource, Upstream},
     watch::{self, Target, WatchEngine, WatchOptions, grpc::task_event},
 };
 
@@ -44,11 +44,19 @@ impl TaskApi {
         }
     }
 
+    /// A task name → its upstream, source and the source's canonical id of the task (so
+    /// `urn:vcloud:task:{uuid}` and the bare uuid share one poller).
+    fn resolve(&self, name: &str) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>, String)> {
+        let name = names::parse_resource(name, "tasks", "name")?;
+        let (upstream, source) = self.registry.task_source(&name.upstream)?;
+        let id = source.canonical_id(&name.id);
+        Ok((upstream, source, id))
+    }
+
     async fn get(&self, req: &GetTaskRequest) -> Result<Task> {
         let view = enum_field::<TaskView>(req.view, "view")?;
-        let name = names::parse_resource(&req.name, "tasks", "name")?;
-        let (_, source) = self.registry.task_source(&name.upstream)?;
-        Ok(with_view(source.get(&name.id).await?, view))
+        let (_, source, id) = self.resolve(&req.name)?;
+        Ok(with_view(source.get(&id).await?, view))
     }
 
     async fn list(&self, req: &ListTasksRequest) -> Result<ListTasksResponse> {
@@ -99,8 +107,7 @@ impl TaskApi {
     }
 
     async fn cancel(&self, req: &CancelTaskRequest) -> Result<Task> {
-        let name = names::parse_resource(&req.name, "tasks", "name")?;
-        let (upstream, source) = self.registry.task_source(&name.upstream)?;
+        let (upstream, source, id) = self.resolve(&req.name)?;
         if !source.supports_cancel() {
             return Err(GatewayError::Unimplemented {
                 reason: "NOT_SUPPORTED_BY_UPSTREAM",
@@ -112,7 +119,7 @@ impl TaskApi {
                 upstream: Some(upstream.name.clone()),
             });
         }
-        let before = source.get(&name.id).await?;
+        let before = source.get(&id).await?;
         if before.done {
             return Err(GatewayError::FailedPrecondition {
                 reason: "TASK_DONE",
@@ -123,8 +130,8 @@ impl TaskApi {
                 upstream: Some(upstream.name.clone()),
             });
         }
-        source.cancel(&name.id).await?;
-        Ok(with_view(source.get(&name.id).await?, TaskView::Basic))
+        source.cancel(&id).await?;
+        Ok(with_view(source.get(&id).await?, TaskView::Basic))
     }
 }
 
@@ -213,7 +220,7 @@ impl TaskService for TaskApi {
         let req = request.get_ref();
         let setup = || -> Result<watch::Watch<Task>> {
             let view = enum_field::<TaskView>(req.view, "view")?;
-            let name = names::parse_resource(&req.name, "tasks", "name")?;
+            let (upstream, source, id) = self.resolve(&req.name)?;
             let opts = WatchOptions {
                 min_poll_interval: duration_field(
                     req.min_poll_interval.as_ref(),
@@ -225,10 +232,9 @@ impl TaskService for TaskApi {
                 )?,
                 deadline: deadline(request.metadata()),
             };
-            let (upstream, source) = self.registry.task_source(&name.upstream)?;
             let target = Target {
                 upstream: upstream.name.clone(),
-                id: name.id,
+                id,
                 source: Arc::new(watch::Tasks(source.clone())),
             };
             Ok(self
@@ -249,13 +255,12 @@ impl TaskService for TaskApi {
         let metadata = request.metadata();
         unary("WaitTask", &req.name, metadata, async {
             let view = enum_field::<TaskView>(req.view, "view")?;
-            let name = names::parse_resource(&req.name, "tasks", "name")?;
+            let (upstream, source, id) = self.resolve(&req.name)?;
             let timeout = duration_field(req.timeout.as_ref(), "timeout")?;
-            let (upstream, source) = self.registry.task_source(&name.upstream)?;
             let until = watch::grpc::wait_until(metadata, timeout, self.watch.settings().max_wait);
             let target = Target {
                 upstream: upstream.name.clone(),
-                id: name.id,
+                id,
                 source: Arc::new(watch::Tasks(source.clone())),
             };
             let task = self

@@ -3,8 +3,20 @@
 //! `POST /api/task/{uuid}/action/cancel`, and listing through the query service
 //! (`/api/query?type=task|adminTask`, the gateway's filter as FIQL, the upstream's pages
 //! walked with its own `page`/`pageSize`).
+//!
+//! The watch engine's batched poll goes through the query service too: one query for many
+//! watched tasks, and a full `GET /api/task` only for those whose query record changed
+//! (records lack fields of the full task, so they only tell what to re-read). Where the
+//! query service refuses an `id` filter, polls fall back to one GET per task.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::{FutureExt, future::BoxFuture};
 use reqwest::Method;
@@ -29,6 +41,10 @@ const URN_PREFIX: &str = "urn:vcloud:task:";
 const QUERY_PAGE_SIZE: usize = 128;
 /// The most tasks one list may gather, as for vSphere: beyond it the filter must narrow.
 const LIST_LIMIT: usize = 1000;
+/// Task ids per batched poll query (keeps the FIQL filter, and the URL, short).
+const POLL_BATCH: usize = 50;
+/// How long a polled task is remembered without being polled again.
+const POLL_MEMORY: Duration = Duration::from_secs(600);
 
 pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     let version = &cfg.api_version;
@@ -452,9 +468,19 @@ struct QueryPage {
     total: Option<u64>,
 }
 
+/// A task as last polled: the query record it was read for, and the full task.
+struct Polled {
+    record: Json,
+    task: proto::Task,
+    at: tokio::time::Instant,
+}
+
 pub struct CloudDirector {
     session: Arc<Session>,
     provider: bool,
+    polled: Mutex<HashMap<String, Polled>>,
+    /// Set once the query service refused an `id` filter: batched polls use GETs.
+    no_id_filter: AtomicBool,
 }
 
 impl CloudDirector {
@@ -462,6 +488,110 @@ impl CloudDirector {
         Self {
             session,
             provider: cfg.provider,
+            polled: Mutex::new(HashMap::new()),
+            no_id_filter: AtomicBool::new(false),
+        }
+    }
+
+    fn query_type(&self) -> &'static str {
+        if self.provider { "adminTask" } else { "task" }
+    }
+
+    /// One page of the query service.
+    async fn query_page(&self, fiql: Option<&str>, page: usize) -> Result<(QueryPage, u16)> {
+        let page_s = page.to_string();
+        let size_s = QUERY_PAGE_SIZE.to_string();
+        let mut query = vec![
+            ("type", self.query_type()),
+            ("format", "records"),
+            ("page", page_s.as_str()),
+            ("pageSize", size_s.as_str()),
+            ("sortDesc", "startDate"),
+        ];
+        if let Some(f) = fiql {
+            query.push(("filter", f));
+        }
+        let reply = self
+            .session
+            .call(Method::GET, "/api/query", |rb| rb.query(&query))
+            .await?;
+        let body =
+            serde_json::from_value(self.session.json(&reply, "query result")?).map_err(|e| {
+                UpstreamError::bad_response(
+                    self.upstream(),
+                    reply.status,
+                    format!("query result: {e}"),
+                    &reply.body,
+                )
+            })?;
+        Ok((body, reply.status))
+    }
+
+    /// The watch engine's batched poll: one query for up to POLL_BATCH ids, then a full GET
+    /// only for tasks whose record changed since the last poll (or that are new to it).
+    async fn poll_many(&self, ids: &[String]) -> Result<Vec<proto::Task>> {
+        if self.no_id_filter.load(Ordering::Relaxed) {
+            return super::get_each(self, ids).await;
+        }
+        let terms: Vec<String> = ids
+            .iter()
+            .map(|i| format!("id=={URN_PREFIX}{}", fiql_escape(bare_id(i))))
+            .collect();
+        let fiql = format!("({})", terms.join(","));
+        let (page, _) = match self.query_page(Some(&fiql), 1).await {
+            Ok(p) => p,
+            Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                tracing::warn!(upstream = %self.upstream(), "the query service refused an id filter; watching Cloud Director tasks with one GET each");
+                self.no_id_filter.store(true, Ordering::Relaxed);
+                return super::get_each(self, ids).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut tasks = Vec::with_capacity(page.record.len());
+        for record in page.record {
+            let Some(id) = record
+                .get("href")
+                .and_then(Json::as_str)
+                .and_then(|h| h.rsplit('/').next())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let unchanged = self.remembered(&id, &record);
+            let task = match unchanged {
+                Some(t) => t,
+                None => match self.get_task(&id).await {
+                    Ok(t) => t,
+                    Err(e) if e.code() == tonic::Code::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            self.remember(&id, record, &task);
+            tasks.push(task);
+        }
+        Ok(tasks)
+    }
+
+    fn remembered(&self, id: &str, record: &Json) -> Option<proto::Task> {
+        let polled = self.polled.lock().ok()?;
+        polled
+            .get(id)
+            .filter(|p| &p.record == record)
+            .map(|p| p.task.clone())
+    }
+
+    fn remember(&self, id: &str, record: Json, task: &proto::Task) {
+        if let Ok(mut polled) = self.polled.lock() {
+            let now = tokio::time::Instant::now();
+            polled.retain(|_, p| now.duration_since(p.at) < POLL_MEMORY);
+            polled.insert(
+                id.to_string(),
+                Polled {
+                    record,
+                    task: task.clone(),
+                    at: now,
+                },
+            );
         }
     }
 
@@ -487,36 +617,9 @@ impl CloudDirector {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<proto::Task>> {
         let fiql = fiql(filter, self.upstream())?;
-        let kind = if self.provider { "adminTask" } else { "task" };
         let mut tasks = Vec::new();
         for page in 1.. {
-            let page_s = page.to_string();
-            let size_s = QUERY_PAGE_SIZE.to_string();
-            let mut query = vec![
-                ("type", kind),
-                ("format", "records"),
-                ("page", page_s.as_str()),
-                ("pageSize", size_s.as_str()),
-                ("sortDesc", "startDate"),
-            ];
-            if let Some(f) = &fiql {
-                query.push(("filter", f.as_str()));
-            }
-            let reply = self
-                .session
-                .call(Method::GET, "/api/query", |rb| rb.query(&query))
-                .await?;
-            let body: QueryPage = serde_json::from_value(
-                self.session.json(&reply, "query result")?,
-            )
-            .map_err(|e| {
-                UpstreamError::bad_response(
-                    self.upstream(),
-                    reply.status,
-                    format!("query result: {e}"),
-                    &reply.body,
-                )
-            })?;
+            let (body, status) = self.query_page(fiql.as_deref(), page).await?;
             if body.total.is_some_and(|t| t as usize > LIST_LIMIT)
                 || tasks.len() + body.record.len() > LIST_LIMIT
             {
@@ -531,7 +634,7 @@ impl CloudDirector {
             }
             let n = body.record.len();
             for r in &body.record {
-                tasks.push(task_from_record(self.upstream(), r, reply.status)?);
+                tasks.push(task_from_record(self.upstream(), r, status)?);
             }
             let seen = (page - 1) * QUERY_PAGE_SIZE + n;
             if n < QUERY_PAGE_SIZE || body.total.is_some_and(|t| seen as u64 >= t) {
@@ -553,6 +656,22 @@ impl TaskSource for CloudDirector {
 
     fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         self.cancel_task(id).boxed()
+    }
+
+    fn canonical_id(&self, id: &str) -> String {
+        bare_id(id).to_string()
+    }
+
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        self.poll_many(ids).boxed()
+    }
+
+    fn batch_limit(&self) -> usize {
+        if self.no_id_filter.load(Ordering::Relaxed) {
+            1
+        } else {
+            POLL_BATCH
+        }
     }
 }
 

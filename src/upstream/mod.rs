@@ -37,22 +37,33 @@ pub trait TaskSource: Send + Sync {
     /// Several tasks in as few upstream requests as the API allows (the watch engine's batched
     /// poll). Ids the upstream does not know are absent from the answer, not an error.
     fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
-        Box::pin(async move {
-            let mut tasks = Vec::with_capacity(ids.len());
-            for id in ids {
-                match self.get(id).await {
-                    Ok(t) => tasks.push(t),
-                    Err(e) if e.code() == tonic::Code::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(tasks)
-        })
+        Box::pin(get_each(self, ids))
     }
     /// How many ids one `get_many` request can carry (1 = no batching upstream).
     fn batch_limit(&self) -> usize {
         1
     }
+    /// The one spelling of a task id this upstream's answers use (Cloud Director accepts
+    /// `urn:vcloud:task:{uuid}` on input but names tasks by the bare uuid).
+    fn canonical_id(&self, id: &str) -> String {
+        id.to_string()
+    }
+}
+
+/// `get_many` without a batch API: one `get` per id, unknown ids left out.
+pub async fn get_each<S: TaskSource + ?Sized>(
+    source: &S,
+    ids: &[String],
+) -> Result<Vec<proto::Task>> {
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in ids {
+        match source.get(id).await {
+            Ok(t) => tasks.push(t),
+            Err(e) if e.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(tasks)
 }
 
 /// A source of runspaces: the Script Runtime Service.
