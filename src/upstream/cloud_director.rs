@@ -531,7 +531,7 @@ impl CloudDirector {
     /// only for tasks whose record changed since the last poll (or that are new to it).
     async fn poll_many(&self, ids: &[String]) -> Result<Vec<proto::Task>> {
         if self.no_id_filter.load(Ordering::Relaxed) {
-            return super::get_each(self, ids).await;
+            return super::get_each(ids, |id| self.get_task(id)).await;
         }
         let terms: Vec<String> = ids
             .iter()
@@ -543,7 +543,7 @@ impl CloudDirector {
             Err(e) if e.code() == tonic::Code::InvalidArgument => {
                 tracing::warn!(upstream = %self.upstream(), "the query service refused an id filter; watching Cloud Director tasks with one GET each");
                 self.no_id_filter.store(true, Ordering::Relaxed);
-                return super::get_each(self, ids).await;
+                return super::get_each(ids, |id| self.get_task(id)).await;
             }
             Err(e) => return Err(e),
         };

@@ -37,7 +37,7 @@ pub trait TaskSource: Send + Sync {
     /// Several tasks in as few upstream requests as the API allows (the watch engine's batched
     /// poll). Ids the upstream does not know are absent from the answer, not an error.
     fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
-        Box::pin(get_each(self, ids))
+        Box::pin(get_each(ids, move |id| self.get(id)))
     }
     /// How many ids one `get_many` request can carry (1 = no batching upstream).
     fn batch_limit(&self) -> usize {
@@ -50,20 +50,20 @@ pub trait TaskSource: Send + Sync {
     }
 }
 
-/// `get_many` without a batch API: one `get` per id, unknown ids left out.
-pub async fn get_each<S: TaskSource + ?Sized>(
-    source: &S,
-    ids: &[String],
-) -> Result<Vec<proto::Task>> {
-    let mut tasks = Vec::with_capacity(ids.len());
+/// `get_many` without a batch API: one `get` per id, in turn; unknown ids are left out.
+pub async fn get_each<'a, T, F>(ids: &'a [String], get: impl Fn(&'a str) -> F) -> Result<Vec<T>>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let mut found = Vec::with_capacity(ids.len());
     for id in ids {
-        match source.get(id).await {
-            Ok(t) => tasks.push(t),
+        match get(id).await {
+            Ok(t) => found.push(t),
             Err(e) if e.code() == tonic::Code::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(tasks)
+    Ok(found)
 }
 
 /// A source of runspaces: the Script Runtime Service.

@@ -71,21 +71,11 @@ impl Resource for proto::Runspace {
 }
 
 /// Where the engine reads a resource kind from one upstream.
-pub trait Fetch<R: Send>: Send + Sync {
+pub trait Fetch<R: Send + 'static>: Send + Sync {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<R>>;
     /// Several at once; ids the upstream does not know are absent from the answer.
     fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<R>>> {
-        Box::pin(async move {
-            let mut found = Vec::with_capacity(ids.len());
-            for id in ids {
-                match self.get(id).await {
-                    Ok(r) => found.push(r),
-                    Err(e) if e.code() == tonic::Code::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(found)
-        })
+        Box::pin(crate::upstream::get_each(ids, move |id| self.get(id)))
     }
     /// How many ids one `get_many` request carries (1 = no batching).
     fn batch_limit(&self) -> usize {

@@ -154,6 +154,16 @@ fn opts(min: Option<u64>, heartbeat: Option<u64>) -> WatchOptions {
     }
 }
 
+/// A watch with default options that sees each resource as it is.
+fn watch_plain<R: Resource>(
+    engine: &Engine<R>,
+    fake: &Arc<Fake<R>>,
+    id: &str,
+    stopping: watch::Receiver<bool>,
+) -> Watch<R> {
+    engine.watch(target(fake, id), opts(None, None), stopping, Clone::clone)
+}
+
 async fn next<R: Resource>(w: &mut Watch<R>) -> Event<R> {
     match w.next().await {
         Some(Ok(e)) => e,
@@ -169,14 +179,7 @@ async fn watchers_of_one_task_share_one_poll_per_round() {
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
     let mut watches: Vec<_> = (0..50)
-        .map(|_| {
-            engine.watch(
-                target(&fake, "t1"),
-                opts(None, None),
-                stopping.clone(),
-                Clone::clone,
-            )
-        })
+        .map(|_| watch_plain(&engine, &fake, "t1", stopping.clone()))
         .collect();
     for w in &mut watches {
         assert_eq!(next(w).await.kind, EventKind::Snapshot);
@@ -200,12 +203,7 @@ async fn interval_grows_while_nothing_changes_and_returns_to_the_floor_on_a_chan
     fake.put(task("t1", 0, false));
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
-    let mut w = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping,
-        Clone::clone,
-    );
+    let mut w = watch_plain(&engine, &fake, "t1", stopping);
     next(&mut w).await;
     let start = Instant::now();
     // 100 ms floor doubling to the 1 s maximum: polls at 100, 300, 700, 1500, 2500, 3500...
@@ -311,18 +309,8 @@ async fn the_last_watcher_leaving_stops_the_poller() {
     fake.put(task("t1", 0, false));
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
-    let mut a = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping.clone(),
-        Clone::clone,
-    );
-    let mut b = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping,
-        Clone::clone,
-    );
+    let mut a = watch_plain(&engine, &fake, "t1", stopping.clone());
+    let mut b = watch_plain(&engine, &fake, "t1", stopping);
     next(&mut a).await;
     next(&mut b).await;
     drop(a);
@@ -341,12 +329,7 @@ async fn transient_failures_are_retried_until_the_budget_is_spent() {
     fake.put(task("t1", 0, false));
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
-    let mut w = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping,
-        Clone::clone,
-    );
+    let mut w = watch_plain(&engine, &fake, "t1", stopping);
     next(&mut w).await;
     fake.fail_next(2);
     fake.put(task("t1", 10, false));
@@ -370,18 +353,8 @@ async fn a_task_that_disappears_from_a_batched_answer_ends_with_not_found() {
     fake.put(task("t2", 0, false));
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
-    let mut w1 = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping.clone(),
-        Clone::clone,
-    );
-    let mut w2 = engine.watch(
-        target(&fake, "t2"),
-        opts(None, None),
-        stopping,
-        Clone::clone,
-    );
+    let mut w1 = watch_plain(&engine, &fake, "t1", stopping.clone());
+    let mut w2 = watch_plain(&engine, &fake, "t2", stopping);
     next(&mut w1).await;
     next(&mut w2).await;
     fake.items.lock().unwrap().remove("t1");
@@ -423,12 +396,7 @@ async fn stopping_ends_watches_with_shutting_down_and_wait_with_the_latest_state
     fake.put(task("t1", 0, false));
     let engine = Arc::new(Engine::new(settings()));
     let (stop, stopping) = running();
-    let mut w = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping.clone(),
-        Clone::clone,
-    );
+    let mut w = watch_plain(&engine, &fake, "t1", stopping.clone());
     next(&mut w).await;
     let waiting = {
         let engine = engine.clone();
@@ -517,12 +485,7 @@ async fn runspace_watch_ends_after_ready() {
     fake.put(rs(proto::RunspaceState::Creating));
     let engine = Engine::new(settings());
     let (_stop, stopping) = running();
-    let mut w = engine.watch(
-        target(&fake, "rs1"),
-        opts(None, None),
-        stopping,
-        Clone::clone,
-    );
+    let mut w = watch_plain(&engine, &fake, "rs1", stopping);
     assert_eq!(next(&mut w).await.kind, EventKind::Snapshot);
     fake.put(rs(proto::RunspaceState::Ready));
     let e = next(&mut w).await;
