@@ -5,9 +5,9 @@
 
 use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::api::names::is_valid_upstream_name;
+use crate::names::is_valid_upstream_name;
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "VMWGW_";
@@ -65,53 +65,6 @@ impl Serialize for Secret {
     }
 }
 
-/// A duration written as `500ms`, `10s`, `5m` or `1h`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl HumanDuration {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("'{s}' has no unit (use ms, s, m or h)"))?;
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("'{s}' does not start with a whole number"))?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => {
-                return Err(format!(
-                    "'{s}' has an unknown unit '{unit}' (use ms, s, m or h)"
-                ));
-            }
-        };
-        Ok(HumanDuration(d))
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        HumanDuration::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
-            s.serialize_str(&format!("{}s", ms / 1000))
-        } else {
-            s.serialize_str(&format!("{ms}ms"))
-        }
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -135,7 +88,8 @@ pub struct ServerConfig {
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// How long in-flight unary calls may take to finish once shutdown starts.
-    pub shutdown_grace: HumanDuration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -144,7 +98,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
-            shutdown_grace: HumanDuration(Duration::from_secs(10)),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -154,47 +108,51 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
     /// Fastest a poller polls (and where it restarts after a change).
-    pub min_poll_interval: HumanDuration,
+    #[serde(with = "humantime_serde")]
+    pub min_poll_interval: Duration,
     /// Slowest a poller polls while nothing changes.
-    pub max_poll_interval: HumanDuration,
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
     /// Factor the interval grows by after each poll that saw no change.
     pub growth: f64,
     /// Random spread of every interval, as a fraction (0.1 = plus or minus 10 %).
     pub jitter: f64,
     /// Longest a WaitTask call waits.
-    pub max_wait: HumanDuration,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
     /// Consecutive transient upstream failures a poller retries before its watchers end.
     pub retry_budget: u32,
     /// Most poll requests per second to one upstream; pollers slow down beyond it.
     pub max_polls_per_second: u32,
     /// HEARTBEAT interval of a watch that does not set one ("0s" turns it off).
-    pub heartbeat_default: HumanDuration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_default: Duration,
 }
 
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
-            min_poll_interval: HumanDuration(Duration::from_millis(500)),
-            max_poll_interval: HumanDuration(Duration::from_secs(10)),
+            min_poll_interval: Duration::from_millis(500),
+            max_poll_interval: Duration::from_secs(10),
             growth: 1.5,
             jitter: 0.1,
-            max_wait: HumanDuration(Duration::from_secs(60)),
+            max_wait: Duration::from_secs(60),
             retry_budget: 5,
             max_polls_per_second: 50,
-            heartbeat_default: HumanDuration(Duration::from_secs(15)),
+            heartbeat_default: Duration::from_secs(15),
         }
     }
 }
 
 impl WatchConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.min_poll_interval.0.is_zero() {
+        if self.min_poll_interval.is_zero() {
             return Err(ConfigError::new(
                 "watch.min_poll_interval",
                 "must be more than 0",
             ));
         }
-        if self.max_poll_interval.0 < self.min_poll_interval.0 {
+        if self.max_poll_interval < self.min_poll_interval {
             return Err(ConfigError::new(
                 "watch.max_poll_interval",
                 "must be at least watch.min_poll_interval",
@@ -212,7 +170,7 @@ impl WatchConfig {
                 format!("{} must be a fraction between 0.0 and 0.5", self.jitter),
             ));
         }
-        if self.max_wait.0.is_zero() {
+        if self.max_wait.is_zero() {
             return Err(ConfigError::new("watch.max_wait", "must be more than 0"));
         }
         if self.max_polls_per_second == 0 {
@@ -225,23 +183,11 @@ impl WatchConfig {
     }
 }
 
-/// The REST API an upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpstreamKind {
-    Vsphere,
-    Snapservice,
-    CloudDirector,
-    ScriptRuntime,
-}
-
-/// One upstream.
+/// One upstream: what every kind has, and the settings of its kind.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Short name used in resource names (`upstreams/{name}`).
     pub name: String,
-    pub kind: UpstreamKind,
     /// Base URL, e.g. `https://vcenter.example.com` (without `/api`).
     pub url: String,
     /// Service-account user (for Cloud Director without `@org`; see `org`).
@@ -256,23 +202,6 @@ pub struct UpstreamConfig {
     /// The resolved password (from `password_env`, `password_file` or `VMWGW_UPSTREAM_<NAME>_PASSWORD`).
     #[serde(skip_deserializing)]
     pub password: Secret,
-    /// Cloud Director organization of the service account (`System` for providers).
-    #[serde(default)]
-    pub org: Option<String>,
-    /// Cloud Director: log in as provider (system administrator).
-    #[serde(default)]
-    pub provider: bool,
-    /// Cloud Director API version sent in `Accept`.
-    #[serde(default = "default_vcd_api_version")]
-    pub api_version: String,
-    /// Cloud Director: environment variable holding an API (refresh) token, used instead of a password.
-    #[serde(default)]
-    pub api_token_env: Option<String>,
-    /// Cloud Director: file holding an API (refresh) token.
-    #[serde(default)]
-    pub api_token_file: Option<PathBuf>,
-    #[serde(skip_deserializing)]
-    pub api_token: Secret,
     /// PEM file of CA certificates to trust in addition to the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -280,16 +209,127 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub insecure: bool,
     /// Timeout of one upstream HTTP request.
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout: HumanDuration,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `kind = "..."` and the settings only that kind has. Unknown keys land here, so a key
+    /// of another kind (or a typo) is refused by name.
+    #[serde(flatten)]
+    pub kind: KindConfig,
+}
+
+/// The REST API an upstream speaks, with the settings only it has.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KindConfig {
+    Vsphere {},
+    Snapservice {},
+    CloudDirector(CloudDirectorConfig),
+    ScriptRuntime {},
+}
+
+/// The REST API an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamKind {
+    Vsphere,
+    Snapservice,
+    CloudDirector,
+    ScriptRuntime,
+}
+
+impl UpstreamKind {
+    /// The spelling of `kind` in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Vsphere => "vsphere",
+            UpstreamKind::Snapservice => "snapservice",
+            UpstreamKind::CloudDirector => "cloud_director",
+            UpstreamKind::ScriptRuntime => "script_runtime",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl KindConfig {
+    /// The kind with its default settings.
+    pub fn new(kind: UpstreamKind) -> Self {
+        match kind {
+            UpstreamKind::Vsphere => KindConfig::Vsphere {},
+            UpstreamKind::Snapservice => KindConfig::Snapservice {},
+            UpstreamKind::CloudDirector => {
+                KindConfig::CloudDirector(CloudDirectorConfig::default())
+            }
+            UpstreamKind::ScriptRuntime => KindConfig::ScriptRuntime {},
+        }
+    }
+
+    pub fn kind(&self) -> UpstreamKind {
+        match self {
+            KindConfig::Vsphere {} => UpstreamKind::Vsphere,
+            KindConfig::Snapservice {} => UpstreamKind::Snapservice,
+            KindConfig::CloudDirector(_) => UpstreamKind::CloudDirector,
+            KindConfig::ScriptRuntime {} => UpstreamKind::ScriptRuntime,
+        }
+    }
+}
+
+/// Settings of a Cloud Director upstream.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudDirectorConfig {
+    /// Organization of the service account (`System` for providers).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Log in as provider (system administrator).
+    #[serde(default)]
+    pub provider: bool,
+    /// API version sent in `Accept`.
+    #[serde(default = "default_vcd_api_version")]
+    pub api_version: String,
+    /// Environment variable holding an API (refresh) token, used instead of a password.
+    #[serde(default)]
+    pub api_token_env: Option<String>,
+    /// File holding an API (refresh) token.
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    /// The resolved API token (from `api_token_env`, `api_token_file` or `VMWGW_UPSTREAM_<NAME>_API_TOKEN`).
+    #[serde(skip_deserializing)]
+    pub api_token: Secret,
+}
+
+/// Keys only some kinds have, for the message that refuses them elsewhere.
+const KIND_KEYS: &[(&str, UpstreamKind)] = &[
+    ("org", UpstreamKind::CloudDirector),
+    ("provider", UpstreamKind::CloudDirector),
+    ("api_version", UpstreamKind::CloudDirector),
+    ("api_token_env", UpstreamKind::CloudDirector),
+    ("api_token_file", UpstreamKind::CloudDirector),
+];
+
+impl Default for CloudDirectorConfig {
+    fn default() -> Self {
+        Self {
+            org: None,
+            provider: false,
+            api_version: default_vcd_api_version(),
+            api_token_env: None,
+            api_token_file: None,
+            api_token: Secret::default(),
+        }
+    }
 }
 
 fn default_vcd_api_version() -> String {
     "37.0".into()
 }
 
-fn default_request_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl UpstreamConfig {
@@ -297,22 +337,55 @@ impl UpstreamConfig {
     pub fn new(name: &str, kind: UpstreamKind, url: &str, username: &str, password: &str) -> Self {
         Self {
             name: name.into(),
-            kind,
             url: url.into(),
             username: Some(username.into()),
             password_env: None,
             password_file: None,
             password: Secret::new(password),
-            org: None,
-            provider: false,
-            api_version: default_vcd_api_version(),
-            api_token_env: None,
-            api_token_file: None,
-            api_token: Secret::default(),
             ca_file: None,
             insecure: false,
             request_timeout: default_request_timeout(),
+            kind: KindConfig::new(kind),
         }
+    }
+
+    /// The kind of REST API it speaks.
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind.kind()
+    }
+
+    /// The Cloud Director settings, for a Cloud Director upstream.
+    pub fn cloud_director(&self) -> Option<&CloudDirectorConfig> {
+        match &self.kind {
+            KindConfig::CloudDirector(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The Cloud Director settings to change, for a Cloud Director upstream.
+    pub fn cloud_director_mut(&mut self) -> Option<&mut CloudDirectorConfig> {
+        match &mut self.kind {
+            KindConfig::CloudDirector(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl CloudDirectorConfig {
+    fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        if self.org.as_deref().unwrap_or("").is_empty() && !self.provider {
+            return Err(ConfigError::new(
+                key("org"),
+                "is required for cloud_director (or set provider = true)",
+            ));
+        }
+        if self.api_version.parse::<f32>().is_err() {
+            return Err(ConfigError::new(
+                key("api_version"),
+                format!("'{}' is not a version like 37.0", self.api_version),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -331,13 +404,24 @@ impl Config {
     /// Parses TOML text, then applies overrides from `env`, resolves secrets and validates.
     pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let mut key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
-            // For an unknown key the span covers its table; name the key itself.
-            if let Some(field) = e
+            let unknown = e
                 .message()
                 .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-            {
+                .and_then(|r| r.split('`').next());
+            // An upstream's unknown key reaches serde through its flattened kind settings,
+            // which loses the span: find the key's own line instead.
+            let variant = e
+                .message()
+                .strip_prefix("unknown variant `")
+                .and_then(|r| r.split('`').next());
+            let at = unknown
+                .and_then(|field| line_of(text, |k, _| k == field))
+                .or_else(|| {
+                    variant.and_then(|v| line_of(text, |_, value| value.trim_matches('"') == v))
+                })
+                .or_else(|| e.span().map(|s| s.start));
+            let mut key = at.map(|at| key_at(text, at)).unwrap_or_default();
+            if let Some(field) = unknown {
                 if !key.ends_with(field) {
                     key = if key.is_empty() {
                         field.to_string()
@@ -346,10 +430,14 @@ impl Config {
                     };
                 }
             }
-            ConfigError::new(
-                if key.is_empty() { "config".into() } else { key },
-                e.message().to_string(),
-            )
+            let mut problem = e.message().to_string();
+            if let Some((field, kind)) = KIND_KEYS
+                .iter()
+                .find(|(k, _)| key.ends_with(&format!(".{k}")))
+            {
+                problem = format!("`{field}` is a setting of kind {kind} only ({problem})");
+            }
+            ConfigError::new(if key.is_empty() { "config".into() } else { key }, problem)
         })?;
         cfg.apply_env(env)?;
         cfg.resolve_secrets(env)?;
@@ -376,7 +464,19 @@ impl Config {
                 u.password = Secret::new(v);
             }
             if let Some(v) = var(&format!("{prefix}API_TOKEN")) {
-                u.api_token = Secret::new(v);
+                match u.cloud_director_mut() {
+                    Some(c) => c.api_token = Secret::new(v),
+                    None => {
+                        return Err(ConfigError::new(
+                            format!("{ENV_PREFIX}{prefix}API_TOKEN"),
+                            format!(
+                                "upstream '{}' is of kind {}, which takes no API token",
+                                u.name,
+                                u.kind()
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -394,14 +494,16 @@ impl Config {
                     &key("password_file"),
                 )?;
             }
-            if u.api_token.is_empty() {
-                u.api_token = read_secret(
-                    env,
-                    u.api_token_env.as_deref(),
-                    u.api_token_file.as_ref(),
-                    &key("api_token_env"),
-                    &key("api_token_file"),
-                )?;
+            if let Some(c) = u.cloud_director_mut() {
+                if c.api_token.is_empty() {
+                    c.api_token = read_secret(
+                        env,
+                        c.api_token_env.as_deref(),
+                        c.api_token_file.as_ref(),
+                        &key("api_token_env"),
+                        &key("api_token_file"),
+                    )?;
+                }
             }
         }
         Ok(())
@@ -455,7 +557,7 @@ impl Config {
                     "must not carry credentials; use username and password_env/password_file",
                 ));
             }
-            let has_token = u.kind == UpstreamKind::CloudDirector && !u.api_token.is_empty();
+            let has_token = u.cloud_director().is_some_and(|c| !c.api_token.is_empty());
             if !has_token {
                 if u.username.as_deref().unwrap_or("").is_empty() {
                     return Err(ConfigError::new(key("username"), "is required"));
@@ -470,20 +572,8 @@ impl Config {
                     ));
                 }
             }
-            if u.kind == UpstreamKind::CloudDirector
-                && u.org.as_deref().unwrap_or("").is_empty()
-                && !u.provider
-            {
-                return Err(ConfigError::new(
-                    key("org"),
-                    "is required for cloud_director (or set provider = true)",
-                ));
-            }
-            if u.kind == UpstreamKind::CloudDirector && u.api_version.parse::<f32>().is_err() {
-                return Err(ConfigError::new(
-                    key("api_version"),
-                    format!("'{}' is not a version like 37.0", u.api_version),
-                ));
+            if let Some(c) = u.cloud_director() {
+                c.validate(&key)?;
             }
             if let Some(ca) = &u.ca_file {
                 if !ca.is_file() {
@@ -493,7 +583,7 @@ impl Config {
                     ));
                 }
             }
-            if u.request_timeout.0.is_zero() {
+            if u.request_timeout.is_zero() {
                 return Err(ConfigError::new(
                     key("request_timeout"),
                     "must be more than 0",
@@ -543,6 +633,22 @@ fn read_secret(
 /// `vc-1` → `VC_1`, as used in `VMWGW_UPSTREAM_<NAME>_...`.
 pub fn env_name(upstream: &str) -> String {
     upstream.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The offset just past the key of the first `key = value` line that `matches(key, value)`.
+fn line_of(text: &str, matches: impl Fn(&str, &str) -> bool) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some((k, v)) = trimmed.split_once('=') {
+            if matches(k.trim(), v.trim()) {
+                // Just past the key, so `key_at` reads the key off the line.
+                return Some(offset + line.len() - trimmed.len() + k.len());
+            }
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// The dotted key of the TOML table/array entry around byte `offset`, for error messages.
@@ -632,6 +738,10 @@ password_env = "VC1_PASSWORD"
         let err = Config::from_toml(&typo, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
         assert_eq!(err.key, "upstreams[0].user_name");
 
+        let no_kind = VC.replace("kind = \"vsphere\"\n", "");
+        let err = Config::from_toml(&no_kind, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+        assert!(err.problem.contains("kind"), "{err}");
+
         let bad_kind = VC.replace("\"vsphere\"", "\"vsfere\"");
         let err = Config::from_toml(&bad_kind, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
         assert_eq!(err.key, "upstreams[0].kind");
@@ -639,15 +749,41 @@ password_env = "VC1_PASSWORD"
 
     #[test]
     fn durations_need_a_unit() {
-        assert_eq!(
-            HumanDuration::parse("500ms").unwrap().0,
-            Duration::from_millis(500)
+        let with = |v: &str| VC.replace("[server]", &format!("[server]\nshutdown_grace = \"{v}\""));
+        let grace = |v: &str| {
+            Config::from_toml(&with(v), &env(&[("VC1_PASSWORD", "x")]))
+                .map(|c| c.server.shutdown_grace)
+        };
+        assert_eq!(grace("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(grace("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(grace("1m 30s").unwrap(), Duration::from_secs(90));
+        let err = grace("10").unwrap_err();
+        assert_eq!(err.key, "server.shutdown_grace");
+        assert!(grace("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn a_setting_of_another_kind_is_refused_by_name() {
+        let org = VC.replace("username =", "org = \"acme\"\nusername =");
+        let err = Config::from_toml(&org, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+        assert_eq!(err.key, "upstreams[0].org");
+        assert!(
+            err.problem.contains("cloud_director only"),
+            "{}",
+            err.problem
         );
-        assert_eq!(
-            HumanDuration::parse("2m").unwrap().0,
-            Duration::from_secs(120)
+        let vcd = VC.replace("\"vsphere\"", "\"cloud_director\"").replace(
+            "username =",
+            "org = \"acme\"\napi_version = \"38.0\"\nusername =",
         );
-        assert!(HumanDuration::parse("10").is_err());
-        assert!(HumanDuration::parse("10 parsecs").is_err());
+        let cfg = Config::from_toml(&vcd, &env(&[("VC1_PASSWORD", "x")])).unwrap();
+        let c = cfg.upstreams[0].cloud_director().unwrap();
+        assert_eq!(c.org.as_deref(), Some("acme"));
+        assert_eq!(c.api_version, "38.0");
+        // The printed configuration keeps the kind's settings flat, as they were written.
+        let printed = cfg.redacted_toml();
+        assert!(printed.contains("kind = \"cloud_director\""), "{printed}");
+        assert!(printed.contains("org = \"acme\""), "{printed}");
+        assert!(!printed.contains("= \"x\""), "the password is redacted");
     }
 }

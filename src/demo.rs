@@ -31,8 +31,8 @@ pub fn upstreams(sim: &Simulator, ca_file: Option<&Path>) -> Vec<UpstreamConfig>
             let mut u =
                 UpstreamConfig::new(name, kind, &part.url(), part.username(), part.password());
             u.ca_file = ca_file.map(Path::to_path_buf);
-            if kind == UpstreamKind::CloudDirector {
-                u.org = Some(sim.cloud_director.org().to_string());
+            if let Some(vcd) = u.cloud_director_mut() {
+                vcd.org = Some(sim.cloud_director.org().to_string());
             }
             u
         })

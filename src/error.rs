@@ -1,13 +1,17 @@
 //! `GatewayError` and the one mapping from an upstream outcome to a gRPC `Status`.
 //!
 //! Everything below the gRPC face returns `GatewayError`; it becomes a `Status` only here,
-//! with exactly one `ErrorInfo` (domain `vmware-grpc-gateway`) and, where they apply,
-//! `BadRequest`, `RetryInfo`, `ResourceInfo` and the upstream's messages as `LocalizedMessage`.
+//! with exactly one `ErrorInfo` (domain `vmware-grpc-gateway`, a [`Reason`] from the closed
+//! set, which alone decides the code) and, where they apply, `BadRequest`, `RetryInfo`,
+//! `ResourceInfo` and the upstream's messages as `LocalizedMessage`.
 
 use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetail, FieldViolation, StatusExt};
+
+mod reason;
+pub use reason::Reason;
 
 /// The `ErrorInfo.domain` of every error this gateway returns.
 pub const DOMAIN: &str = "vmware-grpc-gateway";
@@ -93,8 +97,8 @@ impl UpstreamError {
         )
     }
 
-    /// The upstream's own error kind, when its body named one.
-    pub fn reason(&self) -> Option<&str> {
+    /// The upstream's own error kind, when its body named one (metadata `upstreamReason`).
+    pub fn upstream_reason(&self) -> Option<&str> {
         match &self.failure {
             UpstreamFailure::Api { reason, .. } => reason.as_deref(),
             _ => None,
@@ -104,33 +108,56 @@ impl UpstreamError {
     /// True for failures worth retrying later (5xx, 429, timeouts, connection errors).
     pub fn is_transient(&self) -> bool {
         matches!(
-            self.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+            self.reason(),
+            Reason::UpstreamUnavailable
+                | Reason::UpstreamUnreachable
+                | Reason::UpstreamTimeout
+                | Reason::UpstreamRateLimited
+                | Reason::UpstreamResourceExhausted
         )
     }
 
-    /// The mapping table of the contract: the upstream's own error kind first, the HTTP
-    /// status only where the body names none.
+    /// The gRPC code (that of [`Self::reason`]).
     pub fn code(&self) -> Code {
+        self.reason().code()
+    }
+
+    /// The mapping table of the contract: a redirect or a 401 decide alone; otherwise the
+    /// upstream's own error kind first, the HTTP status only where the body names none.
+    pub fn reason(&self) -> Reason {
         match &self.failure {
-            UpstreamFailure::Unreachable(_) => Code::Unavailable,
-            UpstreamFailure::Timeout => Code::DeadlineExceeded,
-            UpstreamFailure::BadResponse { .. } => Code::Internal,
-            UpstreamFailure::Api { reason, .. } => reason
-                .as_deref()
-                .and_then(code_for_reason)
-                .unwrap_or_else(|| code_for_http(self.http_status.unwrap_or(500))),
+            UpstreamFailure::Unreachable(_) => Reason::UpstreamUnreachable,
+            UpstreamFailure::Timeout => Reason::UpstreamTimeout,
+            UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
+            UpstreamFailure::Api { reason, .. } => {
+                let status = self.http_status.unwrap_or(500);
+                match status {
+                    300..=399 => Reason::UpstreamBadResponse,
+                    // Sessions are the service account's: a 401 that survived one fresh login
+                    // (or a refused login) is the operator's credentials, not the caller's.
+                    401 => Reason::UpstreamLoginFailed,
+                    _ => reason
+                        .as_deref()
+                        .and_then(reason_for_kind)
+                        .unwrap_or_else(|| reason_for_http(status)),
+                }
+            }
         }
     }
 
-    fn error_info_reason(&self) -> String {
+    /// One line for `Upstream.last_error` and logs.
+    pub fn to_short_text(&self) -> String {
         match &self.failure {
-            UpstreamFailure::Unreachable(_) => "UPSTREAM_UNREACHABLE".into(),
-            UpstreamFailure::Timeout => "UPSTREAM_TIMEOUT".into(),
-            UpstreamFailure::BadResponse { .. } => "UPSTREAM_BAD_RESPONSE".into(),
-            UpstreamFailure::Api { reason, .. } => reason.clone().unwrap_or_else(|| {
-                format!("UPSTREAM_HTTP_{}", self.http_status.unwrap_or_default())
-            }),
+            UpstreamFailure::Unreachable(why) => format!("unreachable: {why}"),
+            UpstreamFailure::Timeout => "timed out".into(),
+            UpstreamFailure::BadResponse { problem, .. } => format!("bad response: {problem}"),
+            UpstreamFailure::Api { reason, .. } => format!(
+                "HTTP {} {}",
+                self.http_status.unwrap_or_default(),
+                reason.as_deref().unwrap_or("")
+            )
+            .trim_end()
+            .to_string(),
         }
     }
 
@@ -153,7 +180,11 @@ impl UpstreamError {
             UpstreamFailure::Api {
                 reason, messages, ..
             } => {
-                let kind = reason.as_deref().unwrap_or("an error");
+                let kind = match (reason, self.http_status) {
+                    (Some(kind), _) => kind.as_str(),
+                    (None, Some(300..=399)) => "a redirect, which the gateway does not follow",
+                    (None, _) => "an error",
+                };
                 let mut text = format!("upstream '{}' answered {kind}{status}", self.upstream);
                 let stack: Vec<&str> = messages.iter().map(UpstreamMessage::text).collect();
                 if !stack.is_empty() {
@@ -167,81 +198,78 @@ impl UpstreamError {
 }
 
 /// Upstream error kinds (vAPI `error_type`, Cloud Director `minorErrorCode`, `SRS_<code>`)
-/// that decide the code on their own, whatever the HTTP status.
-fn code_for_reason(reason: &str) -> Option<Code> {
-    Some(match reason {
+/// that decide the reason on their own, whatever the HTTP status.
+fn reason_for_kind(kind: &str) -> Option<Reason> {
+    Some(match kind {
         "INVALID_ARGUMENT"
         | "INVALID_REQUEST"
         | "UNEXPECTED_INPUT"
         | "BAD_REQUEST"
         | "INVALID_ELEMENT_TYPE"
-        | "INVALID_ELEMENT_CONFIGURATION" => Code::InvalidArgument,
+        | "INVALID_ELEMENT_CONFIGURATION" => Reason::UpstreamInvalidArgument,
         "NOT_ALLOWED_IN_CURRENT_STATE" | "ALREADY_IN_DESIRED_STATE" | "SRS_2031" => {
-            Code::FailedPrecondition
+            Reason::UpstreamStateConflict
         }
-        "UNSUPPORTED" => Code::Unimplemented,
-        "ALREADY_EXISTS" | "DUPLICATE_NAME" => Code::AlreadyExists,
-        "UNAUTHENTICATED" | "SRS_401" => Code::Unauthenticated,
-        "UNAUTHORIZED" | "ACCESS_TO_RESOURCE_IS_FORBIDDEN" => Code::PermissionDenied,
-        "NOT_FOUND" | "RESOURCE_NOT_FOUND" | "OPERATION_NOT_FOUND" | "SRS_2030" => Code::NotFound,
-        "CONCURRENT_CHANGE" | "RESOURCE_BUSY" | "BUSY_ENTITY" => Code::Aborted,
-        "SRS_2020" => Code::ResourceExhausted,
+        "UNSUPPORTED" => Reason::UpstreamUnsupported,
+        "ALREADY_EXISTS" | "DUPLICATE_NAME" => Reason::AlreadyExists,
+        "UNAUTHENTICATED" | "SRS_401" => Reason::UpstreamLoginFailed,
+        "UNAUTHORIZED" | "ACCESS_TO_RESOURCE_IS_FORBIDDEN" => Reason::UpstreamPermissionDenied,
+        "NOT_FOUND" | "RESOURCE_NOT_FOUND" | "OPERATION_NOT_FOUND" | "SRS_2030" => Reason::NotFound,
+        "CONCURRENT_CHANGE" | "RESOURCE_BUSY" | "BUSY_ENTITY" => Reason::UpstreamBusy,
+        "SRS_2020" => Reason::UpstreamResourceExhausted,
         "RESOURCE_INACCESSIBLE" | "SERVICE_UNAVAILABLE" | "INTERNAL_SERVER_ERROR" | "ERROR" => {
-            Code::Unavailable
+            Reason::UpstreamUnavailable
         }
-        "TIMED_OUT" => Code::DeadlineExceeded,
+        "TIMED_OUT" => Reason::UpstreamTimeout,
         _ => return None,
     })
 }
 
 /// The HTTP status alone, for bodies that name no error kind (or one not in the table).
-fn code_for_http(status: u16) -> Code {
+fn reason_for_http(status: u16) -> Reason {
     match status {
-        400 | 405 | 406 | 411 | 413..=415 | 422 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 | 410 => Code::NotFound,
-        409 | 423 => Code::Aborted,
-        412 => Code::FailedPrecondition,
-        429 => Code::ResourceExhausted,
-        501 => Code::Unimplemented,
-        408 | 504 => Code::DeadlineExceeded,
-        _ => Code::Unavailable,
+        300..=399 => Reason::UpstreamBadResponse,
+        400 | 405 | 406 | 411 | 413..=415 | 422 => Reason::UpstreamInvalidArgument,
+        401 => Reason::UpstreamLoginFailed,
+        403 => Reason::UpstreamPermissionDenied,
+        404 | 410 => Reason::NotFound,
+        409 | 423 => Reason::UpstreamBusy,
+        412 => Reason::UpstreamStateConflict,
+        429 => Reason::UpstreamRateLimited,
+        501 => Reason::UpstreamUnsupported,
+        408 | 504 => Reason::UpstreamTimeout,
+        _ => Reason::UpstreamUnavailable,
     }
 }
 
-/// Every failure of a gateway call, before it becomes a `Status`.
+/// Every failure of a gateway call, before it becomes a `Status`. Each knows its [`Reason`],
+/// and the reason alone decides the code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
-    /// A request field is wrong; becomes INVALID_ARGUMENT with a `BadRequest` field violation.
+    /// A request field is wrong; becomes a `BadRequest` field violation.
     #[error("{field}: {description}")]
     InvalidArgument {
-        reason: &'static str,
+        reason: Reason,
         field: String,
         description: String,
+    },
+    /// The gateway refused on its own (a done task, an operation the kind lacks, a limit...),
+    /// naming the upstream it decided about, if any.
+    #[error("{message}")]
+    Refused {
+        reason: Reason,
+        message: String,
+        upstream: Option<String>,
     },
     #[error("upstream '{0}' is not configured")]
     UnknownUpstream(String),
     /// `-` was given where exactly one upstream must serve the resource.
     #[error("'-' needs exactly one upstream serving {resource_kind}; these serve it: [{}]", serving.join(", "))]
     AmbiguousUpstream {
+        field: &'static str,
         resource_kind: &'static str,
         serving: Vec<String>,
     },
-    #[error("{message}")]
-    FailedPrecondition {
-        reason: &'static str,
-        message: String,
-        upstream: Option<String>,
-    },
-    #[error("{message}")]
-    Unimplemented {
-        reason: &'static str,
-        message: String,
-        upstream: Option<String>,
-    },
-    #[error("{message}")]
-    LimitReached { message: String },
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("{}", .0.describe())]
@@ -255,7 +283,8 @@ impl From<UpstreamError> for GatewayError {
 }
 
 impl GatewayError {
-    pub fn invalid(reason: &'static str, field: &str, description: impl Into<String>) -> Self {
+    /// A wrong request `field`.
+    pub fn invalid(reason: Reason, field: &str, description: impl Into<String>) -> Self {
         GatewayError::InvalidArgument {
             reason,
             field: field.to_string(),
@@ -263,49 +292,48 @@ impl GatewayError {
         }
     }
 
-    /// The gRPC code of this error (the table of the contract).
-    pub fn code(&self) -> Code {
-        match self {
-            GatewayError::InvalidArgument { .. } | GatewayError::AmbiguousUpstream { .. } => {
-                Code::InvalidArgument
-            }
-            GatewayError::UnknownUpstream(_) => Code::NotFound,
-            GatewayError::FailedPrecondition { .. } => Code::FailedPrecondition,
-            GatewayError::Unimplemented { .. } => Code::Unimplemented,
-            GatewayError::LimitReached { .. } => Code::ResourceExhausted,
-            GatewayError::ShuttingDown => Code::Unavailable,
-            GatewayError::Upstream(e) => e.code(),
+    /// The gateway's own refusal, about `upstream` where it names one.
+    pub fn refused(reason: Reason, upstream: Option<&str>, message: impl Into<String>) -> Self {
+        GatewayError::Refused {
+            reason,
+            message: message.into(),
+            upstream: upstream.map(str::to_string),
         }
     }
 
-    fn reason(&self) -> String {
+    /// Why, from the closed set.
+    pub fn reason(&self) -> Reason {
         match self {
-            GatewayError::InvalidArgument { reason, .. } => (*reason).into(),
-            GatewayError::UnknownUpstream(_) => "UNKNOWN_UPSTREAM".into(),
-            GatewayError::AmbiguousUpstream { .. } => "AMBIGUOUS_UPSTREAM".into(),
-            GatewayError::FailedPrecondition { reason, .. }
-            | GatewayError::Unimplemented { reason, .. } => (*reason).into(),
-            GatewayError::LimitReached { .. } => "LIMIT_REACHED".into(),
-            GatewayError::ShuttingDown => "SHUTTING_DOWN".into(),
-            GatewayError::Upstream(e) => e.error_info_reason(),
+            GatewayError::InvalidArgument { reason, .. } | GatewayError::Refused { reason, .. } => {
+                *reason
+            }
+            GatewayError::UnknownUpstream(_) => Reason::UnknownUpstream,
+            GatewayError::AmbiguousUpstream { .. } => Reason::AmbiguousUpstream,
+            GatewayError::ShuttingDown => Reason::ShuttingDown,
+            GatewayError::Upstream(e) => e.reason(),
         }
+    }
+
+    /// The gRPC code of this error: that of its reason.
+    pub fn code(&self) -> Code {
+        self.reason().code()
     }
 
     /// The `Status` a client sees for this error on `resource` (the name it asked for).
     pub fn into_status(self, resource: &str) -> Status {
-        let code = self.code();
+        let reason = self.reason();
         let mut metadata = HashMap::from([("resource".to_string(), clip(resource))]);
         let mut details = Vec::new();
-        let mut retry = None;
+        let mut retry_after = None;
         match &self {
             GatewayError::InvalidArgument {
                 field, description, ..
             } => details.push(ErrorDetail::from(tonic_types::BadRequest::new(vec![
                 FieldViolation::new(field.clone(), description.clone()),
             ]))),
-            GatewayError::AmbiguousUpstream { .. } => {
+            GatewayError::AmbiguousUpstream { field, .. } => {
                 details.push(ErrorDetail::from(tonic_types::BadRequest::new(vec![
-                    FieldViolation::new("name", self.to_string()),
+                    FieldViolation::new(*field, self.to_string()),
                 ])))
             }
             GatewayError::UnknownUpstream(name) => {
@@ -316,19 +344,18 @@ impl GatewayError {
                     "no upstream of that name is configured",
                 )))
             }
-            GatewayError::FailedPrecondition {
-                upstream: Some(u), ..
-            }
-            | GatewayError::Unimplemented {
+            GatewayError::Refused {
                 upstream: Some(u), ..
             } => {
                 metadata.insert("upstream".into(), u.clone());
             }
-            GatewayError::ShuttingDown => retry = Some(DEFAULT_RETRY_DELAY),
             GatewayError::Upstream(e) => {
                 metadata.insert("upstream".into(), e.upstream.clone());
                 if let Some(s) = e.http_status {
                     metadata.insert("httpStatus".into(), s.to_string());
+                }
+                if let Some(kind) = e.upstream_reason() {
+                    metadata.insert("upstreamReason".into(), clip(kind));
                 }
                 match &e.failure {
                     UpstreamFailure::Api {
@@ -349,7 +376,7 @@ impl GatewayError {
                     }
                     _ => {}
                 }
-                if code == Code::NotFound {
+                if reason == Reason::NotFound {
                     details.push(ErrorDetail::from(tonic_types::ResourceInfo::new(
                         "",
                         clip(resource),
@@ -357,21 +384,24 @@ impl GatewayError {
                         "the upstream does not know this resource",
                     )));
                 }
-                if matches!(code, Code::Unavailable | Code::ResourceExhausted) {
-                    retry = Some(e.retry_after.unwrap_or(DEFAULT_RETRY_DELAY));
-                }
+                retry_after = e.retry_after;
             }
             _ => {}
         }
-        if let Some(delay) = retry {
+        if reason.retry() {
+            let delay = retry_after.unwrap_or(DEFAULT_RETRY_DELAY);
             details.push(ErrorDetail::from(tonic_types::RetryInfo::new(Some(delay))));
         }
         details.insert(
             0,
-            ErrorDetail::from(tonic_types::ErrorInfo::new(self.reason(), DOMAIN, metadata)),
+            ErrorDetail::from(tonic_types::ErrorInfo::new(
+                reason.as_str(),
+                DOMAIN,
+                metadata,
+            )),
         );
         let message = format!("{}: {}", clip(resource), self);
-        Status::with_error_details_vec(code, message, details)
+        Status::with_error_details_vec(reason.code(), message, details)
     }
 }
 
@@ -416,7 +446,25 @@ mod tests {
             Code::Unavailable
         );
         assert_eq!(api(400, Some("UNSUPPORTED")).code(), Code::Unimplemented);
-        assert_eq!(api(404, Some("SRS_2030")).code(), Code::NotFound);
+        assert_eq!(api(404, Some("SRS_2030")).reason(), Reason::NotFound);
+        assert_eq!(api(404, Some("NOT_FOUND")).reason(), Reason::NotFound);
+        assert_eq!(
+            api(500, Some("SRS_2020")).reason(),
+            Reason::UpstreamResourceExhausted
+        );
+        assert_eq!(
+            api(400, Some("SRS_2031")).reason(),
+            Reason::UpstreamStateConflict
+        );
+    }
+
+    #[test]
+    fn a_401_is_the_service_account_and_a_redirect_a_bad_response() {
+        let login = api(401, Some("UNAUTHORIZED"));
+        assert_eq!(login.reason(), Reason::UpstreamLoginFailed);
+        assert_eq!(login.code(), Code::Unavailable);
+        assert_eq!(api(302, None).reason(), Reason::UpstreamBadResponse);
+        assert_eq!(api(302, None).code(), Code::Internal);
     }
 
     #[test]
@@ -436,9 +484,22 @@ mod tests {
         assert_eq!(status.code(), Code::NotFound);
         let info = status.get_details_error_info().expect("ErrorInfo");
         assert_eq!(info.reason, "UNKNOWN_UPSTREAM");
+        assert!(status.get_details_retry_info().is_none());
         assert_eq!(info.domain, DOMAIN);
         assert_eq!(info.metadata["resource"], "upstreams/nope");
         assert!(status.message().contains("upstreams/nope"));
+    }
+
+    #[test]
+    fn upstream_errors_carry_the_upstreams_own_kind_apart() {
+        let status = GatewayError::from(api(503, Some("SERVICE_UNAVAILABLE")))
+            .into_status("upstreams/vc1/tasks/t");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "UPSTREAM_UNAVAILABLE");
+        assert_eq!(info.metadata["upstreamReason"], "SERVICE_UNAVAILABLE");
+        assert_eq!(info.metadata["upstream"], "vc1");
+        assert_eq!(info.metadata["httpStatus"], "503");
+        assert!(status.get_details_retry_info().is_some());
     }
 
     #[test]

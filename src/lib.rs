@@ -1,13 +1,18 @@
 //! vmware-grpc-gateway: a gRPC face for VMware's task and runspace REST APIs.
 //!
-//! The crate is laid out as the flow of a call: `api` (gRPC in) → `upstream` (REST out),
-//! with `error` as the one mapping between the two, `server` assembling the tonic server
-//! and `simulator` as the embedded upstreams that `demo` and the tests run against.
+//! The crate is laid out as the flow of a call, imports pointing down only: `server` assembles
+//! the tonic server over `api` (gRPC in), which uses `watch` (the polling engine) and
+//! `upstream` (REST out); below them all sit `names`, `call`, `error` and `config`.
+//! `simulator` holds the embedded upstreams that `demo` and the tests run against; it shares
+//! no code with the gateway so that a wire-format mistake cannot hide on both sides.
+//! `docs/ARCHITECTURE.md` draws the layers.
 
 pub mod api;
+pub mod call;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod names;
 pub mod proto;
 pub mod server;
 pub mod simulator;

@@ -1,5 +1,6 @@
 //! Assembles the tonic server: the three services, reflection v1 and v1alpha, health,
-//! message and stream limits, and graceful shutdown.
+//! message and stream limits, the middleware stack (one span and log line per RPC), and
+//! graceful shutdown.
 //!
 //! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
 //! "shutting down", no new connections are accepted, in-flight unary calls get
@@ -13,7 +14,7 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{runspaces::RunspaceApi, tasks::TaskApi, upstreams::UpstreamApi},
+    api::{rpc_log::RpcLogLayer, runspaces::RunspaceApi, tasks::TaskApi, upstreams::UpstreamApi},
     config::{Config, ConfigError},
     proto::{
         self, runspace_service_server::RunspaceServiceServer,
@@ -120,6 +121,7 @@ pub async fn serve_on(
         let _ = stopping_tx.send(true);
     };
     let server = tonic::transport::Server::builder()
+        .layer(tower::ServiceBuilder::new().layer(RpcLogLayer))
         .max_concurrent_streams(cfg.server.max_concurrent_streams)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .add_service(health_service)
@@ -129,7 +131,7 @@ pub async fn serve_on(
         .add_service(runspaces)
         .add_service(upstreams)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
-    let grace = cfg.server.shutdown_grace.0;
+    let grace = cfg.server.shutdown_grace;
     let result = tokio::select! {
         r = server => r.map_err(ServeError::from),
         _ = async {

@@ -235,14 +235,19 @@ async fn a_runspace_is_created_becomes_ready_is_listed_and_deleted() {
         })
         .await
         .unwrap_err();
-    let info = assert_error(&err, Code::NotFound, "SRS_2030");
+    let info = assert_error(&err, Code::NotFound, "NOT_FOUND");
     assert_eq!(info.metadata["httpStatus"], "404");
+    assert_eq!(info.metadata["upstreamReason"], "SRS_2030");
     // SRS answers 500/2040 for an unknown id; the gateway tells it apart from a real failure.
     let err = r
         .delete_runspace(DeleteRunspaceRequest { name: made.name })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let info = assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_eq!(
+        info.metadata["upstreamReason"], "SRS_2030",
+        "the confirming read"
+    );
 }
 
 #[tokio::test]
@@ -337,7 +342,7 @@ async fn srs_session_expiry_costs_one_fresh_login_and_bad_names_are_refused() {
         })
         .await
         .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "NOT_SUPPORTED_BY_UPSTREAM");
+    assert_error(&err, Code::InvalidArgument, "WRONG_UPSTREAM_KIND");
 }
 
 fn vcd_running(secs: u64) -> TaskSpec {
@@ -462,7 +467,8 @@ async fn cloud_director_logs_in_with_an_api_token_and_re_logs_in_once_on_expiry(
         let mut up = vmware_grpc_gateway::demo::upstreams(sim, None);
         up.retain(|u| u.name == "vcd1");
         up[0].password = vmware_grpc_gateway::config::Secret::default();
-        up[0].api_token = vmware_grpc_gateway::config::Secret::new(sim.cloud_director.api_token());
+        let vcd = up[0].cloud_director_mut().expect("vcd1 is Cloud Director");
+        vcd.api_token = vmware_grpc_gateway::config::Secret::new(sim.cloud_director.api_token());
         cfg.upstreams = up;
     })
     .await;
@@ -505,10 +511,10 @@ async fn cloud_director_errors_use_the_minor_error_code() {
         .unwrap_err();
     // The simulator answers 403 ACCESS_TO_RESOURCE_IS_FORBIDDEN for unknown tasks, as real
     // Cloud Director commonly does; the table maps it to PERMISSION_DENIED.
-    assert_error(
-        &err,
-        Code::PermissionDenied,
-        "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
+    let info = assert_error(&err, Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED");
+    assert_eq!(
+        info.metadata["upstreamReason"],
+        "ACCESS_TO_RESOURCE_IS_FORBIDDEN"
     );
     env.sim.cloud_director.inject(
         "GET /api/task/{task}",
@@ -524,7 +530,8 @@ async fn cloud_director_errors_use_the_minor_error_code() {
         })
         .await
         .unwrap_err();
-    assert_error(&err, Code::NotFound, "RESOURCE_NOT_FOUND");
+    let info = assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_eq!(info.metadata["upstreamReason"], "RESOURCE_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -532,8 +539,9 @@ async fn cloud_director_provider_login_lists_admin_tasks_and_re_logs_in_once() {
     let env = Env::start_full(sim_options(), |cfg, sim| {
         let mut up = vmware_grpc_gateway::demo::upstreams(sim, None);
         up.retain(|u| u.name == "vcd1");
-        up[0].org = None;
-        up[0].provider = true;
+        let vcd = up[0].cloud_director_mut().expect("vcd1 is Cloud Director");
+        vcd.org = None;
+        vcd.provider = true;
         cfg.upstreams = up;
     })
     .await;

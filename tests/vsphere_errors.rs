@@ -9,7 +9,7 @@ use common::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 use vmware_grpc_gateway::{
-    config::{HumanDuration, Secret, UpstreamConfig, UpstreamKind},
+    config::{Secret, UpstreamConfig, UpstreamKind},
     proto::GetTaskRequest,
     simulator::Fault,
 };
@@ -35,29 +35,45 @@ fn get(name: &str) -> GetTaskRequest {
 async fn upstream_error_kinds_map_to_the_documented_codes() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let rows: &[(u16, &str, Code)] = &[
-        (400, "INVALID_ARGUMENT", Code::InvalidArgument),
-        (400, "INVALID_REQUEST", Code::InvalidArgument),
-        (500, "UNEXPECTED_INPUT", Code::InvalidArgument),
+    let invalid = (Code::InvalidArgument, "UPSTREAM_INVALID_ARGUMENT");
+    let conflict = (Code::FailedPrecondition, "UPSTREAM_STATE_CONFLICT");
+    let busy = (Code::Aborted, "UPSTREAM_BUSY");
+    let unavailable = (Code::Unavailable, "UPSTREAM_UNAVAILABLE");
+    let rows: &[(u16, &str, (Code, &str))] = &[
+        (400, "INVALID_ARGUMENT", invalid),
+        (400, "INVALID_REQUEST", invalid),
+        (500, "UNEXPECTED_INPUT", invalid),
+        (400, "NOT_ALLOWED_IN_CURRENT_STATE", conflict),
+        (400, "ALREADY_IN_DESIRED_STATE", conflict),
         (
             400,
-            "NOT_ALLOWED_IN_CURRENT_STATE",
-            Code::FailedPrecondition,
+            "UNSUPPORTED",
+            (Code::Unimplemented, "UPSTREAM_UNSUPPORTED"),
         ),
-        (400, "ALREADY_IN_DESIRED_STATE", Code::FailedPrecondition),
-        (400, "UNSUPPORTED", Code::Unimplemented),
-        (400, "ALREADY_EXISTS", Code::AlreadyExists),
-        (403, "UNAUTHORIZED", Code::PermissionDenied),
-        (404, "NOT_FOUND", Code::NotFound),
-        (409, "CONCURRENT_CHANGE", Code::Aborted),
-        (400, "RESOURCE_BUSY", Code::Aborted),
-        (500, "RESOURCE_INACCESSIBLE", Code::Unavailable),
-        (500, "ERROR", Code::Unavailable),
-        (503, "SERVICE_UNAVAILABLE", Code::Unavailable),
-        (504, "TIMED_OUT", Code::DeadlineExceeded),
+        (
+            400,
+            "ALREADY_EXISTS",
+            (Code::AlreadyExists, "ALREADY_EXISTS"),
+        ),
+        (
+            403,
+            "UNAUTHORIZED",
+            (Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
+        ),
+        (404, "NOT_FOUND", (Code::NotFound, "NOT_FOUND")),
+        (409, "CONCURRENT_CHANGE", busy),
+        (400, "RESOURCE_BUSY", busy),
+        (500, "RESOURCE_INACCESSIBLE", unavailable),
+        (500, "ERROR", unavailable),
+        (503, "SERVICE_UNAVAILABLE", unavailable),
+        (
+            504,
+            "TIMED_OUT",
+            (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        ),
     ];
     let mut c = env.tasks();
-    for (status, kind, code) in rows {
+    for (status, kind, (code, reason)) in rows {
         env.sim.vcenter.inject(
             GET_ROUTE,
             Fault::Status {
@@ -66,7 +82,8 @@ async fn upstream_error_kinds_map_to_the_documented_codes() {
             },
         );
         let err = c.get_task(get(&name)).await.unwrap_err();
-        let info = assert_error(&err, *code, kind);
+        let info = assert_error(&err, *code, reason);
+        assert_eq!(info.metadata["upstreamReason"], *kind);
         assert_eq!(info.metadata["httpStatus"], status.to_string(), "{kind}");
         assert_eq!(info.metadata["upstream"], "vc1");
         assert_eq!(info.metadata["resource"], name);
@@ -89,10 +106,12 @@ async fn http_status_decides_where_the_body_names_no_error_kind() {
     let name = env.add(running_for(100));
     let mut c = env.tasks();
     let rows: &[(u16, Code, &str)] = &[
-        (429, Code::ResourceExhausted, "UPSTREAM_HTTP_429"),
-        (502, Code::Unavailable, "UPSTREAM_HTTP_502"),
-        (504, Code::DeadlineExceeded, "UPSTREAM_HTTP_504"),
-        (403, Code::PermissionDenied, "UPSTREAM_HTTP_403"),
+        (429, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        (502, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        (504, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        (403, Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
+        // Redirects are never followed (they would carry the session elsewhere).
+        (302, Code::Internal, "UPSTREAM_BAD_RESPONSE"),
     ];
     for (status, code, reason) in rows {
         env.sim.vcenter.inject(
@@ -105,6 +124,7 @@ async fn http_status_decides_where_the_body_names_no_error_kind() {
         let err = c.get_task(get(&name)).await.unwrap_err();
         let info = assert_error(&err, *code, reason);
         assert!(info.metadata["excerpt"].contains("proxy error"));
+        assert!(!info.metadata.contains_key("upstreamReason"), "{reason}");
         if *code == Code::ResourceExhausted {
             assert!(
                 err.get_details_retry_info().is_some(),
@@ -142,7 +162,7 @@ async fn a_success_body_that_is_not_the_documented_json_is_internal() {
 }
 
 #[tokio::test]
-async fn a_session_refused_twice_is_unauthenticated_after_one_fresh_login() {
+async fn a_session_refused_twice_is_a_failed_service_login_after_one_fresh_login() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
     let mut c = env.tasks();
@@ -163,7 +183,10 @@ async fn a_session_refused_twice_is_unauthenticated_after_one_fresh_login() {
         },
     );
     let err = c.get_task(get(&name)).await.unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "UNAUTHENTICATED");
+    // The operator's credentials, not the caller's: UNAVAILABLE, retry later.
+    let info = assert_error(&err, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
+    assert_eq!(info.metadata["upstreamReason"], "UNAUTHENTICATED");
+    assert!(err.get_details_retry_info().is_some());
     assert_eq!(
         env.sim.vcenter.logins(),
         2,
@@ -174,7 +197,7 @@ async fn a_session_refused_twice_is_unauthenticated_after_one_fresh_login() {
 #[tokio::test]
 async fn a_slow_upstream_is_deadline_exceeded_at_the_request_timeout() {
     let env = Env::start_with(sim_options(), |cfg| {
-        cfg.upstreams[0].request_timeout = HumanDuration(Duration::from_millis(300));
+        cfg.upstreams[0].request_timeout = Duration::from_millis(300);
     })
     .await;
     let name = env.add(running_for(100));

@@ -358,8 +358,9 @@ async fn cancel_of_a_task_that_is_not_cancelable_is_unimplemented() {
         .cancel_task(CancelTaskRequest { name })
         .await
         .unwrap_err();
-    let info = assert_error(&err, Code::Unimplemented, "UNSUPPORTED");
+    let info = assert_error(&err, Code::Unimplemented, "UPSTREAM_UNSUPPORTED");
     assert_eq!(info.metadata["httpStatus"], "400");
+    assert_eq!(info.metadata["upstreamReason"], "UNSUPPORTED");
 }
 
 #[tokio::test]
@@ -467,7 +468,7 @@ async fn an_expired_session_costs_exactly_one_fresh_login_for_many_concurrent_ca
 }
 
 #[tokio::test]
-async fn wrong_credentials_are_unauthenticated() {
+async fn wrong_service_account_credentials_are_a_failed_login() {
     let env = Env::start_with(sim_options(), |cfg| {
         cfg.upstreams[0].password = vmware_grpc_gateway::config::Secret::new("wrong")
     })
@@ -477,7 +478,8 @@ async fn wrong_credentials_are_unauthenticated() {
         .get_task(get(&task_name("x")))
         .await
         .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert_error(&err, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
+    assert!(tonic_types::StatusExt::get_details_retry_info(&err).is_some());
     let up = env
         .upstreams()
         .get_upstream(vmware_grpc_gateway::proto::GetUpstreamRequest {

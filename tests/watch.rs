@@ -10,7 +10,7 @@ use common::*;
 use tonic::{Code, Request, Status, Streaming};
 use tonic_types::StatusExt;
 use vmware_grpc_gateway::{
-    config::{Config, HumanDuration, WatchConfig},
+    config::{Config, WatchConfig},
     proto::{
         EventType, RunspaceEvent, RunspaceState, Task, TaskEvent, TaskState, WaitTaskRequest,
         WatchRunspaceRequest, WatchTaskRequest, runspace_service_client::RunspaceServiceClient,
@@ -24,14 +24,14 @@ use vmware_grpc_gateway::{
 /// Fast, deterministic polling: 20 ms floor, 200 ms ceiling, no jitter, 3 retries.
 fn fast(cfg: &mut Config) {
     cfg.watch = WatchConfig {
-        min_poll_interval: HumanDuration(Duration::from_millis(20)),
-        max_poll_interval: HumanDuration(Duration::from_millis(200)),
+        min_poll_interval: Duration::from_millis(20),
+        max_poll_interval: Duration::from_millis(200),
         growth: 1.5,
         jitter: 0.0,
-        max_wait: HumanDuration(Duration::from_secs(5)),
+        max_wait: Duration::from_secs(5),
         retry_budget: 3,
         max_polls_per_second: 1000,
-        heartbeat_default: HumanDuration(Duration::from_secs(15)),
+        heartbeat_default: Duration::from_secs(15),
     };
 }
 

@@ -7,7 +7,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::error::{GatewayError, Result};
+use crate::error::{GatewayError, Reason, Result};
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -17,7 +17,7 @@ pub fn page_size(raw: i32) -> Result<usize> {
     match raw {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n < 0 => Err(GatewayError::invalid(
-            "INVALID_PAGE_SIZE",
+            Reason::InvalidPageSize,
             "page_size",
             format!("must not be negative, got {n}"),
         )),
@@ -45,7 +45,7 @@ pub fn decode_token<K: DeserializeOwned>(
         return Ok(None);
     }
     let invalid =
-        |why: &str| GatewayError::invalid("INVALID_PAGE_TOKEN", "page_token", why.to_string());
+        |why: &str| GatewayError::invalid(Reason::InvalidPageToken, "page_token", why.to_string());
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| invalid("not a token this gateway issued"))?;

@@ -12,12 +12,13 @@ use tokio::{sync::OnceCell, time::Instant};
 use tonic::{Request, Response, Status};
 
 use super::{
-    names::{self, UpstreamRef},
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
-    unary,
+    streams, unary,
 };
 use crate::{
-    error::{GatewayError, Result, clip},
+    call,
+    error::{GatewayError, Reason, Result, clip},
+    names::{self, UpstreamRef},
     proto::{
         CreateRunspaceRequest, DeleteRunspaceRequest, GetRunspaceRequest, ListRunspacesRequest,
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
@@ -63,7 +64,7 @@ impl RunspaceApi {
 
     async fn create(&self, req: &CreateRunspaceRequest) -> Result<Runspace> {
         let parent = names::parse_upstream(&req.parent, "parent")?;
-        let (upstream, source) = self.registry.runspace_source(&parent)?;
+        let (upstream, source) = self.registry.runspace_source(&parent, "parent")?;
         let spec = req.runspace.clone().unwrap_or_default();
         if req.request_id.is_empty() {
             return source
@@ -72,7 +73,7 @@ impl RunspaceApi {
         }
         if req.request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(GatewayError::invalid(
-                "INVALID_ARGUMENT",
+                Reason::InvalidArgument,
                 "request_id",
                 format!(
                     "longer than {MAX_REQUEST_ID_LEN} characters: '{}'",
@@ -88,9 +89,7 @@ impl RunspaceApi {
             let mut creates = self
                 .creates
                 .lock()
-                .map_err(|_| GatewayError::LimitReached {
-                    message: "request_id cache is unavailable".into(),
-                })?;
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             creates.retain(|_, r| r.at.elapsed() < REQUEST_ID_TTL);
             let key = (upstream.name.clone(), req.request_id.clone());
             let entry = creates.entry(key).or_insert_with(|| Remembered {
@@ -100,7 +99,7 @@ impl RunspaceApi {
             });
             if entry.fingerprint != fingerprint {
                 return Err(GatewayError::invalid(
-                    "REQUEST_ID_REUSED",
+                    Reason::RequestIdReused,
                     "request_id",
                     format!(
                         "'{}' was used for a create with a different runspace; use a new request_id",
@@ -124,7 +123,7 @@ impl RunspaceApi {
 
     async fn get(&self, req: &GetRunspaceRequest) -> Result<Runspace> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.registry.runspace_source(&name.upstream)?;
+        let (_, source) = self.registry.runspace_source(&name.upstream, "name")?;
         source.get(&name.id).await
     }
 
@@ -134,7 +133,13 @@ impl RunspaceApi {
         let after: Option<NewestFirstKey> = decode_token(&req.page_token, &req.parent, "")?;
         let merged = parent == UpstreamRef::Any;
         let runspaces = match &parent {
-            UpstreamRef::Named(_) => self.registry.runspace_source(&parent)?.1.list().await?,
+            UpstreamRef::Named(_) => {
+                self.registry
+                    .runspace_source(&parent, "parent")?
+                    .1
+                    .list()
+                    .await?
+            }
             UpstreamRef::Any => {
                 let sources = self.registry.runspace_sources();
                 let lists =
@@ -162,7 +167,7 @@ impl RunspaceApi {
 
     async fn delete(&self, req: &DeleteRunspaceRequest) -> Result<()> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.registry.runspace_source(&name.upstream)?;
+        let (_, source) = self.registry.runspace_source(&name.upstream, "name")?;
         source.delete(&name.id).await
     }
 }
@@ -182,13 +187,7 @@ impl RunspaceService for RunspaceApi {
         r: Request<CreateRunspaceRequest>,
     ) -> std::result::Result<Response<Runspace>, Status> {
         let req = r.get_ref();
-        unary(
-            "CreateRunspace",
-            &req.parent,
-            r.metadata(),
-            self.create(req),
-        )
-        .await
+        unary(&req.parent, r.metadata(), self.create(req)).await
     }
 
     async fn get_runspace(
@@ -196,7 +195,7 @@ impl RunspaceService for RunspaceApi {
         r: Request<GetRunspaceRequest>,
     ) -> std::result::Result<Response<Runspace>, Status> {
         let req = r.get_ref();
-        unary("GetRunspace", &req.name, r.metadata(), self.get(req)).await
+        unary(&req.name, r.metadata(), self.get(req)).await
     }
 
     async fn list_runspaces(
@@ -204,7 +203,7 @@ impl RunspaceService for RunspaceApi {
         r: Request<ListRunspacesRequest>,
     ) -> std::result::Result<Response<ListRunspacesResponse>, Status> {
         let req = r.get_ref();
-        unary("ListRunspaces", &req.parent, r.metadata(), self.list(req)).await
+        unary(&req.parent, r.metadata(), self.list(req)).await
     }
 
     async fn delete_runspace(
@@ -212,7 +211,7 @@ impl RunspaceService for RunspaceApi {
         r: Request<DeleteRunspaceRequest>,
     ) -> std::result::Result<Response<()>, Status> {
         let req = r.get_ref();
-        unary("DeleteRunspace", &req.name, r.metadata(), self.delete(req)).await
+        unary(&req.name, r.metadata(), self.delete(req)).await
     }
 
     type WatchRunspaceStream = EventStream;
@@ -221,7 +220,7 @@ impl RunspaceService for RunspaceApi {
         &self,
         r: Request<WatchRunspaceRequest>,
     ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
-        use crate::watch::{Runspaces, Target, WatchOptions, grpc};
+        use crate::watch::{Runspaces, Target, WatchOptions};
         let req = r.get_ref();
         let setup = || -> Result<crate::watch::Watch<Runspace>> {
             let name = names::parse_resource(&req.name, "runspaces", "name")?;
@@ -234,9 +233,9 @@ impl RunspaceService for RunspaceApi {
                     req.heartbeat_interval.as_ref(),
                     "heartbeat_interval",
                 )?,
-                deadline: super::deadline(r.metadata()),
+                deadline: call::deadline(r.metadata()),
             };
-            let (upstream, source) = self.registry.runspace_source(&name.upstream)?;
+            let (upstream, source) = self.registry.runspace_source(&name.upstream, "name")?;
             let target = Target {
                 upstream: upstream.name.clone(),
                 id: name.id,
@@ -247,6 +246,6 @@ impl RunspaceService for RunspaceApi {
                 .runspaces
                 .watch(target, opts, self.stopping.clone(), Runspace::clone))
         };
-        grpc::open("WatchRunspace", &req.name, setup(), grpc::runspace_event).await
+        streams::open(&req.name, setup(), streams::runspace_event).await
     }
 }

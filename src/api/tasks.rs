@@ -7,20 +7,21 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
-    deadline, duration_field, enum_field, names,
-    names::UpstreamRef,
+    duration_field, enum_field,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
-    unary,
+    streams, unary,
 };
 use crate::{
-    error::{GatewayError, Result},
+    call::deadline,
+    error::{GatewayError, Reason, Result},
+    names::{self, UpstreamRef},
     proto::{
         CancelTaskRequest, GetTaskRequest, ListTasksRequest, ListTasksResponse, Task, TaskEvent,
         TaskFilter, TaskState, TaskView, WaitTaskRequest, WatchTaskRequest,
         task_service_server::TaskService,
     },
     upstream::{Registry, TaskSource, Upstream},
-    watch::{self, Target, WatchEngine, WatchOptions, grpc::task_event},
+    watch::{self, Target, WatchEngine, WatchOptions},
 };
 
 pub struct TaskApi {
@@ -48,7 +49,7 @@ impl TaskApi {
     /// `urn:vcloud:task:{uuid}` and the bare uuid share one poller).
     fn resolve(&self, name: &str) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>, String)> {
         let name = names::parse_resource(name, "tasks", "name")?;
-        let (upstream, source) = self.registry.task_source(&name.upstream)?;
+        let (upstream, source) = self.registry.task_source(&name.upstream, "name")?;
         let id = source.canonical_id(&name.id);
         Ok((upstream, source, id))
     }
@@ -73,7 +74,7 @@ impl TaskApi {
         let merged = parent == UpstreamRef::Any;
         let mut tasks = match &parent {
             UpstreamRef::Named(_) => {
-                let (_, source) = self.registry.task_source(&parent)?;
+                let (_, source) = self.registry.task_source(&parent, "parent")?;
                 source.list(&filter).await?
             }
             UpstreamRef::Any => {
@@ -109,26 +110,26 @@ impl TaskApi {
     async fn cancel(&self, req: &CancelTaskRequest) -> Result<Task> {
         let (upstream, source, id) = self.resolve(&req.name)?;
         if !source.supports_cancel() {
-            return Err(GatewayError::Unimplemented {
-                reason: "NOT_SUPPORTED_BY_UPSTREAM",
-                message: format!(
+            return Err(GatewayError::refused(
+                Reason::NotSupportedByUpstream,
+                Some(&upstream.name),
+                format!(
                     "upstream '{}' is of kind {} which has no cancel operation",
                     upstream.name,
                     crate::proto::UpstreamKind::from(upstream.kind).as_str_name()
                 ),
-                upstream: Some(upstream.name.clone()),
-            });
+            ));
         }
         let before = source.get(&id).await?;
         if before.done {
-            return Err(GatewayError::FailedPrecondition {
-                reason: "TASK_DONE",
-                message: format!(
+            return Err(GatewayError::refused(
+                Reason::TaskDone,
+                Some(&upstream.name),
+                format!(
                     "task is already done ({}); there is nothing to cancel",
                     before.state().as_str_name()
                 ),
-                upstream: Some(upstream.name.clone()),
-            });
+            ));
         }
         source.cancel(&id).await?;
         Ok(with_view(source.get(&id).await?, TaskView::Basic))
@@ -186,7 +187,7 @@ impl TaskService for TaskApi {
         request: Request<GetTaskRequest>,
     ) -> std::result::Result<Response<Task>, Status> {
         let req = request.get_ref();
-        unary("GetTask", &req.name, request.metadata(), self.get(req)).await
+        unary(&req.name, request.metadata(), self.get(req)).await
     }
 
     async fn list_tasks(
@@ -194,7 +195,7 @@ impl TaskService for TaskApi {
         request: Request<ListTasksRequest>,
     ) -> std::result::Result<Response<ListTasksResponse>, Status> {
         let req = request.get_ref();
-        unary("ListTasks", &req.parent, request.metadata(), self.list(req)).await
+        unary(&req.parent, request.metadata(), self.list(req)).await
     }
 
     async fn cancel_task(
@@ -202,13 +203,7 @@ impl TaskService for TaskApi {
         request: Request<CancelTaskRequest>,
     ) -> std::result::Result<Response<Task>, Status> {
         let req = request.get_ref();
-        unary(
-            "CancelTask",
-            &req.name,
-            request.metadata(),
-            self.cancel(req),
-        )
-        .await
+        unary(&req.name, request.metadata(), self.cancel(req)).await
     }
 
     type WatchTaskStream = EventStream;
@@ -244,7 +239,7 @@ impl TaskService for TaskApi {
                     with_view(t.clone(), view)
                 }))
         };
-        watch::grpc::open("WatchTask", &req.name, setup(), task_event).await
+        streams::open(&req.name, setup(), streams::task_event).await
     }
 
     async fn wait_task(
@@ -253,11 +248,11 @@ impl TaskService for TaskApi {
     ) -> std::result::Result<Response<Task>, Status> {
         let req = request.get_ref();
         let metadata = request.metadata();
-        unary("WaitTask", &req.name, metadata, async {
+        unary(&req.name, metadata, async {
             let view = enum_field::<TaskView>(req.view, "view")?;
             let (upstream, source, id) = self.resolve(&req.name)?;
             let timeout = duration_field(req.timeout.as_ref(), "timeout")?;
-            let until = watch::grpc::wait_until(metadata, timeout, self.watch.settings().max_wait);
+            let until = streams::wait_until(metadata, timeout, self.watch.settings().max_wait);
             let target = Target {
                 upstream: upstream.name.clone(),
                 id,

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{
-    names::{self, UpstreamRef},
     paging::{self, decode_token, paginate},
     unary,
 };
 use crate::{
-    error::{GatewayError, Result},
+    error::{GatewayError, Reason, Result},
+    names::{self, UpstreamRef},
     proto::{
         GetUpstreamRequest, ListUpstreamsRequest, ListUpstreamsResponse, Upstream,
         upstream_service_server::UpstreamService,
@@ -49,7 +49,7 @@ impl UpstreamApi {
         match names::parse_upstream(&req.name, "name")? {
             UpstreamRef::Named(n) => Ok(self.registry.get(&n)?.info()),
             UpstreamRef::Any => Err(GatewayError::invalid(
-                "INVALID_NAME",
+                Reason::InvalidName,
                 "name",
                 "'-' names no single upstream; use ListUpstreams",
             )),
@@ -64,10 +64,7 @@ impl UpstreamService for UpstreamApi {
         request: Request<ListUpstreamsRequest>,
     ) -> std::result::Result<Response<ListUpstreamsResponse>, Status> {
         let req = request.get_ref();
-        unary("ListUpstreams", "upstreams", request.metadata(), async {
-            self.list(req)
-        })
-        .await
+        unary("upstreams", request.metadata(), async { self.list(req) }).await
     }
 
     async fn get_upstream(
@@ -75,9 +72,6 @@ impl UpstreamService for UpstreamApi {
         request: Request<GetUpstreamRequest>,
     ) -> std::result::Result<Response<Upstream>, Status> {
         let req = request.get_ref();
-        unary("GetUpstream", &req.name, request.metadata(), async {
-            self.get(req)
-        })
-        .await
+        unary(&req.name, request.metadata(), async { self.get(req) }).await
     }
 }

@@ -25,14 +25,14 @@ use serde_json::Value as Json;
 
 use super::{
     TaskSource,
-    http::{HttpClient, Reply, path_segment},
+    http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, unnamed_error},
 };
 use crate::{
-    api::names::{resource_name, upstream_name},
-    config::UpstreamConfig,
-    error::{GatewayError, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    config::{CloudDirectorConfig, UpstreamConfig},
+    error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    names::{path_segment, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
 
@@ -46,14 +46,14 @@ const POLL_BATCH: usize = 50;
 /// How long a polled task is remembered without being polled again.
 const POLL_MEMORY: Duration = Duration::from_secs(600);
 
-pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
-    let version = &cfg.api_version;
-    let org = match &cfg.org {
-        Some(org) if !org.is_empty() && !cfg.provider => org.clone(),
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, vcd: &CloudDirectorConfig) -> Session {
+    let version = &vcd.api_version;
+    let org = match &vcd.org {
+        Some(org) if !org.is_empty() && !vcd.provider => org.clone(),
         _ => "System".to_string(),
     };
-    let (login_path, token_source, refresh_token) = if !cfg.api_token.is_empty() {
-        let path = if cfg.provider {
+    let (login_path, token_source, refresh_token) = if !vcd.api_token.is_empty() {
+        let path = if vcd.provider {
             "/oauth/provider/token".to_string()
         } else {
             format!("/oauth/tenant/{}/token", path_segment(&org))
@@ -61,10 +61,10 @@ pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
         (
             path,
             TokenSource::OAuthAccessToken,
-            Some(cfg.api_token.clone()),
+            Some(vcd.api_token.clone()),
         )
     } else {
-        let path = if cfg.provider {
+        let path = if vcd.provider {
             "/cloudapi/1.0.0/sessions/provider"
         } else {
             "/cloudapi/1.0.0/sessions"
@@ -405,7 +405,7 @@ fn task_from_record(
 fn fiql(filter: &TaskFilter, upstream: &str) -> Result<Option<String>> {
     if !filter.users.is_empty() {
         return Err(GatewayError::invalid(
-            "INVALID_FILTER",
+            Reason::InvalidFilter,
             "filter.users",
             format!(
                 "upstream '{upstream}' (Cloud Director) cannot filter tasks by user in its query service"
@@ -484,10 +484,10 @@ pub struct CloudDirector {
 }
 
 impl CloudDirector {
-    pub fn new(session: Arc<Session>, cfg: &UpstreamConfig) -> Self {
+    pub fn new(session: Arc<Session>, vcd: &CloudDirectorConfig) -> Self {
         Self {
             session,
-            provider: cfg.provider,
+            provider: vcd.provider,
             polled: Mutex::new(HashMap::new()),
             no_id_filter: AtomicBool::new(false),
         }
@@ -623,14 +623,14 @@ impl CloudDirector {
             if body.total.is_some_and(|t| t as usize > LIST_LIMIT)
                 || tasks.len() + body.record.len() > LIST_LIMIT
             {
-                return Err(GatewayError::FailedPrecondition {
-                    reason: "TOO_MANY_MATCHES",
-                    message: format!(
+                return Err(GatewayError::refused(
+                    Reason::TooManyMatches,
+                    Some(self.upstream()),
+                    format!(
                         "upstream '{}' has more than {LIST_LIMIT} matching tasks; narrow the filter (task_ids, services, operations, states)",
                         self.upstream()
                     ),
-                    upstream: Some(self.upstream().to_string()),
-                });
+                ));
             }
             let n = body.record.len();
             for r in &body.record {

@@ -11,15 +11,10 @@ use reqwest::{Method, RequestBuilder, header::HeaderMap};
 use tokio::time::Instant;
 
 use crate::{
+    call,
     config::{ConfigError, UpstreamConfig},
     error::{UpstreamError, UpstreamFailure},
 };
-
-tokio::task_local! {
-    /// The deadline of the gRPC call being served, so every upstream request made for it
-    /// gives up in time (set by the gRPC face, read here).
-    pub static DEADLINE: Option<Instant>;
-}
 
 /// What the last request to an upstream told us, for `Upstream.reachable` / `last_error`.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +68,8 @@ impl HttpClient {
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect would carry the session header elsewhere: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_file {
             let key = format!("upstreams.{}.ca_file", cfg.name);
@@ -106,7 +103,7 @@ impl HttpClient {
             client,
             base: cfg.url.trim_end_matches('/').to_string(),
             upstream: cfg.name.clone(),
-            timeout: cfg.request_timeout.0,
+            timeout: cfg.request_timeout,
             health: Mutex::new(Health::default()),
         }))
     }
@@ -146,7 +143,7 @@ impl HttpClient {
     /// Sends the request within the request timeout and the caller's deadline.
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
         let mut timeout = self.timeout;
-        if let Ok(Some(deadline)) = DEADLINE.try_with(|d| *d) {
+        if let Some(deadline) = call::current_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(UpstreamError::new(
@@ -203,35 +200,4 @@ fn transport_text(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
-}
-
-impl UpstreamError {
-    /// One line for `Upstream.last_error`.
-    pub fn to_short_text(&self) -> String {
-        match &self.failure {
-            UpstreamFailure::Unreachable(why) => format!("unreachable: {why}"),
-            UpstreamFailure::Timeout => "timed out".into(),
-            UpstreamFailure::BadResponse { problem, .. } => format!("bad response: {problem}"),
-            UpstreamFailure::Api { reason, .. } => format!(
-                "HTTP {} {}",
-                self.http_status.unwrap_or_default(),
-                reason.as_deref().unwrap_or("")
-            )
-            .trim_end()
-            .to_string(),
-        }
-    }
-}
-
-/// Percent-encodes an id for use as one URL path segment (RFC 3986 unreserved kept).
-pub fn path_segment(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -15,9 +15,9 @@ use std::{collections::BTreeMap, sync::Arc};
 use futures_util::future::BoxFuture;
 
 use crate::{
-    api::names::{UpstreamRef, upstream_name},
-    config::{Config, ConfigError, UpstreamConfig, UpstreamKind},
-    error::{GatewayError, Result},
+    config::{Config, ConfigError, KindConfig, UpstreamConfig, UpstreamKind},
+    error::{GatewayError, Reason, Result},
+    names::{UpstreamRef, upstream_name},
     proto,
 };
 
@@ -105,32 +105,30 @@ impl Upstream {
         let http = http::HttpClient::new(cfg)?;
         let mut tasks: Option<Arc<dyn TaskSource>> = None;
         let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
-        let session = match cfg.kind {
-            UpstreamKind::Vsphere => {
+        let session = match &cfg.kind {
+            KindConfig::Vsphere {} => {
                 let session = Arc::new(vsphere::session(http, cfg));
-                tasks = Some(Arc::new(vapi::VapiTasks::new(
+                tasks = Some(Arc::new(vapi::VapiTasks::<vsphere::CisTasks>::new(
                     session.clone(),
-                    vapi::Flavor::Cis,
                 )));
                 session
             }
-            UpstreamKind::Snapservice => {
+            KindConfig::Snapservice {} => {
                 let session = Arc::new(snapservice::session(http, cfg));
-                tasks = Some(Arc::new(vapi::VapiTasks::new(
-                    session.clone(),
-                    vapi::Flavor::Snapservice,
-                )));
+                tasks = Some(Arc::new(
+                    vapi::VapiTasks::<snapservice::SnapserviceTasks>::new(session.clone()),
+                ));
                 session
             }
-            UpstreamKind::CloudDirector => {
-                let session = Arc::new(cloud_director::session(http, cfg));
+            KindConfig::CloudDirector(vcd) => {
+                let session = Arc::new(cloud_director::session(http, cfg, vcd));
                 tasks = Some(Arc::new(cloud_director::CloudDirector::new(
                     session.clone(),
-                    cfg,
+                    vcd,
                 )));
                 session
             }
-            UpstreamKind::ScriptRuntime => {
+            KindConfig::ScriptRuntime {} => {
                 let session = Arc::new(script_runtime::session(http, cfg));
                 runspaces = Some(Arc::new(script_runtime::ScriptRuntime::new(
                     session.clone(),
@@ -140,7 +138,7 @@ impl Upstream {
         };
         Ok(Self {
             name: cfg.name.clone(),
-            kind: cfg.kind,
+            kind: cfg.kind(),
             session,
             tasks,
             runspaces,
@@ -188,70 +186,73 @@ impl Registry {
 
     /// Upstreams that serve tasks, ordered by name.
     pub fn task_sources(&self) -> Vec<(&Arc<Upstream>, &Arc<dyn TaskSource>)> {
-        self.all()
-            .filter_map(|u| u.tasks.as_ref().map(|t| (u, t)))
-            .collect()
+        self.serving(|u| u.tasks.as_ref())
     }
 
-    /// The task source for one named upstream, or for `-` when exactly one serves tasks.
-    pub fn task_source(&self, r: &UpstreamRef) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>)> {
-        match r {
-            UpstreamRef::Named(name) => {
-                let u = self.get(name)?;
-                let tasks = u.tasks.as_ref().ok_or_else(|| {
-                    GatewayError::invalid(
-                        "NOT_SUPPORTED_BY_UPSTREAM",
-                        "name",
-                        format!("upstream '{name}' ({:?}) serves no tasks", u.kind),
-                    )
-                })?;
-                Ok((u, tasks))
-            }
-            UpstreamRef::Any => match self.task_sources().as_slice() {
-                [one] => Ok(*one),
-                many => Err(GatewayError::AmbiguousUpstream {
-                    resource_kind: "tasks",
-                    serving: many.iter().map(|(u, _)| u.name.clone()).collect(),
-                }),
-            },
-        }
+    /// The task source for one named upstream, or for `-` when exactly one serves tasks;
+    /// `field` is the request field that named it.
+    pub fn task_source(
+        &self,
+        r: &UpstreamRef,
+        field: &'static str,
+    ) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>)> {
+        self.source(r, field, "tasks", |u| u.tasks.as_ref())
     }
 
     /// The runspace source for one named upstream, or for `-` when exactly one serves them.
     pub fn runspace_source(
         &self,
         r: &UpstreamRef,
+        field: &'static str,
     ) -> Result<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
-        match r {
-            UpstreamRef::Named(name) => {
-                let u = self.get(name)?;
-                let source = u.runspaces.as_ref().ok_or_else(|| {
-                    GatewayError::invalid(
-                        "NOT_SUPPORTED_BY_UPSTREAM",
-                        "name",
-                        format!("upstream '{name}' ({:?}) serves no runspaces", u.kind),
-                    )
-                })?;
-                Ok((u, source))
-            }
-            UpstreamRef::Any => {
-                let serving: Vec<_> = self.runspace_sources();
-                match serving.as_slice() {
-                    [one] => Ok(*one),
-                    many => Err(GatewayError::AmbiguousUpstream {
-                        resource_kind: "runspaces",
-                        serving: many.iter().map(|(u, _)| u.name.clone()).collect(),
-                    }),
-                }
-            }
-        }
+        self.source(r, field, "runspaces", |u| u.runspaces.as_ref())
     }
 
     /// Upstreams that serve runspaces, ordered by name.
     pub fn runspace_sources(&self) -> Vec<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
-        self.all()
-            .filter_map(|u| u.runspaces.as_ref().map(|r| (u, r)))
-            .collect()
+        self.serving(|u| u.runspaces.as_ref())
+    }
+
+    /// Upstreams whose `pick` serves a resource type, ordered by name.
+    fn serving<'a, S: ?Sized>(
+        &'a self,
+        pick: impl Fn(&'a Upstream) -> Option<&'a Arc<S>>,
+    ) -> Vec<(&'a Arc<Upstream>, &'a Arc<S>)> {
+        self.all().filter_map(|u| pick(u).map(|s| (u, s))).collect()
+    }
+
+    /// The one source of a resource type that `r` names.
+    fn source<'a, S: ?Sized>(
+        &'a self,
+        r: &UpstreamRef,
+        field: &'static str,
+        resource_kind: &'static str,
+        pick: impl Fn(&'a Upstream) -> Option<&'a Arc<S>>,
+    ) -> Result<(&'a Arc<Upstream>, &'a Arc<S>)> {
+        match r {
+            UpstreamRef::Named(name) => {
+                let u = self.get(name)?;
+                let source = pick(u).ok_or_else(|| {
+                    GatewayError::invalid(
+                        Reason::WrongUpstreamKind,
+                        field,
+                        format!(
+                            "upstream '{name}' is of kind {} and serves no {resource_kind}",
+                            u.kind
+                        ),
+                    )
+                })?;
+                Ok((u, source))
+            }
+            UpstreamRef::Any => match self.serving(pick).as_slice() {
+                [one] => Ok(*one),
+                many => Err(GatewayError::AmbiguousUpstream {
+                    field,
+                    resource_kind,
+                    serving: many.iter().map(|(u, _)| u.name.clone()).collect(),
+                }),
+            },
+        }
     }
 
     /// Logs every session out (shutdown).

@@ -11,21 +11,19 @@ use serde_json::{Value as Json, json};
 
 use super::{
     RunspaceSource,
-    http::{HttpClient, Reply, path_segment},
+    http::{HttpClient, Reply},
     json::timestamp_field,
     session::{LoginFlow, Session, TokenSource, unnamed_error},
 };
 use crate::{
-    api::names::resource_name,
     config::UpstreamConfig,
-    error::{Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    error::{Reason, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    names::{path_segment, resource_name},
     proto::{self, RunspaceState},
 };
 
 const KEY_HEADER: &str = "X-SRS-API-KEY";
 const RUNSPACES: &str = "/api/runspaces";
-/// SRS code for "runspace not found" (GET answers it with 404).
-const NOT_FOUND_CODE: i64 = 2030;
 /// SRS code for a failed delete, which the server also answers for unknown ids.
 const DELETE_FAILED_CODE: i64 = 2040;
 
@@ -217,12 +215,10 @@ impl ScriptRuntime {
         };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)
         // from a real failure, which stays the error it was.
-        if e.reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {
+        if e.upstream_reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {
             if let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
             {
-                if get_err.reason() == Some(&format!("SRS_{NOT_FOUND_CODE}"))
-                    || get_err.http_status == Some(404)
-                {
+                if get_err.reason() == Reason::NotFound {
                     return Err(get_err.into());
                 }
             }
@@ -275,10 +271,10 @@ mod tests {
                 r#"{"code":2030,"error_message":"Runspace with id 'x' not found"}"#,
             ),
         );
-        assert_eq!(e.reason(), Some("SRS_2030"));
-        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(e.upstream_reason(), Some("SRS_2030"));
+        assert_eq!(e.reason(), Reason::NotFound);
         let e = parse_error("srs1", &reply(401, ""));
-        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert_eq!(e.reason(), Reason::UpstreamLoginFailed);
     }
 
     #[test]

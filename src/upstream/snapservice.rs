@@ -11,19 +11,48 @@ use serde_json::Value as Json;
 use super::{
     http::{HttpClient, Reply},
     session::Session,
-    vapi,
+    vapi::{self, Dialect},
 };
-use crate::{config::UpstreamConfig, error::UpstreamError, proto::TaskFilter};
+use crate::{
+    config::UpstreamConfig,
+    error::UpstreamError,
+    proto::{TaskFilter, UpstreamKind},
+};
 
 pub const SESSION_PATH: &str = "/api/snapservice/sessions";
-pub const TASKS_PATH: &str = "/api/snapservice/tasks";
 
 pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     vapi::session(http, cfg, SESSION_PATH)
 }
 
+/// The `com.vmware.snapservice.tasks` dialect of vAPI: read-only, no cancel.
+pub struct SnapserviceTasks;
+
+impl Dialect for SnapserviceTasks {
+    const KIND: UpstreamKind = UpstreamKind::Snapservice;
+    const TASKS_PATH: &'static str = "/api/snapservice/tasks";
+    const CAN_CANCEL: bool = false;
+
+    async fn list_call(
+        session: &Session,
+        ids: &[String],
+        filter: &TaskFilter,
+        statuses: &[&str],
+    ) -> Result<Reply, UpstreamError> {
+        list_call(session, ids, filter, statuses).await
+    }
+
+    fn list_items(
+        upstream: &str,
+        reply: &Reply,
+        body: Json,
+    ) -> Result<Vec<(String, Json)>, UpstreamError> {
+        list_items(upstream, reply, body)
+    }
+}
+
 /// One list call for `ids` (empty = by the other filter fields), each value its own key.
-pub async fn list_call(
+async fn list_call(
     session: &Session,
     ids: &[String],
     filter: &TaskFilter,
@@ -36,7 +65,9 @@ pub async fn list_call(
     query.extend(statuses.iter().map(|v| ("status", *v)));
     query.extend(filter.users.iter().map(|v| ("users", v.as_str())));
     session
-        .call(Method::GET, TASKS_PATH, |rb| rb.query(&query))
+        .call(Method::GET, SnapserviceTasks::TASKS_PATH, |rb| {
+            rb.query(&query)
+        })
         .await
 }
 
@@ -52,7 +83,7 @@ struct ListItem {
 }
 
 /// The list answer: `{"items": [{"task": id, "info": Info}]}`.
-pub fn list_items(
+fn list_items(
     upstream: &str,
     reply: &Reply,
     body: Json,

@@ -1,9 +1,9 @@
 //! What vCenter CIS tasks and the snapshot service share: the vAPI task `Info` wire shape,
 //! its conversion to `Task`, the vAPI error body, the vAPI session login, and the one task
-//! adapter (`VapiTasks`) that serves both, calling `vsphere` or `snapservice` only for what
-//! differs (paths, the list call, cancel).
+//! adapter (`VapiTasks`) that serves both, generic over the small [`Dialect`] trait that
+//! `vsphere` and `snapservice` implement for what differs (paths, the list call, cancel).
 
-use std::sync::Arc;
+use std::{future::Future, marker::PhantomData, sync::Arc};
 
 use futures_util::{FutureExt, future::BoxFuture};
 use reqwest::Method;
@@ -12,55 +12,60 @@ use serde_json::Value as Json;
 
 use super::{
     TaskSource,
-    http::{HttpClient, Reply, path_segment},
+    http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, unnamed_error},
-    snapservice, vsphere,
 };
 use crate::{
-    api::names::resource_name,
     config::UpstreamConfig,
-    error::{GatewayError, Result as GwResult, UpstreamError, UpstreamFailure, UpstreamMessage},
+    error::{
+        GatewayError, Reason, Result as GwResult, UpstreamError, UpstreamFailure, UpstreamMessage,
+    },
+    names::{path_segment, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
 
 /// The most tasks one vAPI list call may name or return.
 pub const LIST_LIMIT: usize = 1000;
 
-/// Which vAPI task API an upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// vCenter `com.vmware.cis.tasks`.
-    Cis,
-    /// The snapshot service's `com.vmware.snapservice.tasks` (no cancel).
-    Snapservice,
+/// What one vAPI task API (vCenter CIS tasks, the snapshot service's tasks) does its own way;
+/// everything else is [`VapiTasks`].
+pub trait Dialect: Send + Sync + 'static {
+    /// The upstream kind that speaks it.
+    const KIND: proto::UpstreamKind;
+    /// `GET {TASKS_PATH}/{task}` reads a task.
+    const TASKS_PATH: &'static str;
+    /// False where the API has no cancel operation.
+    const CAN_CANCEL: bool;
+
+    /// One list call for `ids` (empty = by the other filter fields) and the vAPI `statuses`.
+    fn list_call<'a>(
+        session: &'a Session,
+        ids: &'a [String],
+        filter: &'a TaskFilter,
+        statuses: &'a [&'a str],
+    ) -> impl Future<Output = Result<Reply, UpstreamError>> + Send + 'a;
+
+    /// The list answer as `(task id, Info)` pairs.
+    fn list_items(
+        upstream: &str,
+        reply: &Reply,
+        body: Json,
+    ) -> Result<Vec<(String, Json)>, UpstreamError>;
 }
 
-impl Flavor {
-    fn kind(self) -> proto::UpstreamKind {
-        match self {
-            Flavor::Cis => proto::UpstreamKind::Vsphere,
-            Flavor::Snapservice => proto::UpstreamKind::Snapservice,
-        }
-    }
-
-    fn tasks_path(self) -> &'static str {
-        match self {
-            Flavor::Cis => vsphere::TASKS_PATH,
-            Flavor::Snapservice => snapservice::TASKS_PATH,
-        }
-    }
-}
-
-/// The task adapter of vCenter and the snapshot service.
-pub struct VapiTasks {
+/// The task adapter of every vAPI dialect.
+pub struct VapiTasks<D> {
     session: Arc<Session>,
-    flavor: Flavor,
+    dialect: PhantomData<D>,
 }
 
-impl VapiTasks {
-    pub fn new(session: Arc<Session>, flavor: Flavor) -> Self {
-        Self { session, flavor }
+impl<D: Dialect> VapiTasks<D> {
+    pub fn new(session: Arc<Session>) -> Self {
+        Self {
+            session,
+            dialect: PhantomData,
+        }
     }
 
     fn upstream(&self) -> &str {
@@ -68,12 +73,12 @@ impl VapiTasks {
     }
 
     async fn get_task(&self, id: &str) -> GwResult<proto::Task> {
-        let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
+        let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
         let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
         let body = self.session.json(&reply, "task")?;
         Ok(task_from_info(
             self.upstream(),
-            self.flavor.kind(),
+            D::KIND,
             id,
             body,
             reply.status,
@@ -83,11 +88,11 @@ impl VapiTasks {
     async fn list_tasks(&self, filter: &TaskFilter) -> GwResult<Vec<proto::Task>> {
         if filter.task_ids.is_empty() && filter.services.is_empty() {
             return Err(GatewayError::invalid(
-                "INVALID_FILTER",
+                Reason::InvalidFilter,
                 "filter",
                 format!(
                     "{} lists tasks only by task ids or services: set filter.task_ids or filter.services",
-                    self.flavor.kind().as_str_name()
+                    D::KIND.as_str_name()
                 ),
             ));
         }
@@ -102,22 +107,14 @@ impl VapiTasks {
         };
         let mut tasks = Vec::new();
         for ids in chunks {
-            let reply = match self.flavor {
-                Flavor::Cis => vsphere::list_call(&self.session, ids, filter, &statuses).await,
-                Flavor::Snapservice => {
-                    snapservice::list_call(&self.session, ids, filter, &statuses).await
-                }
-            }
-            .map_err(too_many_matches)?;
+            let reply = D::list_call(&self.session, ids, filter, &statuses)
+                .await
+                .map_err(too_many_matches)?;
             let body = self.session.json(&reply, "task list")?;
-            let items = match self.flavor {
-                Flavor::Cis => vsphere::list_items(self.upstream(), &reply, body)?,
-                Flavor::Snapservice => snapservice::list_items(self.upstream(), &reply, body)?,
-            };
-            for (id, info) in items {
+            for (id, info) in D::list_items(self.upstream(), &reply, body)? {
                 tasks.push(task_from_info(
                     self.upstream(),
-                    self.flavor.kind(),
+                    D::KIND,
                     &id,
                     info,
                     reply.status,
@@ -128,17 +125,18 @@ impl VapiTasks {
     }
 
     async fn cancel_task(&self, id: &str) -> GwResult<()> {
-        if self.flavor == Flavor::Snapservice {
-            return Err(GatewayError::Unimplemented {
-                reason: "NOT_SUPPORTED_BY_UPSTREAM",
-                message: format!(
-                    "upstream '{}' is of kind UPSTREAM_KIND_SNAPSERVICE which has no cancel operation",
-                    self.upstream()
+        if !D::CAN_CANCEL {
+            return Err(GatewayError::refused(
+                Reason::NotSupportedByUpstream,
+                Some(self.upstream()),
+                format!(
+                    "upstream '{}' is of kind {} which has no cancel operation",
+                    self.upstream(),
+                    D::KIND.as_str_name()
                 ),
-                upstream: Some(self.upstream().to_string()),
-            });
+            ));
         }
-        let path = format!("{}/{}", self.flavor.tasks_path(), path_segment(id));
+        let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
         self.session
             .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
             .await?;
@@ -148,21 +146,21 @@ impl VapiTasks {
 
 /// vAPI answers RESOURCE_INACCESSIBLE when a list matches more than 1000 tasks.
 fn too_many_matches(e: UpstreamError) -> GatewayError {
-    if e.reason() == Some("RESOURCE_INACCESSIBLE") {
-        GatewayError::FailedPrecondition {
-            reason: "TOO_MANY_MATCHES",
-            message: format!(
+    if e.upstream_reason() == Some("RESOURCE_INACCESSIBLE") {
+        GatewayError::refused(
+            Reason::TooManyMatches,
+            Some(&e.upstream),
+            format!(
                 "upstream '{}' refused the list: more than {LIST_LIMIT} tasks match; narrow the filter (task_ids, services, operations, states, users)",
                 e.upstream
             ),
-            upstream: Some(e.upstream),
-        }
+        )
     } else {
         e.into()
     }
 }
 
-impl TaskSource for VapiTasks {
+impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
         self.get_task(id).boxed()
     }
@@ -176,7 +174,7 @@ impl TaskSource for VapiTasks {
     }
 
     fn supports_cancel(&self) -> bool {
-        self.flavor == Flavor::Cis
+        D::CAN_CANCEL
     }
 
     fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
@@ -381,7 +379,7 @@ pub fn task_from_info(
     });
     Ok(proto::Task {
         name: resource_name(upstream, "tasks", id),
-        upstream: crate::api::names::upstream_name(upstream),
+        upstream: upstream_name(upstream),
         kind: kind as i32,
         id: id.to_string(),
         state: state as i32,

@@ -10,19 +10,48 @@ use serde_json::{Value as Json, json};
 use super::{
     http::{HttpClient, Reply},
     session::Session,
-    vapi,
+    vapi::{self, Dialect},
 };
-use crate::{config::UpstreamConfig, error::UpstreamError, proto::TaskFilter};
+use crate::{
+    config::UpstreamConfig,
+    error::UpstreamError,
+    proto::{TaskFilter, UpstreamKind},
+};
 
 pub const SESSION_PATH: &str = "/api/session";
-pub const TASKS_PATH: &str = "/api/cis/tasks";
 
 pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     vapi::session(http, cfg, SESSION_PATH)
 }
 
+/// The `com.vmware.cis.tasks` dialect of vAPI.
+pub struct CisTasks;
+
+impl Dialect for CisTasks {
+    const KIND: UpstreamKind = UpstreamKind::Vsphere;
+    const TASKS_PATH: &'static str = "/api/cis/tasks";
+    const CAN_CANCEL: bool = true;
+
+    async fn list_call(
+        session: &Session,
+        ids: &[String],
+        filter: &TaskFilter,
+        statuses: &[&str],
+    ) -> Result<Reply, UpstreamError> {
+        list_call(session, ids, filter, statuses).await
+    }
+
+    fn list_items(
+        upstream: &str,
+        reply: &Reply,
+        body: Json,
+    ) -> Result<Vec<(String, Json)>, UpstreamError> {
+        list_items(upstream, reply, body)
+    }
+}
+
 /// One list call for `ids` (empty = by the other filter fields).
-pub async fn list_call(
+async fn list_call(
     session: &Session,
     ids: &[String],
     filter: &TaskFilter,
@@ -39,14 +68,14 @@ pub async fn list_call(
         "result_spec": {"return_all": false, "exclude_result": false},
     });
     session
-        .call(Method::POST, TASKS_PATH, |rb| {
+        .call(Method::POST, CisTasks::TASKS_PATH, |rb| {
             rb.query(&[("action", "list")]).json(&body)
         })
         .await
 }
 
 /// The list answer: an object keyed by task id.
-pub fn list_items(
+fn list_items(
     upstream: &str,
     reply: &Reply,
     body: Json,

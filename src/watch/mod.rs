@@ -10,10 +10,9 @@
 //!
 //! The engine is generic over the resource ([`Resource`]: tasks and runspaces) and the
 //! source ([`Fetch`]); [`Watch`] turns one watcher's view of a poller into the events of the
-//! WatchTask contract (SNAPSHOT, CHANGED, HEARTBEAT, the end after a final state, the errors),
-//! and [`grpc`] serves it as a tonic stream.
+//! WatchTask contract (SNAPSHOT, CHANGED, HEARTBEAT, the end after a final state, the errors);
+//! the gRPC face serves it as a tonic stream (`streams` in the api module).
 
-pub mod grpc;
 mod lane;
 pub mod schedule;
 

@@ -26,14 +26,14 @@ pub struct Settings {
 impl From<&WatchConfig> for Settings {
     fn from(c: &WatchConfig) -> Self {
         Settings {
-            min: c.min_poll_interval.0,
-            max: c.max_poll_interval.0.max(c.min_poll_interval.0),
+            min: c.min_poll_interval,
+            max: c.max_poll_interval.max(c.min_poll_interval),
             growth: c.growth.max(1.0),
             jitter: c.jitter.clamp(0.0, 0.5),
-            max_wait: c.max_wait.0,
+            max_wait: c.max_wait,
             retry_budget: c.retry_budget,
             max_polls_per_second: c.max_polls_per_second.max(1),
-            heartbeat_default: Some(c.heartbeat_default.0).filter(|d| !d.is_zero()),
+            heartbeat_default: Some(c.heartbeat_default).filter(|d| !d.is_zero()),
         }
     }
 }

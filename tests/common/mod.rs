@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::{ErrorInfo, StatusExt};
 use vmware_grpc_gateway::{
-    config::{Config, HumanDuration, ServerConfig, UpstreamConfig, UpstreamKind},
+    config::{Config, ServerConfig, UpstreamConfig, UpstreamKind},
     proto::{
         task_service_client::TaskServiceClient, upstream_service_client::UpstreamServiceClient,
     },
@@ -37,7 +37,7 @@ pub fn config_for(sim: &Simulator) -> Config {
     Config {
         server: ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            shutdown_grace: HumanDuration(Duration::from_secs(2)),
+            shutdown_grace: Duration::from_secs(2),
             ..ServerConfig::default()
         },
         upstreams: vec![UpstreamConfig::new(

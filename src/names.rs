@@ -2,9 +2,23 @@
 //!
 //! `upstreams/{upstream}`, `upstreams/{upstream}/tasks/{task}` and
 //! `upstreams/{upstream}/runspaces/{runspace}`, where `{upstream}` may be `-` (AIP-159)
-//! and ids are percent-encoded where they hold `/` or `%`.
+//! and ids are percent-encoded where they hold `/` or `%`. Below every other module: the
+//! gRPC face, the upstream adapters and the configuration all use it.
 
-use crate::error::{GatewayError, Result, clip};
+use percent_encoding::{AsciiSet, percent_decode_str, utf8_percent_encode};
+
+use crate::error::{GatewayError, Reason, Result, clip};
+
+/// What an id escapes inside a name: only what would break the grammar.
+const NAME_ID: &AsciiSet = &AsciiSet::EMPTY.add(b'%').add(b'/');
+/// What an id escapes as one URL path segment: all but RFC 3986 unreserved characters and `:`
+/// (Cloud Director URNs keep their colons).
+const PATH_SEGMENT: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':');
 
 const MAX_ID_LEN: usize = 1024;
 
@@ -46,7 +60,7 @@ pub fn is_valid_upstream_name(name: &str) -> bool {
 
 fn bad(field: &str, expected: &str, got: &str) -> GatewayError {
     GatewayError::invalid(
-        "INVALID_NAME",
+        Reason::InvalidName,
         field,
         format!("expected {expected}, got '{}'", clip(got)),
     )
@@ -84,7 +98,7 @@ pub fn parse_resource(name: &str, collection: &str, field: &str) -> Result<Resou
     let upstream = upstream_segment(seg, field, &expected, name)?;
     let id = percent_decode(raw_id).ok_or_else(|| {
         GatewayError::invalid(
-            "INVALID_NAME",
+            Reason::InvalidName,
             field,
             format!("the id in '{}' has a malformed percent-escape", clip(name)),
         )
@@ -107,33 +121,28 @@ pub fn resource_name(upstream: &str, collection: &str, id: &str) -> String {
 
 /// Escapes only what would break the name's grammar: `%` and `/`.
 pub fn percent_encode(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for c in id.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '/' => out.push_str("%2F"),
-            c => out.push(c),
-        }
-    }
-    out
+    utf8_percent_encode(id, NAME_ID).to_string()
+}
+
+/// Percent-encodes an id for use as one URL path segment on an upstream.
+pub fn path_segment(id: &str) -> String {
+    utf8_percent_encode(id, PATH_SEGMENT).to_string()
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    // The crate passes malformed escapes through as text; a name must not.
+    let b = s.as_bytes();
+    let well_formed = b.iter().enumerate().all(|(i, c)| {
+        *c != b'%' || (b.get(i + 1..i + 3)).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]
@@ -147,6 +156,14 @@ mod tests {
         let parsed = parse_resource(&name, "tasks", "name").unwrap();
         assert_eq!(parsed.upstream, UpstreamRef::Named("vc1".into()));
         assert_eq!(parsed.id, "a/b%c");
+    }
+
+    #[test]
+    fn path_segments_keep_unreserved_characters_and_colons() {
+        assert_eq!(path_segment("urn:vcloud:task:a-1"), "urn:vcloud:task:a-1");
+        assert_eq!(path_segment("a/b c%"), "a%2Fb%20c%25");
+        assert_eq!(percent_decode("a%2fb%3A").as_deref(), Some("a/b:"));
+        assert_eq!(percent_decode("%c3%28"), None, "not UTF-8");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Serving watches over gRPC: a [`Watch`] as a tonic server stream, and the time a WaitTask
-//! call may wait.
+//! Serving watches over gRPC: a [`Watch`] of the engine as a tonic server stream, the
+//! messages of each event, and the time a WaitTask call may wait.
 //!
 //! The first read happens before the stream starts, so a resource that does not exist fails
 //! the call itself (as GetTask would); after that, errors end the stream. Errors become a
@@ -11,8 +11,12 @@ use futures_util::Stream;
 use tokio::time::Instant;
 use tonic::{Response, Status, metadata::MetadataMap};
 
-use super::{Event, EventKind, Resource, Watch};
-use crate::{api::call_timeout, error::Result, proto};
+use crate::{
+    call::call_timeout,
+    error::{GatewayError, Result},
+    proto,
+    watch::{Event, EventKind, Resource, Watch},
+};
 
 /// A server stream of watch messages.
 pub type EventStream<M> = Pin<Box<dyn Stream<Item = std::result::Result<M, Status>> + Send>>;
@@ -49,40 +53,31 @@ struct Served<R: Resource, M> {
     watch: Watch<R>,
     first: Option<M>,
     to_msg: fn(Event<R>) -> M,
-    rpc: &'static str,
     resource: String,
-    started: Instant,
     done: bool,
 }
 
 /// Opens the stream of a watch RPC: `setup` is the validated watch (or why the request is
-/// wrong); the call fails unless the first read succeeds. One log line records the outcome
-/// when the stream ends.
+/// wrong); the call fails unless the first read succeeds. The RPC log layer writes the line
+/// that records the outcome when the stream ends.
 pub async fn open<R: Resource, M: Send + 'static>(
-    rpc: &'static str,
     resource: &str,
     setup: Result<Watch<R>>,
     to_msg: fn(Event<R>) -> M,
 ) -> std::result::Result<Response<EventStream<M>>, Status> {
-    let started = Instant::now();
-    let fail = |e: crate::error::GatewayError| {
-        let status = e.into_status(resource);
-        log_end(rpc, resource, started, Some(&status));
-        status
-    };
+    super::record_resource(resource);
+    let fail = |e: GatewayError| e.into_status(resource);
     let mut watch = setup.map_err(fail)?;
     let first = match watch.next().await {
         Some(Ok(event)) => to_msg(event),
         Some(Err(e)) => return Err(fail(e)),
-        None => return Err(fail(crate::error::GatewayError::ShuttingDown)),
+        None => return Err(fail(GatewayError::ShuttingDown)),
     };
     let served = Served {
         watch,
         first: Some(first),
         to_msg,
-        rpc,
         resource: resource.to_string(),
-        started,
         done: false,
     };
     let stream = futures_util::stream::unfold(served, |mut s| async move {
@@ -100,26 +95,12 @@ pub async fn open<R: Resource, M: Send + 'static>(
             Some(Err(e)) => {
                 s.done = true;
                 let status = e.into_status(&s.resource);
-                log_end(s.rpc, &s.resource, s.started, Some(&status));
                 Some((Err(status), s))
             }
-            None => {
-                log_end(s.rpc, &s.resource, s.started, None);
-                None
-            }
+            None => None,
         }
     });
     Ok(Response::new(Box::pin(stream)))
-}
-
-fn log_end(rpc: &'static str, resource: &str, started: Instant, status: Option<&Status>) {
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match status {
-        None => tracing::info!(rpc, resource, code = "OK", elapsed_ms, "rpc"),
-        Some(s) => {
-            tracing::info!(rpc, resource, code = ?s.code(), elapsed_ms, message = s.message(), "rpc")
-        }
-    }
 }
 
 /// When a WaitTask call answers at the latest: the earliest of its `timeout` (unset = the

@@ -1,0 +1,89 @@
+//! The context of the gRPC call being served, readable by every layer below the gRPC face:
+//! its deadline (so each upstream request it causes gives up in time) and the parser of the
+//! `grpc-timeout` header it comes from (tonic exposes none).
+
+use std::{future::Future, time::Duration};
+
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
+
+tokio::task_local! {
+    /// The deadline of the gRPC call being served (set by the gRPC face, read by the HTTP
+    /// client under it).
+    static DEADLINE: Option<Instant>;
+}
+
+/// Runs `work` with the call's deadline in scope.
+pub async fn with_deadline<F: Future>(deadline: Option<Instant>, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline of the call being served, if it has one and this task serves a call.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok().flatten()
+}
+
+/// The call's deadline from its `grpc-timeout` header, less a small margin so the gateway
+/// answers DEADLINE_EXCEEDED itself (with ErrorInfo) before the transport cancels the call.
+pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let d = call_timeout(metadata)?;
+    let margin = (d / 10).min(Duration::from_millis(50));
+    Instant::now().checked_add(d - margin)
+}
+
+/// The call's whole time from its `grpc-timeout` header (`<digits><unit>`, unit one of
+/// `H M S m u n`).
+pub fn call_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(v: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn grpc_timeout_units_parse_and_garbage_is_no_timeout() {
+        assert_eq!(
+            call_timeout(&with_timeout("2S")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            call_timeout(&with_timeout("150m")),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(
+            call_timeout(&with_timeout("1H")),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(call_timeout(&with_timeout("5x")), None);
+        assert_eq!(call_timeout(&with_timeout("S")), None);
+        assert_eq!(call_timeout(&MetadataMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_is_seen_only_inside_its_scope() {
+        assert_eq!(current_deadline(), None);
+        let at = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            with_deadline(Some(at), async { current_deadline() }).await,
+            Some(at)
+        );
+    }
+}
