@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    TaskSource,
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, unnamed_error},
+    source::TaskSource,
 };
 use crate::{
     config::{CloudDirectorConfig, UpstreamConfig},
@@ -531,7 +531,7 @@ impl CloudDirector {
     /// only for tasks whose record changed since the last poll (or that are new to it).
     async fn poll_many(&self, ids: &[String]) -> Result<Vec<proto::Task>> {
         if self.no_id_filter.load(Ordering::Relaxed) {
-            return super::get_each(ids, |id| self.get_task(id)).await;
+            return super::source::get_each(ids, |id| self.get_task(id)).await;
         }
         let terms: Vec<String> = ids
             .iter()
@@ -543,7 +543,7 @@ impl CloudDirector {
             Err(e) if e.code() == tonic::Code::InvalidArgument => {
                 tracing::warn!(upstream = %self.upstream(), "the query service refused an id filter; watching Cloud Director tasks with one GET each");
                 self.no_id_filter.store(true, Ordering::Relaxed);
-                return super::get_each(ids, |id| self.get_task(id)).await;
+                return super::source::get_each(ids, |id| self.get_task(id)).await;
             }
             Err(e) => return Err(e),
         };

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::{
-    RunspaceSource,
     http::{HttpClient, Reply},
     json::timestamp_field,
     session::{LoginFlow, Session, TokenSource, unnamed_error},
+    source::RunspaceSource,
 };
 use crate::{
     config::UpstreamConfig,

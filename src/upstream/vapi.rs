@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    TaskSource,
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, unnamed_error},
+    source::TaskSource,
 };
 use crate::{
     config::UpstreamConfig,
@@ -33,6 +33,8 @@ pub const LIST_LIMIT: usize = 1000;
 pub trait Dialect: Send + Sync + 'static {
     /// The upstream kind that speaks it.
     const KIND: proto::UpstreamKind;
+    /// Where the service account logs in (`POST`) and out (`DELETE`).
+    const SESSION_PATH: &'static str;
     /// `GET {TASKS_PATH}/{task}` reads a task.
     const TASKS_PATH: &'static str;
     /// False where the API has no cancel operation.
@@ -196,16 +198,16 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
 /// The session header of vAPI endpoints.
 pub const SESSION_HEADER: &str = "vmware-api-session-id";
 
-/// A vAPI login at `path` (`/api/session`, `/api/snapservice/sessions`), logout by DELETE.
-pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, path: &str) -> Session {
+/// The vAPI session of dialect `D`: Basic login at its session path, logout by DELETE.
+pub fn session<D: Dialect>(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     let flow = LoginFlow {
-        login_path: path.to_string(),
+        login_path: D::SESSION_PATH.to_string(),
         token_source: TokenSource::JsonStringBody,
         auth_header: SESSION_HEADER,
         auth_prefix: "",
         login_headers: vec![],
         extra_headers: vec![],
-        logout: Some((Method::DELETE, path.to_string())),
+        logout: Some((Method::DELETE, D::SESSION_PATH.to_string())),
         refresh_token: None,
         parse_error,
     };

@@ -22,7 +22,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Fetch, Observed, Resource, schedule::Pacer, schedule::Settings};
+use super::{
+    resource::{Fetch, Observed, Resource},
+    schedule::{Pacer, Settings},
+};
 use crate::error::{GatewayError, UpstreamError, UpstreamFailure, UpstreamMessage};
 
 /// The pollers of one upstream.

@@ -1,0 +1,65 @@
+//! What the gateway asks of an upstream kind: the [`TaskSource`] and [`RunspaceSource`]
+//! traits every adapter implements, and [`get_each`] for kinds without a batch read.
+
+use futures_util::future::BoxFuture;
+
+use crate::{error::Result, proto};
+
+/// A source of tasks: vCenter, the snapshot service or Cloud Director.
+pub trait TaskSource: Send + Sync {
+    /// One task by the upstream's id.
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Task>>;
+    /// Every task matching the filter (the gateway pages and orders them).
+    fn list<'a>(&'a self, filter: &'a proto::TaskFilter)
+    -> BoxFuture<'a, Result<Vec<proto::Task>>>;
+    /// Asks the upstream to cancel the task.
+    fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// False where the upstream API has no cancel at all.
+    fn supports_cancel(&self) -> bool {
+        true
+    }
+    /// Several tasks in as few upstream requests as the API allows (the watch engine's batched
+    /// poll). Ids the upstream does not know are absent from the answer, not an error.
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+        Box::pin(get_each(ids, move |id| self.get(id)))
+    }
+    /// How many ids one `get_many` request can carry (1 = no batching upstream).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+    /// The one spelling of a task id this upstream's answers use (Cloud Director accepts
+    /// `urn:vcloud:task:{uuid}` on input but names tasks by the bare uuid).
+    fn canonical_id(&self, id: &str) -> String {
+        id.to_string()
+    }
+}
+
+/// `get_many` without a batch API: one `get` per id, in turn; unknown ids are left out.
+pub async fn get_each<'a, T, F>(ids: &'a [String], get: impl Fn(&'a str) -> F) -> Result<Vec<T>>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        match get(id).await {
+            Ok(t) => found.push(t),
+            Err(e) if e.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// A source of runspaces: the Script Runtime Service.
+pub trait RunspaceSource: Send + Sync {
+    /// Creates a runspace (it starts CREATING).
+    fn create<'a>(
+        &'a self,
+        display_name: &'a str,
+        run_vc_connection_script: bool,
+    ) -> BoxFuture<'a, Result<proto::Runspace>>;
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Runspace>>;
+    /// Every runspace of the service account (the gateway pages and orders them).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<proto::Runspace>>>;
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+}
