@@ -57,16 +57,70 @@ pub fn ca_bundle(sim: &Simulator) -> Option<String> {
     (!pems.is_empty()).then(|| pems.concat())
 }
 
-/// What `simulate` prints: each upstream's URL and demo credentials.
+/// How a tool logs in to one simulated upstream as the demo's service account.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The upstream's name in the demo configuration.
+    pub name: &'static str,
+    pub kind: UpstreamKind,
+    pub url: String,
+    /// The Basic user the API expects (Cloud Director: `user@org`).
+    pub user: String,
+    pub password: String,
+    /// `POST` here with Basic credentials.
+    pub path: &'static str,
+    /// The `Accept` header the API needs, if any (Cloud Director's versioned JSON).
+    pub accept: Option<&'static str>,
+}
+
+/// The login of every simulated upstream.
+pub fn logins(sim: &Simulator) -> Vec<Login> {
+    parts(sim)
+        .into_iter()
+        .map(|(name, kind, part)| {
+            let mut user = part.username().to_string();
+            let (path, accept) = match kind {
+                UpstreamKind::Vsphere => ("/api/session", None),
+                UpstreamKind::Snapservice => ("/api/snapservice/sessions", None),
+                UpstreamKind::CloudDirector => {
+                    user = format!("{user}@{}", sim.cloud_director.org());
+                    (
+                        "/cloudapi/1.0.0/sessions",
+                        Some("application/json;version=38.0"),
+                    )
+                }
+                UpstreamKind::ScriptRuntime => ("/api/auth/login", None),
+            };
+            Login {
+                name,
+                kind,
+                url: part.url(),
+                user,
+                password: part.password().to_string(),
+                path,
+                accept,
+            }
+        })
+        .collect()
+}
+
+/// What `simulate` prints: each upstream's URL, its login, and a curl command that uses it.
 pub fn simulator_listing(sim: &Simulator) -> String {
     let mut b = String::new();
-    for (name, kind, part) in parts(sim) {
+    for l in logins(sim) {
+        let accept = l
+            .accept
+            .map(|a| format!(" -H 'Accept: {a}'"))
+            .unwrap_or_default();
+        let insecure = if l.url.starts_with("https") {
+            " -k"
+        } else {
+            ""
+        };
         let _ = writeln!(
             b,
-            "{name:<6} {kind:?}: {}  user {}  password {}",
-            part.url(),
-            part.username(),
-            part.password()
+            "{:<6} {:<15} {}  user {}  password {}\n       log in: curl{insecure} -i -X POST -u '{}:{}'{accept} {}{}",
+            l.name, l.kind, l.url, l.user, l.password, l.user, l.password, l.url, l.path
         );
     }
     b
@@ -90,7 +144,7 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
         "vmware-grpc-gateway demo: gRPC on {addr} (plaintext), upstreams simulated in-process"
     );
     for u in &cfg.upstreams {
-        let _ = writeln!(b, "  upstreams/{:<6} {:?} at {}", u.name, u.kind, u.url);
+        let _ = writeln!(b, "  upstreams/{:<6} {:<15} at {}", u.name, u.kind(), u.url);
     }
     let _ = writeln!(b, "\nTry (grpcurl 1.8+):");
     let cmds = [
@@ -107,9 +161,6 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
         format!(
             "grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
             simulator::DEMO_CANCELABLE_TASK
-        ),
-        format!(
-            "grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/no-such-task\"}}' {addr} vmware.gateway.v1.TaskService/GetTask"
         ),
         format!(
             "grpcurl -plaintext -d '{{\"parent\":\"upstreams/snap1\",\"filter\":{{\"services\":[{snap_services}]}}}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
@@ -135,6 +186,14 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
     for c in cmds {
         let _ = writeln!(b, "  {c}");
     }
+    let _ = writeln!(
+        b,
+        "\nThis one fails on purpose, to show an error (NOT_FOUND with ErrorInfo, LocalizedMessage, ResourceInfo):"
+    );
+    let _ = writeln!(
+        b,
+        "  grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/no-such-task\"}}' {addr} vmware.gateway.v1.TaskService/GetTask"
+    );
     let _ = writeln!(b, "\nCtrl-C stops the gateway and the simulator.");
     b
 }
