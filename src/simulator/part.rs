@@ -31,6 +31,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 
 use super::SimOptions;
 use super::common::{Session, SimCore, SimHandle};
+use super::tasks::TaskStore;
 use super::web::{query_last, query_pairs};
 
 /// Route key of requests that match no route of their part (including unknown vAPI actions).
@@ -299,6 +300,13 @@ impl<K: Kind> Part<K> {
     }
 }
 
+impl<K: Kind + AsRef<TaskStore>> Part<K> {
+    /// The part's tasks (vCenter, snapshot service, Cloud Director): add, inspect, remove.
+    pub fn tasks(&self) -> &TaskStore {
+        self.kind().as_ref()
+    }
+}
+
 /// The kind's state and its complete service: routes behind the guard, behind the
 /// trailing-slash normalization.
 fn app<K: Kind>(opts: &SimOptions) -> (Shared<K>, Router) {
@@ -451,6 +459,44 @@ pub(crate) mod probe {
             }
             let req = req.body(Body::empty()).unwrap_or_default();
             self.send(req).await.0
+        }
+
+        /// Asserts that each route key, requested as itself (`{param}`s filled in, the action
+        /// as a query parameter, a fresh session in `header`), is counted under itself.
+        pub async fn assert_routes(&self, header: &str, keys: &[&'static str]) {
+            for key in keys {
+                let Some((method, path, action)) = split_key(key) else {
+                    panic!("malformed route key {key}");
+                };
+                let mut uri = String::new();
+                let mut in_param = false;
+                for c in path.chars() {
+                    match c {
+                        '{' => {
+                            in_param = true;
+                            uri.push('x');
+                        }
+                        '}' => in_param = false,
+                        c if !in_param => uri.push(c),
+                        _ => {}
+                    }
+                }
+                if let Some(action) = action {
+                    uri = format!("{uri}?action={action}");
+                }
+                let sid = self.login();
+                let got = self.key(method, &uri, Some((header, &sid))).await;
+                assert_eq!(got, *key, "{uri}");
+            }
+        }
+
+        /// Asserts that each request, sent with a live session in `header`, is unmatched.
+        pub async fn assert_unmatched(&self, header: &str, requests: &[(Method, &str)]) {
+            let sid = self.login();
+            for (method, uri) in requests {
+                let got = self.key(method.clone(), uri, Some((header, &sid))).await;
+                assert_eq!(got, ROUTE_OTHER, "{method} {uri}");
+            }
         }
     }
 }

@@ -288,6 +288,15 @@ impl TaskStore {
         }
     }
 
+    /// A part's store: on `clock`, with the part's demo mix added by `seed` when `seeded`.
+    pub fn seeded(clock: &SimClock, seeded: bool, seed: fn(&TaskStore)) -> Self {
+        let store = TaskStore::new(clock.clone());
+        if seeded {
+            seed(&store);
+        }
+        store
+    }
+
     pub fn clock(&self) -> &SimClock {
         &self.clock
     }

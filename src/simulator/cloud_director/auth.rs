@@ -5,20 +5,21 @@
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::response::Response;
 use base64::Engine as _;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::tasks::base;
 use super::{
-    ACCESS_TOKEN_HEADER, ApiVersion, BODY_LIMIT, CloudDirector, PROVIDER_ORG, SUPPORTED_VERSIONS,
-    TOKEN_TYPE_HEADER, cloudapi_error, oauth_error, vcd_json,
+    ACCESS_TOKEN_HEADER, ApiVersion, BODY_LIMIT, CloudDirector, PROVIDER_ORG, ROUTE_PROVIDER_LOGIN,
+    SUPPORTED_VERSIONS, TOKEN_TYPE_HEADER, cloudapi_error, legacy_error, oauth_error, vcd_json,
 };
 use crate::simulator::common::Session;
 use crate::simulator::ids::{self, stable_uuid};
-use crate::simulator::part::{Authenticated, Ctx, Shared};
+use crate::simulator::part::{Authenticated, Ctx, RouteKey, Shared};
 use crate::simulator::web::{
     basic_credentials, empty, header_str, parse_form, raw_json, read_body,
 };
@@ -59,72 +60,83 @@ pub(super) fn credential(headers: &HeaderMap) -> Option<String> {
     bearer.or_else(|| header_str(headers, ACCESS_TOKEN_HEADER).map(str::to_string))
 }
 
-/// `POST /cloudapi/1.0.0/sessions`.
-pub(super) async fn tenant_login(
+/// `POST /cloudapi/1.0.0/sessions` and `.../sessions/provider`.
+pub(super) async fn login(
     State(st): State<Shared<CloudDirector>>,
+    Extension(RouteKey(route)): Extension<RouteKey>,
     Extension(ApiVersion(version)): Extension<ApiVersion>,
     headers: HeaderMap,
 ) -> Response {
-    login(&st, &headers, false, &version)
+    basic_login(&st, &headers, route == ROUTE_PROVIDER_LOGIN, &version)
 }
 
-/// `POST /cloudapi/1.0.0/sessions/provider`.
-pub(super) async fn provider_login(
+/// `POST /oauth/tenant/{org}/token` and `/oauth/provider/token` (no org).
+pub(super) async fn token(
     State(st): State<Shared<CloudDirector>>,
-    Extension(ApiVersion(version)): Extension<ApiVersion>,
-    headers: HeaderMap,
-) -> Response {
-    login(&st, &headers, true, &version)
-}
-
-/// `POST /oauth/tenant/{org}/token`.
-pub(super) async fn tenant_token(
-    State(st): State<Shared<CloudDirector>>,
-    Path(org): Path<String>,
+    org: Option<Path<String>>,
     body: Body,
 ) -> Response {
     match read_body(body, BODY_LIMIT).await {
-        Some(body) => token(&st, Some(&org), &body),
+        Some(body) => exchange(&st, org.as_ref().map(|Path(o)| o.as_str()), &body),
         None => oauth_error("invalid_request", "The body could not be read."),
     }
 }
 
-/// `POST /oauth/provider/token`.
-pub(super) async fn provider_token(
-    State(st): State<Shared<CloudDirector>>,
-    body: Body,
-) -> Response {
-    match read_body(body, BODY_LIMIT).await {
-        Some(body) => token(&st, None, &body),
-        None => oauth_error("invalid_request", "The body could not be read."),
+/// An authenticated call: its token, who it is and the negotiated API version, from the
+/// extensions the guard set.
+pub(super) struct Caller {
+    pub(super) token: String,
+    pub(super) who: Who,
+    pub(super) version: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        let auth = parts.extensions.get::<Authenticated>();
+        match (auth, parts.extensions.get::<ApiVersion>()) {
+            (Some(auth), Some(ApiVersion(version))) => Ok(Caller {
+                token: auth.id.clone(),
+                who: Who::from_session(&auth.session),
+                version: version.clone(),
+            }),
+            // Only a route registered as public could get here: a simulator bug, not a 401.
+            _ => Err(legacy_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "Internal simulator routing error.",
+                None,
+            )),
+        }
     }
 }
 
 /// `GET /cloudapi/1.0.0/sessions/current`.
 pub(super) async fn session_current(
     State(st): State<Shared<CloudDirector>>,
-    Extension(auth): Extension<Authenticated>,
-    Extension(ApiVersion(version)): Extension<ApiVersion>,
+    c: Caller,
 ) -> Response {
-    let who = Who::from_session(&auth.session);
     vcd_json(
         StatusCode::OK,
-        &session_json(&st, &auth.id, &who),
-        &format!("application/json;version={version}"),
+        &session_json(&st, &c.token, &c.who),
+        &format!("application/json;version={}", c.version),
     )
 }
 
 /// `DELETE /cloudapi/1.0.0/sessions/current` and the legacy `DELETE /api/session`: `204`,
 /// and the token is no longer valid.
-pub(super) async fn logout(
-    State(st): State<Shared<CloudDirector>>,
-    Extension(auth): Extension<Authenticated>,
-) -> Response {
-    st.core.sessions.remove(&auth.id);
+pub(super) async fn logout(State(st): State<Shared<CloudDirector>>, c: Caller) -> Response {
+    st.core.sessions.remove(&c.token);
     empty(StatusCode::NO_CONTENT)
 }
 
-fn login(st: &Ctx<CloudDirector>, headers: &HeaderMap, provider: bool, version: &str) -> Response {
+fn basic_login(
+    st: &Ctx<CloudDirector>,
+    headers: &HeaderMap,
+    provider: bool,
+    version: &str,
+) -> Response {
     let denied = |msg: &str| cloudapi_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg, None);
     let Some((login, password)) = basic_credentials(headers) else {
         return denied("Basic credentials user@org:password are required.");
@@ -166,7 +178,7 @@ fn login(st: &Ctx<CloudDirector>, headers: &HeaderMap, provider: bool, version: 
 }
 
 /// `grant_type=refresh_token&refresh_token=<API token>` → a bearer access token.
-fn token(st: &Ctx<CloudDirector>, org: Option<&str>, body: &[u8]) -> Response {
+fn exchange(st: &Ctx<CloudDirector>, org: Option<&str>, body: &[u8]) -> Response {
     let Some(form) = std::str::from_utf8(body).ok().and_then(parse_form) else {
         return oauth_error("invalid_request", "The body is not a valid form.");
     };

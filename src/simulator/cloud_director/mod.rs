@@ -167,10 +167,7 @@ impl Kind for CloudDirector {
     };
 
     fn new(opts: &SimOptions) -> Self {
-        let tasks = TaskStore::new(opts.clock.clone());
-        if opts.seed_demo_tasks {
-            seed::seed_demo_tasks(&tasks);
-        }
+        let tasks = TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, seed::seed_demo_tasks);
         CloudDirector {
             tasks,
             org: opts.vcd_org.clone(),
@@ -183,10 +180,10 @@ impl Kind for CloudDirector {
     fn routes() -> Routes<Self> {
         Routes::new()
             .public(ROUTE_VERSIONS, auth::versions)
-            .public(ROUTE_LOGIN, auth::tenant_login)
-            .public(ROUTE_PROVIDER_LOGIN, auth::provider_login)
-            .public(ROUTE_TENANT_TOKEN, auth::tenant_token)
-            .public(ROUTE_PROVIDER_TOKEN, auth::provider_token)
+            .public(ROUTE_LOGIN, auth::login)
+            .public(ROUTE_PROVIDER_LOGIN, auth::login)
+            .public(ROUTE_TENANT_TOKEN, auth::token)
+            .public(ROUTE_PROVIDER_TOKEN, auth::token)
             .session(ROUTE_SESSION_CURRENT, auth::session_current)
             .session(ROUTE_LOGOUT, auth::logout)
             .session(ROUTE_LEGACY_LOGOUT, auth::logout)
@@ -200,11 +197,13 @@ impl Kind for CloudDirector {
     }
 }
 
-impl CloudDirectorSim {
-    pub fn tasks(&self) -> &TaskStore {
-        &self.kind().tasks
+impl AsRef<TaskStore> for CloudDirector {
+    fn as_ref(&self) -> &TaskStore {
+        &self.tasks
     }
+}
 
+impl CloudDirectorSim {
     /// The tenant organization (`SimOptions::vcd_org`).
     pub fn org(&self) -> &str {
         &self.kind().org

@@ -1,19 +1,18 @@
 //! The Cloud Director query service, `GET /api/query?type=task|adminTask` (section 5.5):
 //! task records, org scoping, FIQL filters ([`super::fiql`]), sorting, paging with links.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use super::auth::Who;
+use super::auth::Caller;
 use super::tasks::{base, org_href, owner, task_org, vcd_record_datetime, vcd_status};
 use super::{
-    ApiVersion, CloudDirector, QUERY_DEFAULT_PAGE_SIZE, QUERY_MAX_PAGE_SIZE, RECORDS_TYPE, fiql,
-    legacy_error, vcd_json,
+    CloudDirector, QUERY_DEFAULT_PAGE_SIZE, QUERY_MAX_PAGE_SIZE, RECORDS_TYPE, fiql, legacy_error,
+    vcd_json,
 };
-use crate::simulator::part::{Authenticated, Shared};
+use crate::simulator::part::Shared;
 use crate::simulator::tasks::TaskSnapshot;
 use crate::simulator::web::{encode_query_value, query_last, query_pairs};
 
@@ -62,12 +61,10 @@ fn task_record(st: &CloudDirector, s: &TaskSnapshot, admin: bool) -> Value {
 /// `GET /api/query?type=task|adminTask` with paging, FIQL `filter` and sorting.
 pub(super) async fn query(
     State(st): State<Shared<CloudDirector>>,
-    Extension(auth): Extension<Authenticated>,
-    Extension(ApiVersion(version)): Extension<ApiVersion>,
+    Caller { who, version, .. }: Caller,
     uri: Uri,
 ) -> Response {
-    let st: &CloudDirector = &st;
-    let (who, version) = (Who::from_session(&auth.session), version.as_str());
+    let (st, version): (&CloudDirector, &str) = (&st, &version);
     let q = query_pairs(&uri);
     let bad = |msg: &str| legacy_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg, Some(version));
     let param = |k: &str| query_last(&q, k);

@@ -2,20 +2,18 @@
 //! the session's org) and the TaskType JSON of `UPSTREAM_APIS.md` 5.3 rendered from engine
 //! snapshots, with VCD's status strings and datetimes.
 
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, FixedOffset, Offset as _, Utc};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::auth::Who;
+use super::auth::Caller;
 use super::{
-    ApiVersion, CANCEL_DELAY, CloudDirector, MAX_NESTING, TASK_EXPIRY_DAYS, TASK_TYPE,
-    legacy_error, vcd_json,
+    CANCEL_DELAY, CloudDirector, MAX_NESTING, TASK_EXPIRY_DAYS, TASK_TYPE, legacy_error, vcd_json,
 };
 use crate::simulator::ids::{self, stable_uuid};
-use crate::simulator::part::{Authenticated, Shared};
+use crate::simulator::part::Shared;
 use crate::simulator::tasks::{CANCELED_ERROR_TYPE, CancelRefusal, TaskSnapshot, TaskStatus};
 use crate::simulator::web::empty;
 
@@ -41,16 +39,10 @@ fn not_visible(id: &str, version: &str) -> Response {
 /// `GET /api/task/{task}`.
 pub(super) async fn task_get(
     State(st): State<Shared<CloudDirector>>,
-    Extension(auth): Extension<Authenticated>,
-    Extension(ApiVersion(version)): Extension<ApiVersion>,
+    Caller { who, version, .. }: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let st: &CloudDirector = &st;
-    let (who, id, version) = (
-        Who::from_session(&auth.session),
-        id.as_str(),
-        version.as_str(),
-    );
+    let (st, id, version): (&CloudDirector, _, _) = (&st, id.as_str(), version.as_str());
     let all = st.tasks.snapshots();
     match all
         .iter()
@@ -68,16 +60,10 @@ pub(super) async fn task_get(
 /// `POST /api/task/{task}/action/cancel`.
 pub(super) async fn task_cancel(
     State(st): State<Shared<CloudDirector>>,
-    Extension(auth): Extension<Authenticated>,
-    Extension(ApiVersion(version)): Extension<ApiVersion>,
+    Caller { who, version, .. }: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let st: &CloudDirector = &st;
-    let (who, id, version) = (
-        Who::from_session(&auth.session),
-        id.as_str(),
-        version.as_str(),
-    );
+    let (st, id, version): (&CloudDirector, _, _) = (&st, id.as_str(), version.as_str());
     let visible = st
         .tasks
         .snapshot(id)

@@ -37,15 +37,8 @@ impl T {
     }
 
     async fn login(&self, org: &str, provider: bool) -> String {
-        let path = if provider { "/provider" } else { "" };
         let r = self
-            .http
-            .post(format!("{}/cloudapi/1.0.0/sessions{path}", self.sim.url()))
-            .basic_auth(
-                format!("{}@{org}", self.sim.username()),
-                Some(self.sim.password()),
-            )
-            .header("accept", "application/json;version=38.0")
+            .login_request(org, provider, self.sim.password())
             .send()
             .await
             .unwrap();
@@ -55,6 +48,16 @@ impl T {
             .to_str()
             .unwrap()
             .to_string()
+    }
+
+    /// A Basic `user@org` login with a cloudapi `Accept` version, to the tenant or provider
+    /// endpoint.
+    fn login_request(&self, org: &str, provider: bool, password: &str) -> reqwest::RequestBuilder {
+        let path = if provider { "/provider" } else { "" };
+        self.http
+            .post(format!("{}/cloudapi/1.0.0/sessions{path}", self.sim.url()))
+            .basic_auth(format!("{}@{org}", self.sim.username()), Some(password))
+            .header("accept", "application/json;version=38.0")
     }
 
     async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
@@ -332,10 +335,7 @@ async fn logins_tokens_logout_and_expiry() {
     let t = T::start().await;
     let cloudapi = |path: &str| format!("{}{path}", t.sim.url());
     let bad = t
-        .http
-        .post(cloudapi("/cloudapi/1.0.0/sessions"))
-        .basic_auth(format!("{}@acme", t.sim.username()), Some("wrong"))
-        .header("accept", "application/json;version=38.0")
+        .login_request("acme", false, "wrong")
         .send()
         .await
         .unwrap();
@@ -346,19 +346,10 @@ async fn logins_tokens_logout_and_expiry() {
         json!({"minorErrorCode": "UNAUTHORIZED", "message": "Invalid credentials.", "stackTrace": null})
     );
     // System users need the provider endpoint; tenants cannot use it.
-    for (org, path) in [("System", ""), ("acme", "/provider")] {
-        let r = t
-            .http
-            .post(cloudapi(&format!("/cloudapi/1.0.0/sessions{path}")))
-            .basic_auth(
-                format!("{}@{org}", t.sim.username()),
-                Some(t.sim.password()),
-            )
-            .header("accept", "application/json;version=38.0")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "{org}{path}");
+    for (org, provider) in [("System", false), ("acme", true)] {
+        let r = t.login_request(org, provider, t.sim.password());
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{org} provider={provider}");
     }
     let (s, session) = t.get("/cloudapi/1.0.0/sessions/current").await;
     assert_eq!(s, 200);
@@ -669,38 +660,28 @@ async fn every_route_key_names_its_route() {
     use crate::simulator::part::probe::Probe;
 
     let p = Probe::<CloudDirector>::new();
-    for (method, uri, key) in [
-        (Method::POST, "/cloudapi/1.0.0/sessions", ROUTE_LOGIN),
-        (
-            Method::POST,
-            "/cloudapi/1.0.0/sessions/provider/",
-            ROUTE_PROVIDER_LOGIN,
-        ),
-        (Method::POST, "/oauth/tenant/acme/token", ROUTE_TENANT_TOKEN),
-        (Method::POST, "/oauth/provider/token", ROUTE_PROVIDER_TOKEN),
-        (
-            Method::GET,
-            "/cloudapi/1.0.0/sessions/current",
-            ROUTE_SESSION_CURRENT,
-        ),
-        (
-            Method::DELETE,
-            "/cloudapi/1.0.0/sessions/current",
-            ROUTE_LOGOUT,
-        ),
-        (Method::DELETE, "/api/session", ROUTE_LEGACY_LOGOUT),
-        (Method::GET, "/api/task/x", ROUTE_TASK_GET),
-        (Method::POST, "/api/task/x/action/cancel", ROUTE_TASK_CANCEL),
-        (Method::GET, "/api/query?type=task", ROUTE_QUERY),
-        (Method::GET, "/api/versions", ROUTE_VERSIONS),
-        (Method::GET, "/api/session", ROUTE_OTHER),
-        (Method::POST, "/oauth/tenant/token", ROUTE_OTHER),
-        (Method::GET, "/api/task/x/action/cancel", ROUTE_OTHER),
-    ] {
-        assert_eq!(
-            p.key(method.clone(), uri, None).await,
-            key,
-            "{method} {uri}"
-        );
-    }
+    let logins = [
+        ROUTE_LOGIN,
+        ROUTE_PROVIDER_LOGIN,
+        ROUTE_TENANT_TOKEN,
+        ROUTE_PROVIDER_TOKEN,
+    ];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &logins).await;
+    let sessions = [ROUTE_SESSION_CURRENT, ROUTE_LOGOUT, ROUTE_LEGACY_LOGOUT];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &sessions).await;
+    let tasks = [
+        ROUTE_TASK_GET,
+        ROUTE_TASK_CANCEL,
+        ROUTE_QUERY,
+        ROUTE_VERSIONS,
+    ];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &tasks).await;
+    let unmatched = [
+        (Method::GET, "/api/session"),
+        (Method::POST, "/oauth/tenant/token"),
+        (Method::GET, "/api/task/x/action/cancel"),
+    ];
+    p.assert_unmatched(ACCESS_TOKEN_HEADER, &unmatched).await;
+    let provider = p.key(Method::POST, "/cloudapi/1.0.0/sessions/provider/", None);
+    assert_eq!(provider.await, ROUTE_PROVIDER_LOGIN);
 }

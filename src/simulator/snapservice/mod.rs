@@ -70,10 +70,7 @@ impl Kind for Snapservice {
     const RULES: Rules = vapi::rules("snapshot service");
 
     fn new(opts: &SimOptions) -> Self {
-        let tasks = TaskStore::new(opts.clock.clone());
-        if opts.seed_demo_tasks {
-            seed::seed_demo_tasks(&tasks);
-        }
+        let tasks = TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, seed::seed_demo_tasks);
         Snapservice { tasks }
     }
 
@@ -94,9 +91,9 @@ impl Kind for Snapservice {
     }
 }
 
-impl SnapserviceSim {
-    pub fn tasks(&self) -> &TaskStore {
-        &self.kind().tasks
+impl AsRef<TaskStore> for Snapservice {
+    fn as_ref(&self) -> &TaskStore {
+        &self.tasks
     }
 }
 
@@ -200,21 +197,26 @@ mod tests {
     #[tokio::test]
     async fn cancel_is_not_a_route() {
         let p = Probe::<Snapservice>::new();
+        let sessions = [
+            ROUTE_SESSION_CREATE,
+            ROUTE_SESSION_GET,
+            ROUTE_SESSION_DELETE,
+        ];
+        p.assert_routes(SESSION_HEADER, &sessions).await;
+        p.assert_routes(SESSION_HEADER, &[ROUTE_TASK_GET, ROUTE_TASK_LIST])
+            .await;
+        let cancels = [
+            (Method::POST, "/api/snapservice/tasks/x"),
+            (Method::POST, "/api/snapservice/tasks/x?action=cancel"),
+        ];
+        p.assert_unmatched(SESSION_HEADER, &cancels).await;
         let sid = p.login();
-        let s = Some((SESSION_HEADER, sid.as_str()));
-        assert_eq!(
-            p.key(Method::POST, "/api/snapservice/tasks/x", s).await,
-            ROUTE_OTHER
+        let list = p.key(
+            Method::GET,
+            "/api/snapservice/tasks/",
+            Some((SESSION_HEADER, &sid)),
         );
-        assert_eq!(
-            p.key(Method::POST, "/api/snapservice/tasks/x?action=cancel", s)
-                .await,
-            ROUTE_OTHER
-        );
-        assert_eq!(
-            p.key(Method::GET, "/api/snapservice/tasks/", s).await,
-            ROUTE_TASK_LIST
-        );
+        assert_eq!(list.await, ROUTE_TASK_LIST);
         let req = http::Request::get("/api/snapservice/tasks/a%2Fb")
             .header(SESSION_HEADER, sid.as_str())
             .body(Body::empty())
@@ -223,13 +225,5 @@ mod tests {
         assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
         let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["messages"][0]["args"], json!(["a/b"]));
-        // Last: the DELETE ends the session.
-        for (m, key) in [
-            (Method::POST, ROUTE_SESSION_CREATE),
-            (Method::GET, ROUTE_SESSION_GET),
-            (Method::DELETE, ROUTE_SESSION_DELETE),
-        ] {
-            assert_eq!(p.key(m, "/api/snapservice/sessions", s).await, key);
-        }
     }
 }

@@ -84,10 +84,7 @@ impl Kind for Vcenter {
     const RULES: Rules = vapi::rules("vCenter");
 
     fn new(opts: &SimOptions) -> Self {
-        let tasks = TaskStore::new(opts.clock.clone());
-        if opts.seed_demo_tasks {
-            seed::seed_demo_tasks(&tasks);
-        }
+        let tasks = TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, seed::seed_demo_tasks);
         Vcenter { tasks }
     }
 
@@ -104,9 +101,9 @@ impl Kind for Vcenter {
     }
 }
 
-impl VcenterSim {
-    pub fn tasks(&self) -> &TaskStore {
-        &self.kind().tasks
+impl AsRef<TaskStore> for Vcenter {
+    fn as_ref(&self) -> &TaskStore {
+        &self.tasks
     }
 }
 
@@ -305,38 +302,28 @@ mod tests {
     #[tokio::test]
     async fn routes_resolve_by_method_path_and_action() {
         let p = Probe::<Vcenter>::new();
+        let all = [
+            ROUTE_SESSION_CREATE,
+            ROUTE_SESSION_GET,
+            ROUTE_SESSION_DELETE,
+        ];
+        p.assert_routes(SESSION_HEADER, &all).await;
+        let tasks = [ROUTE_TASK_GET, ROUTE_TASK_LIST, ROUTE_TASK_CANCEL];
+        p.assert_routes(SESSION_HEADER, &tasks).await;
+        let unmatched = [
+            (Method::GET, "/api/cis/tasks"),
+            (Method::PUT, "/api/session"),
+            (Method::GET, "/api/cis/tasks/x/y"),
+        ];
+        p.assert_unmatched(SESSION_HEADER, &unmatched).await;
         let sid = p.login();
         let s = Some((SESSION_HEADER, sid.as_str()));
         let key = |m: Method, uri: &'static str| p.key(m, uri, s);
-        assert_eq!(
-            key(Method::POST, "/api/session").await,
-            ROUTE_SESSION_CREATE
-        );
         assert_eq!(key(Method::GET, "/api/session/").await, ROUTE_SESSION_GET);
-        assert_eq!(
-            key(Method::DELETE, "/api/session").await,
-            ROUTE_SESSION_DELETE
-        );
-        assert_eq!(
-            key(Method::POST, "/api/cis/tasks?action=list").await,
-            ROUTE_TASK_LIST
-        );
-        assert_eq!(
-            key(Method::GET, "/api/cis/tasks/x?action=cancel").await,
-            ROUTE_TASK_GET
-        );
-        assert_eq!(
-            key(
-                Method::POST,
-                "/api/cis/tasks/x?action=frobnicate&action=cancel"
-            )
-            .await,
-            ROUTE_TASK_CANCEL,
-            "the last action wins"
-        );
-        assert_eq!(key(Method::GET, "/api/cis/tasks").await, ROUTE_OTHER);
-        assert_eq!(key(Method::PUT, "/api/session").await, ROUTE_OTHER);
-        assert_eq!(key(Method::GET, "/api/cis/tasks/x/y").await, ROUTE_OTHER);
+        let get = key(Method::GET, "/api/cis/tasks/x?action=cancel").await;
+        assert_eq!(get, ROUTE_TASK_GET, "GET ignores the action");
+        let last = key(Method::POST, "/api/cis/tasks/x?action=frob&action=cancel").await;
+        assert_eq!(last, ROUTE_TASK_CANCEL, "the last action wins");
     }
 
     #[tokio::test]
