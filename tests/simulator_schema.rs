@@ -270,6 +270,28 @@ impl Ctx {
         }
     }
 
+    /// Asserts that `value` is valid against the spec's component schema `name`.
+    fn assert_component(&self, value: &Value, name: &str) {
+        let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+        let errors = openapi::validate(&self.spec, &schema, value);
+        assert!(errors.is_empty(), "not a valid {name}: {errors:?}\n{value}");
+    }
+
+    /// Sends a request answered with a `status` the spec does not declare for the operation;
+    /// its body must still be a valid component `name`.
+    async fn call_undeclared(
+        &self,
+        req: reqwest::RequestBuilder,
+        status: u16,
+        name: &str,
+    ) -> Value {
+        let resp = req.send().await.expect("request reaches the simulator");
+        assert_eq!(resp.status(), status);
+        let body: Value = resp.json().await.expect("a JSON body");
+        self.assert_component(&body, name);
+        body
+    }
+
     async fn get_task(&mut self, id: &str, query: &str) -> Value {
         let url = format!("{}/cis/tasks/{id}{query}", self.api);
         let req = self.client.get(url).header(SESSION_HEADER, &self.sid);
@@ -439,12 +461,7 @@ async fn vcenter_json_matches_the_vendor_schema() {
         failed["error"]["messages"].as_array().map(Vec::len),
         Some(2)
     );
-    let errors = openapi::validate(
-        &ctx.spec,
-        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
-        &failed["error"],
-    );
-    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    ctx.assert_component(&failed["error"], "Vapi.Std.Errors.Error");
     let all = ctx.get_task(DEMO_RUNNING_TASK, "?return_all=true").await;
     assert!(all["description"].get("localized").is_some());
     let running = ctx.get_task(DEMO_RUNNING_TASK, "").await;
@@ -500,19 +517,11 @@ async fn vcenter_json_matches_the_vendor_schema() {
     assert_eq!(nf["messages"][0]["args"], json!(["no-such-task"]));
     assert!(nf["messages"][0]["localized"].is_string());
     // The spec declares no 400 for get; the body must still be a vAPI InvalidArgument.
-    let bad = client
-        .get(format!("{api}/cis/tasks/t-pending?exclude_result=maybe"))
-        .header(SESSION_HEADER, &sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    let bad: Value = bad.json().await.unwrap();
-    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.InvalidArgument"});
-    assert!(
-        openapi::validate(&ctx.spec, &schema, &bad).is_empty(),
-        "{bad}"
-    );
+    let req = client.get(format!("{api}/cis/tasks/t-pending?exclude_result=maybe"));
+    let req = req.header(SESSION_HEADER, &sid);
+    let bad = ctx
+        .call_undeclared(req, 400, "Vapi.Std.Errors.InvalidArgument")
+        .await;
     assert_eq!(bad["error_type"], "INVALID_ARGUMENT");
 
     // --- list
@@ -767,12 +776,7 @@ async fn snapservice_json_matches_the_vendor_schema() {
             200,
         )
         .await;
-    let errors = openapi::validate(
-        &ctx.spec,
-        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
-        &failed["error"],
-    );
-    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    ctx.assert_component(&failed["error"], "Vapi.Std.Errors.Error");
     let nf = ctx
         .call(get("no-such-task"), "/snapservice/tasks/{task}", "get", 404)
         .await;
@@ -883,21 +887,11 @@ async fn snapservice_json_matches_the_vendor_schema() {
     assert_eq!(too_many["error_type"], "RESOURCE_INACCESSIBLE");
 
     // --- no cancel operation
-    let r = client
-        .post(format!(
-            "{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}?action=cancel"
-        ))
-        .header(SNAP_SESSION_HEADER, &sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
-    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.OperationNotFound"});
-    assert!(
-        openapi::validate(&ctx.spec, &schema, &body).is_empty(),
-        "{body}"
-    );
+    let cancel = format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}?action=cancel");
+    let req = client.post(cancel).header(SNAP_SESSION_HEADER, &sid);
+    let body = ctx
+        .call_undeclared(req, 404, "Vapi.Std.Errors.OperationNotFound")
+        .await;
     assert_eq!(body["error_type"], "OPERATION_NOT_FOUND");
     assert_eq!(snap.requests(SNAP_ROUTE_OTHER), 1);
 
