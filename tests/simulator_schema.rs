@@ -4,12 +4,14 @@
 //! `snapservice-tasks-sessions.subset.openapi.json` (both also against the per-status field
 //! rules of `UPSTREAM_APIS.md` 2.5), and the Script Runtime Service against
 //! `srs-apigateway-openapi.json`. Cloud Director has no spec; its unit tests live in
-//! `src/simulator/cloud_director.rs`.
+//! `src/simulator/cloud_director/tests.rs`.
+//!
+//! Without the spec folder the spec-driven tests skip, but only outside CI: with `CI` set
+//! they fail (see `openapi::load_spec`).
 
 #[path = "support/openapi.rs"]
 mod openapi;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -27,40 +29,17 @@ use vmware_grpc_gateway::simulator::vcenter::{
 };
 use vmware_grpc_gateway::simulator::{
     DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, Fault, Phase, SNAP_DEMO_RUNNING_TASK,
-    SNAP_DEMO_SERVICES, SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, SimClock, SimOptions,
-    Simulator, Step, TaskSpec,
+    SNAP_DEMO_SERVICES, SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, SimClock, SimHandle,
+    SimOptions, Simulator, Step, TaskSpec, TaskStore,
 };
 
 const SPEC_FILE: &str = "vsphere-cis-tasks-session.subset.openapi.json";
 const SNAP_SPEC_FILE: &str = "snapservice-tasks-sessions.subset.openapi.json";
 const SRS_SPEC_FILE: &str = "srs-apigateway-openapi.json";
 
-fn spec_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/upstream/specs"
-    ))
-}
-
-/// The vSphere spec, or `None` (test skipped) only when the spec folder is absent.
+/// The vSphere spec, or `None` (test skipped, outside CI only) when the spec folder is absent.
 fn load_spec() -> Option<Value> {
-    load_spec_file(SPEC_FILE)
-}
-
-/// A spec of the folder, or `None` (test skipped) only when the folder is absent; a missing
-/// or broken file inside a present folder fails the test.
-fn load_spec_file(file: &str) -> Option<Value> {
-    let dir = spec_dir();
-    if !dir.is_dir() {
-        println!(
-            "skipping: spec folder {} is absent (shared/upstream not checked out next to the crate)",
-            dir.display()
-        );
-        return None;
-    }
-    let text = std::fs::read_to_string(dir.join(file))
-        .unwrap_or_else(|e| panic!("spec folder exists but {file} is unreadable: {e}"));
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}")))
+    openapi::load_spec(SPEC_FILE)
 }
 
 /// `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$` without a regex crate.
@@ -131,16 +110,127 @@ fn status_rule_violations(info: &Value, exclude_result: bool) -> Vec<String> {
     out
 }
 
+/// A simulator on a manual clock (with the demo tasks).
+async fn start() -> (SimClock, Simulator) {
+    let clock = SimClock::manual();
+    let sim = Simulator::start(SimOptions {
+        clock: clock.clone(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts");
+    (clock, sim)
+}
+
+/// Adds 1001 pending tasks of `service`: one more than a vAPI list may answer.
+fn add_bulk(tasks: &TaskStore, service: &str) {
+    for n in 0..1001 {
+        let steps = vec![Step::new(secs(0), Phase::Pending)];
+        tasks.add(TaskSpec::new(service, "op", "bulk", steps).with_id(&format!("bulk-{n}")));
+    }
+}
+
 struct Ctx {
     spec: Value,
     client: reqwest::Client,
     api: String,
     sid: String,
+    /// vAPI sessions: their URL, their path in the spec and the session header.
+    sessions: String,
+    session_path: &'static str,
+    header: &'static str,
     /// Every body validated, for the summary (and to prove we validated something).
     checked: usize,
 }
 
 impl Ctx {
+    /// `api` is the base the spec's paths hang off; `session_path` the spec path of the vAPI
+    /// sessions (empty for SRS) and `header` the session header.
+    fn new(spec: Value, api: String, session_path: &'static str, header: &'static str) -> Ctx {
+        Ctx {
+            spec,
+            client: reqwest::Client::new(),
+            sessions: format!("{api}{session_path}"),
+            api,
+            sid: String::new(),
+            session_path,
+            header,
+            checked: 0,
+        }
+    }
+
+    /// `req` with the context's session.
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header(self.header, &self.sid)
+    }
+
+    /// A vAPI login as the part's user: `201` and the session id, now the context's.
+    async fn relogin(&mut self, part: &SimHandle) -> String {
+        let req = self.client.post(&self.sessions);
+        let req = req.basic_auth(part.username(), Some(part.password()));
+        let sid = self.call(req, self.session_path, "post", 201).await;
+        self.sid = sid
+            .as_str()
+            .expect("session id is a JSON string")
+            .to_string();
+        self.sid.clone()
+    }
+
+    /// `GET` or `DELETE` of the vAPI session `sid`.
+    async fn session_as(&mut self, method: &str, sid: &str, expected: u16) -> Value {
+        let method_ = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .expect("an HTTP method");
+        let req = self.client.request(method_, &self.sessions);
+        let req = req.header(self.header, sid);
+        self.call(req, self.session_path, method, expected).await
+    }
+
+    /// vAPI: a wrong password is `401 UNAUTHENTICATED`; the first login counts and its
+    /// session describes the user with vAPI datetimes. Returns the session id.
+    async fn open_session(&mut self, part: &SimHandle) -> String {
+        let req = self.client.post(&self.sessions);
+        let req = req.basic_auth(part.username(), Some("wrong"));
+        let body = self.call(req, self.session_path, "post", 401).await;
+        assert_eq!(body["error_type"], "UNAUTHENTICATED");
+        let sid = self.relogin(part).await;
+        assert_eq!(part.logins(), 1);
+        let info = self.session_as("get", &sid, 200).await;
+        assert_eq!(info["user"], part.username());
+        for k in ["created_time", "last_accessed_time"] {
+            let t = info[k].as_str().unwrap_or("");
+            assert!(is_vapi_datetime(t), "{k}: {info}");
+        }
+        sid
+    }
+
+    /// vAPI: a task read without a session is `401 UNAUTHENTICATED`, and with the context's
+    /// session after `expire_sessions` too; refused calls are counted under `route`.
+    async fn refused_without_session(
+        &mut self,
+        part: &SimHandle,
+        url: &str,
+        path: &str,
+        route: &str,
+    ) {
+        let unauth = self.call(self.client.get(url), path, "get", 401).await;
+        assert_eq!(unauth["error_type"], "UNAUTHENTICATED");
+        let gets = part.requests(route);
+        part.expire_sessions();
+        let req = self.authed(self.client.get(url));
+        self.call(req, path, "get", 401).await;
+        assert_eq!(part.requests(route), gets + 1, "refused calls are counted");
+    }
+
+    /// vAPI: session `idle` is refused after 31 idle minutes; a new one is deleted (`204`)
+    /// and then refused (`401`).
+    async fn idle_expiry_and_logout(&mut self, part: &SimHandle, clock: &SimClock, idle: &str) {
+        clock.advance(secs(31 * 60));
+        self.session_as("get", idle, 401).await;
+        let sid = self.relogin(part).await;
+        assert_eq!(self.session_as("delete", &sid, 204).await, Value::Null);
+        self.session_as("delete", &sid, 401).await;
+    }
+
     /// Sends a request and validates the body against the schema the spec declares for
     /// `spec_path` / method / status. Returns status and body (Null when empty).
     async fn call(
@@ -178,6 +268,28 @@ impl Ctx {
                 body
             }
         }
+    }
+
+    /// Asserts that `value` is valid against the spec's component schema `name`.
+    fn assert_component(&self, value: &Value, name: &str) {
+        let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+        let errors = openapi::validate(&self.spec, &schema, value);
+        assert!(errors.is_empty(), "not a valid {name}: {errors:?}\n{value}");
+    }
+
+    /// Sends a request answered with a `status` the spec does not declare for the operation;
+    /// its body must still be a valid component `name`.
+    async fn call_undeclared(
+        &self,
+        req: reqwest::RequestBuilder,
+        status: u16,
+        name: &str,
+    ) -> Value {
+        let resp = req.send().await.expect("request reaches the simulator");
+        assert_eq!(resp.status(), status);
+        let body: Value = resp.json().await.expect("a JSON body");
+        self.assert_component(&body, name);
+        body
     }
 
     async fn get_task(&mut self, id: &str, query: &str) -> Value {
@@ -290,17 +402,12 @@ fn add_test_tasks(sim: &Simulator) {
 #[tokio::test]
 async fn vcenter_json_matches_the_vendor_schema() {
     let Some(spec) = load_spec() else { return };
-    let clock = SimClock::manual();
-    let sim = Simulator::start(SimOptions {
-        clock: clock.clone(),
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator starts");
+    let (clock, sim) = start().await;
     add_test_tasks(&sim);
     let vc = &sim.vcenter;
     let api = format!("{}/api", vc.url());
-    let client = reqwest::Client::new();
+    let mut ctx = Ctx::new(spec, api.clone(), "/session", SESSION_HEADER);
+    let client = ctx.client.clone();
 
     // --- session
     let wrong = client
@@ -311,57 +418,12 @@ async fn vcenter_json_matches_the_vendor_schema() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().contains_key("www-authenticate"));
-    let mut ctx = Ctx {
-        spec,
-        client: client.clone(),
-        api: api.clone(),
-        sid: String::new(),
-        checked: 0,
-    };
-    let body = ctx
-        .call(
-            client.post(format!("{api}/session")),
-            "/session",
-            "post",
-            401,
-        )
-        .await;
+    let no_auth = client.post(format!("{api}/session"));
+    let body = ctx.call(no_auth, "/session", "post", 401).await;
     assert_eq!(body["error_type"], "UNAUTHENTICATED");
-    let sid = ctx
-        .call(
-            client
-                .post(format!("{api}/session"))
-                .basic_auth(vc.username(), Some(vc.password())),
-            "/session",
-            "post",
-            201,
-        )
-        .await;
-    let sid = sid
-        .as_str()
-        .expect("session id is a JSON string")
-        .to_string();
+    let sid = ctx.open_session(vc).await;
     assert_eq!(sid.len(), 32);
     assert!(sid.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(vc.logins(), 1);
-    ctx.sid = sid.clone();
-    let info = ctx
-        .call(
-            client
-                .get(format!("{api}/session"))
-                .header(SESSION_HEADER, &sid),
-            "/session",
-            "get",
-            200,
-        )
-        .await;
-    assert_eq!(info["user"], vc.username());
-    for k in ["created_time", "last_accessed_time"] {
-        assert!(
-            is_vapi_datetime(info[k].as_str().unwrap_or("")),
-            "{k}: {info}"
-        );
-    }
 
     // --- one task per status, with and without the GetSpec flags
     let queries = [
@@ -399,12 +461,7 @@ async fn vcenter_json_matches_the_vendor_schema() {
         failed["error"]["messages"].as_array().map(Vec::len),
         Some(2)
     );
-    let errors = openapi::validate(
-        &ctx.spec,
-        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
-        &failed["error"],
-    );
-    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    ctx.assert_component(&failed["error"], "Vapi.Std.Errors.Error");
     let all = ctx.get_task(DEMO_RUNNING_TASK, "?return_all=true").await;
     assert!(all["description"].get("localized").is_some());
     let running = ctx.get_task(DEMO_RUNNING_TASK, "").await;
@@ -460,19 +517,11 @@ async fn vcenter_json_matches_the_vendor_schema() {
     assert_eq!(nf["messages"][0]["args"], json!(["no-such-task"]));
     assert!(nf["messages"][0]["localized"].is_string());
     // The spec declares no 400 for get; the body must still be a vAPI InvalidArgument.
-    let bad = client
-        .get(format!("{api}/cis/tasks/t-pending?exclude_result=maybe"))
-        .header(SESSION_HEADER, &sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    let bad: Value = bad.json().await.unwrap();
-    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.InvalidArgument"});
-    assert!(
-        openapi::validate(&ctx.spec, &schema, &bad).is_empty(),
-        "{bad}"
-    );
+    let req = client.get(format!("{api}/cis/tasks/t-pending?exclude_result=maybe"));
+    let req = req.header(SESSION_HEADER, &sid);
+    let bad = ctx
+        .call_undeclared(req, 400, "Vapi.Std.Errors.InvalidArgument")
+        .await;
     assert_eq!(bad["error_type"], "INVALID_ARGUMENT");
 
     // --- list
@@ -532,17 +581,7 @@ async fn vcenter_json_matches_the_vendor_schema() {
     let malformed = ctx.call(req, "/cis/tasks?action=list", "post", 400).await;
     assert_eq!(malformed["error_type"], "INVALID_ARGUMENT");
     let polls_before = vc.requests(ROUTE_TASK_LIST);
-    for n in 0..1001 {
-        vc.tasks().add(
-            TaskSpec::new(
-                "com.vmware.test.Bulk",
-                "op",
-                "bulk",
-                vec![Step::new(secs(0), Phase::Pending)],
-            )
-            .with_id(&format!("bulk-{n}")),
-        );
-    }
+    add_bulk(vc.tasks(), "com.vmware.test.Bulk");
     let too_many = ctx
         .list(
             json!({"filter_spec": {"services": ["com.vmware.test.Bulk"]}}),
@@ -569,55 +608,14 @@ async fn vcenter_json_matches_the_vendor_schema() {
     assert_eq!(r.text().await.unwrap(), "<html>oops");
 
     // --- 401 without / with an expired session
-    let req = client.get(format!("{api}/cis/tasks/t-pending"));
-    let unauth = ctx.call(req, "/cis/tasks/{task}", "get", 401).await;
-    assert_eq!(unauth["error_type"], "UNAUTHENTICATED");
-    let gets = vc.requests(ROUTE_TASK_GET);
-    vc.expire_sessions();
-    let req = client
-        .get(format!("{api}/cis/tasks/t-pending"))
-        .header(SESSION_HEADER, &sid);
-    ctx.call(req, "/cis/tasks/{task}", "get", 401).await;
-    assert_eq!(
-        vc.requests(ROUTE_TASK_GET),
-        gets + 1,
-        "refused calls are counted"
-    );
+    let task = format!("{api}/cis/tasks/t-pending");
+    ctx.refused_without_session(vc, &task, "/cis/tasks/{task}", ROUTE_TASK_GET)
+        .await;
 
     // --- idle expiry on the sim clock, and logout
-    let sid2 = client
-        .post(format!("{api}/session"))
-        .basic_auth(vc.username(), Some(vc.password()))
-        .send()
-        .await
-        .unwrap()
-        .json::<String>()
-        .await
-        .unwrap();
-    ctx.sid = sid2.clone();
+    let sid2 = ctx.relogin(vc).await;
     ctx.get_task(DEMO_RUNNING_TASK, "").await;
-    clock.advance(Duration::from_secs(31 * 60));
-    let req = client
-        .get(format!("{api}/session"))
-        .header(SESSION_HEADER, &sid2);
-    ctx.call(req, "/session", "get", 401).await;
-    let sid3 = client
-        .post(format!("{api}/session"))
-        .basic_auth(vc.username(), Some(vc.password()))
-        .send()
-        .await
-        .unwrap()
-        .json::<String>()
-        .await
-        .unwrap();
-    let req = client
-        .delete(format!("{api}/session"))
-        .header(SESSION_HEADER, &sid3);
-    assert_eq!(ctx.call(req, "/session", "delete", 204).await, Value::Null);
-    let req = client
-        .delete(format!("{api}/session"))
-        .header(SESSION_HEADER, &sid3);
-    ctx.call(req, "/session", "delete", 401).await;
+    ctx.idle_expiry_and_logout(vc, &clock, &sid2).await;
     assert_eq!(vc.logins(), 3);
     assert!(vc.requests(ROUTE_SESSION_CREATE) >= 5);
     assert!(vc.total_requests() > 50);
@@ -719,47 +717,22 @@ fn datetime_pattern_is_strict() {
 
 #[tokio::test]
 async fn snapservice_json_matches_the_vendor_schema() {
-    let Some(spec) = load_spec_file(SNAP_SPEC_FILE) else {
+    let Some(spec) = openapi::load_spec(SNAP_SPEC_FILE) else {
         return;
     };
-    let clock = SimClock::manual();
-    let sim = Simulator::start(SimOptions {
-        clock: clock.clone(),
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator starts");
+    let (clock, sim) = start().await;
     let snap = &sim.snapservice;
     let api = format!("{}/api", snap.url());
-    let client = reqwest::Client::new();
-    let mut ctx = Ctx {
+    let mut ctx = Ctx::new(
         spec,
-        client: client.clone(),
-        api: api.clone(),
-        sid: String::new(),
-        checked: 0,
-    };
-    let sessions = format!("{api}/snapservice/sessions");
+        api.clone(),
+        "/snapservice/sessions",
+        SNAP_SESSION_HEADER,
+    );
+    let client = ctx.client.clone();
 
     // --- sessions
-    let req = client
-        .post(&sessions)
-        .basic_auth(snap.username(), Some("wrong"));
-    let body = ctx.call(req, "/snapservice/sessions", "post", 401).await;
-    assert_eq!(body["error_type"], "UNAUTHENTICATED");
-    let req = client
-        .post(&sessions)
-        .basic_auth(snap.username(), Some(snap.password()));
-    let sid = ctx.call(req, "/snapservice/sessions", "post", 201).await;
-    let sid = sid.as_str().expect("token is a JSON string").to_string();
-    assert_eq!(snap.logins(), 1);
-    ctx.sid = sid.clone();
-    let req = client.get(&sessions).header(SNAP_SESSION_HEADER, &sid);
-    let info = ctx.call(req, "/snapservice/sessions", "get", 200).await;
-    assert_eq!(info["user"], snap.username());
-    assert!(is_vapi_datetime(
-        info["created_time"].as_str().unwrap_or("")
-    ));
+    let sid = ctx.open_session(snap).await;
 
     // --- get, one task per status
     let get = |id: &str| {
@@ -803,12 +776,7 @@ async fn snapservice_json_matches_the_vendor_schema() {
             200,
         )
         .await;
-    let errors = openapi::validate(
-        &ctx.spec,
-        &json!({"$ref": "#/components/schemas/Vapi.Std.Errors.Error"}),
-        &failed["error"],
-    );
-    assert!(errors.is_empty(), "task error is a vAPI error: {errors:?}");
+    ctx.assert_component(&failed["error"], "Vapi.Std.Errors.Error");
     let nf = ctx
         .call(get("no-such-task"), "/snapservice/tasks/{task}", "get", 404)
         .await;
@@ -907,17 +875,7 @@ async fn snapservice_json_matches_the_vendor_schema() {
         )
         .await;
     assert_eq!(bad_status["error_type"], "INVALID_ARGUMENT");
-    for n in 0..1001 {
-        snap.tasks().add(
-            TaskSpec::new(
-                "com.vmware.snapservice.test.Bulk",
-                "op",
-                "bulk",
-                vec![Step::new(secs(0), Phase::Pending)],
-            )
-            .with_id(&format!("bulk-{n}")),
-        );
-    }
+    add_bulk(snap.tasks(), "com.vmware.snapservice.test.Bulk");
     let too_many = ctx
         .call(
             list("?services=com.vmware.snapservice.test.Bulk"),
@@ -929,21 +887,11 @@ async fn snapservice_json_matches_the_vendor_schema() {
     assert_eq!(too_many["error_type"], "RESOURCE_INACCESSIBLE");
 
     // --- no cancel operation
-    let r = client
-        .post(format!(
-            "{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}?action=cancel"
-        ))
-        .header(SNAP_SESSION_HEADER, &sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
-    let schema = json!({"$ref": "#/components/schemas/Vapi.Std.Errors.OperationNotFound"});
-    assert!(
-        openapi::validate(&ctx.spec, &schema, &body).is_empty(),
-        "{body}"
-    );
+    let cancel = format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}?action=cancel");
+    let req = client.post(cancel).header(SNAP_SESSION_HEADER, &sid);
+    let body = ctx
+        .call_undeclared(req, 404, "Vapi.Std.Errors.OperationNotFound")
+        .await;
     assert_eq!(body["error_type"], "OPERATION_NOT_FOUND");
     assert_eq!(snap.requests(SNAP_ROUTE_OTHER), 1);
 
@@ -964,36 +912,12 @@ async fn snapservice_json_matches_the_vendor_schema() {
         )
         .await;
     assert_eq!(unavailable["error_type"], "SERVICE_UNAVAILABLE");
-    let req = client.get(format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}"));
-    ctx.call(req, "/snapservice/tasks/{task}", "get", 401).await;
-    snap.expire_sessions();
-    ctx.call(
-        get(SNAP_DEMO_RUNNING_TASK),
-        "/snapservice/tasks/{task}",
-        "get",
-        401,
-    )
-    .await;
-    let req = client
-        .post(&sessions)
-        .basic_auth(snap.username(), Some(snap.password()));
-    let sid2 = ctx.call(req, "/snapservice/sessions", "post", 201).await;
-    let sid2 = sid2.as_str().unwrap_or_default().to_string();
-    clock.advance(secs(31 * 60));
-    let req = client.get(&sessions).header(SNAP_SESSION_HEADER, &sid2);
-    ctx.call(req, "/snapservice/sessions", "get", 401).await;
-    let req = client
-        .post(&sessions)
-        .basic_auth(snap.username(), Some(snap.password()));
-    let sid3 = ctx.call(req, "/snapservice/sessions", "post", 201).await;
-    let sid3 = sid3.as_str().unwrap_or_default().to_string();
-    let req = client.delete(&sessions).header(SNAP_SESSION_HEADER, &sid3);
-    assert_eq!(
-        ctx.call(req, "/snapservice/sessions", "delete", 204).await,
-        Value::Null
-    );
-    let req = client.delete(&sessions).header(SNAP_SESSION_HEADER, &sid3);
-    ctx.call(req, "/snapservice/sessions", "delete", 401).await;
+    let task = format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}");
+    let path = "/snapservice/tasks/{task}";
+    ctx.refused_without_session(snap, &task, path, SNAP_ROUTE_TASK_GET)
+        .await;
+    let sid2 = ctx.relogin(snap).await;
+    ctx.idle_expiry_and_logout(snap, &clock, &sid2).await;
     assert_eq!(snap.logins(), 3);
     assert_eq!(
         sim.vcenter.total_requests(),
@@ -1022,26 +946,14 @@ fn is_srs_datetime(s: &str) -> bool {
 
 #[tokio::test]
 async fn script_runtime_json_matches_the_vendor_schema() {
-    let Some(spec) = load_spec_file(SRS_SPEC_FILE) else {
+    let Some(spec) = openapi::load_spec(SRS_SPEC_FILE) else {
         return;
     };
-    let clock = SimClock::manual();
-    let sim = Simulator::start(SimOptions {
-        clock: clock.clone(),
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator starts");
+    let (clock, sim) = start().await;
     let srs = &sim.script_runtime;
     let base = srs.url();
-    let client = reqwest::Client::new();
-    let mut ctx = Ctx {
-        spec,
-        client: client.clone(),
-        api: base.clone(),
-        sid: String::new(),
-        checked: 0,
-    };
+    let mut ctx = Ctx::new(spec, base.clone(), "", "");
+    let client = ctx.client.clone();
 
     // --- login: 401 is empty with a challenge (the spec declares an ErrorDetails body; the
     // reference says the real server's ASP.NET challenge is most likely empty).

@@ -3,17 +3,27 @@
 //! Four parts — [`vcenter`], [`snapservice`], [`cloud_director`], [`script_runtime`] — each
 //! bind their own listener on `127.0.0.1:0`, speak their upstream's real wire format, and
 //! stop when the [`Simulator`] (or the last clone of the part) is dropped. All parts share
-//! one [`SimClock`]; tasks progress over time through the shared engine in [`tasks`]. Every
-//! part dereferences to a [`SimHandle`], the one implementation of `url`, `requests`,
-//! `inject`, `logins`, `expire_sessions` and the rest.
+//! one [`SimClock`]; tasks progress over time through the shared engine in [`tasks`].
+//!
+//! Each part is a [`part::Kind`]: an axum router of its real routes behind the one shared
+//! middleware in [`part`] (request counting, fault injection, authentication), served as a
+//! [`part::Part`] that dereferences to a [`SimHandle`], the one implementation of `url`,
+//! `requests`, `inject`, `logins`, `expire_sessions` and the rest ([`common`]). Shared pieces:
+//! [`vapi`] (the wire format of vCenter and the snapshot service), [`web`] (HTTP helpers),
+//! [`ids`] (made-up ids), [`listener`] (plain or TLS listener).
 
 pub mod clock;
 pub mod cloud_director;
 pub mod common;
+pub mod ids;
+pub mod listener;
+pub mod part;
 pub mod script_runtime;
 pub mod snapservice;
 pub mod tasks;
+pub mod vapi;
 pub mod vcenter;
+pub mod web;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::clock::SimClock;
+use super::ids;
 
 /// Error type and message of the task that was cancelled.
 pub const CANCELED_ERROR_TYPE: &str = "CANCELED";
@@ -287,6 +288,15 @@ impl TaskStore {
         }
     }
 
+    /// A part's store: on `clock`, with the part's demo mix added by `seed` when `seeded`.
+    pub fn seeded(clock: &SimClock, seeded: bool, seed: fn(&TaskStore)) -> Self {
+        let store = TaskStore::new(clock.clone());
+        if seeded {
+            seed(&store);
+        }
+        store
+    }
+
     pub fn clock(&self) -> &SimClock {
         &self.clock
     }
@@ -295,7 +305,7 @@ impl TaskStore {
     pub fn add(&self, spec: TaskSpec) -> String {
         let mut spec = spec;
         spec.steps.sort_by_key(|s| s.at);
-        let id = spec.id.clone().unwrap_or_else(random_task_id);
+        let id = spec.id.clone().unwrap_or_else(ids::uuid);
         let task = Task {
             id: id.clone(),
             spec,
@@ -400,24 +410,6 @@ impl std::fmt::Debug for TaskStore {
             .field("tasks", &self.len())
             .finish()
     }
-}
-
-/// A UUID-like id (8-4-4-4-12 lowercase hex, version-4 shaped).
-pub fn random_task_id() -> String {
-    let hex = |n: usize| -> String {
-        (0..n)
-            .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
-            .collect()
-    };
-    format!(
-        "{}-{}-4{}-{}{}-{}",
-        hex(8),
-        hex(4),
-        hex(3),
-        ['8', '9', 'a', 'b'][fastrand::usize(0..4)],
-        hex(3),
-        hex(12)
-    )
 }
 
 fn script_time(task: &Task, now: Duration) -> Duration {

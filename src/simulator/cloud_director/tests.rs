@@ -1,0 +1,687 @@
+//! Cloud Director unit tests over real HTTP: task shape and statuses, the clock, cancel,
+//! visibility, `Accept` negotiation, logins, tokens, logouts and expiry, the query service and
+//! FIQL filters.
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::simulator::SimClock;
+use crate::simulator::web::encode_query_value as percent_encode;
+
+const ACCEPT: &str = "application/*+json;version=38.0";
+
+struct T {
+    sim: CloudDirectorSim,
+    clock: SimClock,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl T {
+    async fn start() -> T {
+        let clock = SimClock::manual();
+        let opts = SimOptions {
+            clock: clock.clone(),
+            ..SimOptions::default()
+        };
+        let sim = CloudDirectorSim::start(&opts).await.unwrap();
+        let http = reqwest::Client::new();
+        let mut t = T {
+            sim,
+            clock,
+            http,
+            token: String::new(),
+        };
+        t.token = t.login("acme", false).await;
+        t
+    }
+
+    async fn login(&self, org: &str, provider: bool) -> String {
+        let r = self
+            .login_request(org, provider, self.sim.password())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[TOKEN_TYPE_HEADER], "Bearer");
+        r.headers()[ACCESS_TOKEN_HEADER]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A Basic `user@org` login with a cloudapi `Accept` version, to the tenant or provider
+    /// endpoint.
+    fn login_request(&self, org: &str, provider: bool, password: &str) -> reqwest::RequestBuilder {
+        let path = if provider { "/provider" } else { "" };
+        self.http
+            .post(format!("{}/cloudapi/1.0.0/sessions{path}", self.sim.url()))
+            .basic_auth(format!("{}@{org}", self.sim.username()), Some(password))
+            .header("accept", "application/json;version=38.0")
+    }
+
+    async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.sim.url()))
+            .bearer_auth(token)
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_as(path, &self.token).await
+    }
+
+    async fn task(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/task/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn cancel(&self, id: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/task/{id}/action/cancel", self.sim.url()))
+            .bearer_auth(&self.token)
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `dddd-dd-ddTdd:dd:dd.ddd+dddd` (offset without colon).
+fn is_vcd_time(s: &str) -> bool {
+    let pattern = b"dddd-dd-ddTdd:dd:dd.ddd+dddd";
+    s.len() == pattern.len()
+        && s.bytes().zip(pattern.iter()).all(|(c, p)| match p {
+            b'd' => c.is_ascii_digit(),
+            b'+' => c == b'+' || c == b'-',
+            other => c == *other,
+        })
+}
+
+#[tokio::test]
+async fn seeded_tasks_use_vcd_status_strings_and_task_shape() {
+    let t = T::start().await;
+    for (id, status) in [
+        (VCD_DEMO_RUNNING_TASK, "running"),
+        (VCD_DEMO_CANCELABLE_TASK, "running"),
+        (VCD_DEMO_QUEUED_TASK, "queued"),
+        (VCD_DEMO_PRE_RUNNING_TASK, "preRunning"),
+        (VCD_DEMO_SUCCEEDED_TASK, "success"),
+        (VCD_DEMO_ERROR_TASK, "error"),
+        (VCD_DEMO_ABORTED_TASK, "aborted"),
+    ] {
+        let task = t.task(id).await;
+        assert_eq!(task["status"], status, "{id}");
+        assert_eq!(task["id"], format!("urn:vcloud:task:{id}"));
+        assert_eq!(task["href"], format!("{}/api/task/{id}", t.sim.url()));
+        assert_eq!(task["type"], TASK_TYPE);
+        assert_eq!(task["name"], "task");
+        assert_eq!(task["organization"]["name"], "acme");
+        assert_eq!(task["organization"]["otherAttributes"], json!({}));
+        assert_eq!(task["organization"]["vCloudExtension"], json!([]));
+        for key in [
+            "operationKey",
+            "description",
+            "params",
+            "endTime",
+            "error",
+            "tasks",
+        ] {
+            assert!(
+                task.get(key).is_some(),
+                "{id}: {key} must be present (maybe null)"
+            );
+        }
+        assert!(
+            is_vcd_time(task["startTime"].as_str().unwrap_or("")),
+            "{task}"
+        );
+        assert!(is_vcd_time(task["expiryTime"].as_str().unwrap_or("")));
+        assert!(task["startTime"].as_str().unwrap_or("").ends_with("+0200"));
+        let terminal = matches!(status, "success" | "error" | "aborted");
+        assert_eq!(task["endTime"].is_string(), terminal, "{id}: {task}");
+        if terminal {
+            assert!(is_vcd_time(task["endTime"].as_str().unwrap_or("")));
+        }
+    }
+    let err = t.task(VCD_DEMO_ERROR_TASK).await["error"].clone();
+    assert_eq!(err["majorErrorCode"], 500);
+    assert_eq!(err["minorErrorCode"], "INTERNAL_SERVER_ERROR");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("storage policy")
+    );
+    assert!(err["stackTrace"].is_string());
+    let ok = t.task(VCD_DEMO_SUCCEEDED_TASK).await;
+    assert_eq!(ok["vcTaskList"]["vcTask"][0]["name"], "task-88231");
+    assert_eq!(ok["progress"], 100);
+    assert_eq!(ok["owner"]["name"], "web-01");
+    assert!(ok["error"].is_null());
+    assert!(t.task(VCD_DEMO_PRE_RUNNING_TASK).await["progress"].is_null());
+    assert_eq!(t.task(VCD_DEMO_ABORTED_TASK).await["cancelRequested"], true);
+    let parent = t.task(VCD_DEMO_PARENT_TASK).await;
+    let subtasks = parent["tasks"]["task"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(subtasks.len(), 2);
+    let sub_status: Vec<&str> = subtasks
+        .iter()
+        .filter_map(|s| s["status"].as_str())
+        .collect();
+    assert_eq!(sub_status, ["success", "running"]);
+}
+
+#[tokio::test]
+async fn progress_and_status_move_with_the_clock() {
+    let t = T::start().await;
+    let p0 = t.task(VCD_DEMO_RUNNING_TASK).await["progress"].as_u64();
+    t.clock.advance(Duration::from_secs(11 * 60));
+    let p1 = t.task(VCD_DEMO_RUNNING_TASK).await["progress"].as_u64();
+    assert!(p1 > p0, "{p0:?} -> {p1:?}");
+    assert_eq!(t.task(VCD_DEMO_QUEUED_TASK).await["status"], "running");
+    // Two steps, each within the 30-minute idle timeout of the session.
+    t.clock.advance(Duration::from_secs(20 * 60));
+    assert_eq!(t.task(VCD_DEMO_QUEUED_TASK).await["status"], "success");
+    t.clock.advance(Duration::from_secs(20 * 60));
+    let done = t.task(VCD_DEMO_RUNNING_TASK).await;
+    assert_eq!(
+        (done["status"].as_str(), done["progress"].as_u64()),
+        (Some("success"), Some(100))
+    );
+}
+
+#[tokio::test]
+async fn cancel_link_only_while_cancellable_and_cancel_aborts_after_a_second() {
+    let t = T::start().await;
+    let task = t.task(VCD_DEMO_CANCELABLE_TASK).await;
+    let href = format!(
+        "{}/api/task/{VCD_DEMO_CANCELABLE_TASK}/action/cancel",
+        t.sim.url()
+    );
+    assert_eq!(
+        task["link"],
+        json!([{"otherAttributes": {}, "href": href, "id": null, "type": null, "name": "task",
+                "rel": "task:cancel", "model": null, "vCloudExtension": []}])
+    );
+    assert_eq!(task["cancelRequested"], false);
+    assert_eq!(t.task(VCD_DEMO_RUNNING_TASK).await["link"], json!([]));
+    assert_eq!(t.task(VCD_DEMO_SUCCEEDED_TASK).await["link"], json!([]));
+
+    assert_eq!(t.cancel(VCD_DEMO_CANCELABLE_TASK).await.0, 204);
+    let after = t.task(VCD_DEMO_CANCELABLE_TASK).await;
+    assert_eq!(after["cancelRequested"], true);
+    assert_eq!(after["status"], "running");
+    assert_eq!(after["link"], json!([]));
+    let (status, again) = t.cancel(VCD_DEMO_CANCELABLE_TASK).await;
+    assert_eq!(
+        (status, again["minorErrorCode"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    t.clock.advance(CANCEL_DELAY);
+    let aborted = t.task(VCD_DEMO_CANCELABLE_TASK).await;
+    assert_eq!(aborted["status"], "aborted");
+    assert!(aborted["endTime"].is_string());
+
+    let (status, done) = t.cancel(VCD_DEMO_SUCCEEDED_TASK).await;
+    assert_eq!(
+        (status, done["minorErrorCode"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    assert_eq!(done["majorErrorCode"], 400);
+    assert_eq!(
+        t.cancel(VCD_DEMO_RUNNING_TASK).await.0,
+        400,
+        "not cancelable"
+    );
+    let (status, unknown) = t.cancel("00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(
+        (status, unknown["minorErrorCode"].as_str()),
+        (403, Some("ACCESS_TO_RESOURCE_IS_FORBIDDEN"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_other_org_tasks_are_forbidden_and_404_is_injectable() {
+    let t = T::start().await;
+    let (s, body) = t.get(&format!("/api/task/{VCD_DEMO_OTHER_ORG_TASK}")).await;
+    assert_eq!(
+        (s, body["minorErrorCode"].as_str()),
+        (403, Some("ACCESS_TO_RESOURCE_IS_FORBIDDEN"))
+    );
+    assert_eq!(body["majorErrorCode"], 403);
+    let provider = t.login(PROVIDER_ORG, true).await;
+    let (s, body) = t
+        .get_as(&format!("/api/task/{VCD_DEMO_OTHER_ORG_TASK}"), &provider)
+        .await;
+    assert_eq!(
+        (s, body["organization"]["name"].as_str()),
+        (200, Some("globex"))
+    );
+    t.sim
+        .inject(ROUTE_TASK_GET, resource_not_found_fault("abc"));
+    let (s, body) = t.get("/api/task/abc").await;
+    assert_eq!(
+        (s, body["minorErrorCode"].as_str()),
+        (404, Some("RESOURCE_NOT_FOUND"))
+    );
+    assert_eq!(t.sim.requests(ROUTE_TASK_GET), 3);
+}
+
+#[tokio::test]
+async fn accept_header_needs_a_supported_json_version() {
+    let t = T::start().await;
+    let url = format!("{}/api/task/{VCD_DEMO_RUNNING_TASK}", t.sim.url());
+    for accept in [
+        None,
+        Some("application/json"),
+        Some("application/*+json"),
+        Some("application/*+json;version=20.0"),
+        Some("application/*+xml;version=38.0"),
+    ] {
+        let mut req = t.http.get(&url).bearer_auth(&t.token);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 406, "{accept:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["minorErrorCode"], "NOT_ACCEPTABLE", "{accept:?}");
+        assert_eq!(body["majorErrorCode"], 406);
+    }
+    for accept in [
+        "application/json;version=40.0",
+        "application/vnd.vmware.vcloud.task+json;version=37.0",
+        "text/html, application/*+json;version=36.0",
+    ] {
+        let r = t
+            .http
+            .get(&url)
+            .bearer_auth(&t.token)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{accept}");
+    }
+    // Login without a version is refused with the cloudapi error body.
+    let r = t
+        .http
+        .post(format!("{}/cloudapi/1.0.0/sessions", t.sim.url()))
+        .basic_auth(format!("{}@acme", t.sim.username()), Some(t.sim.password()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["minorErrorCode"], "NOT_ACCEPTABLE");
+    assert!(body.get("majorErrorCode").is_none());
+}
+
+#[tokio::test]
+async fn logins_tokens_logout_and_expiry() {
+    let t = T::start().await;
+    let cloudapi = |path: &str| format!("{}{path}", t.sim.url());
+    let bad = t
+        .login_request("acme", false, "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"minorErrorCode": "UNAUTHORIZED", "message": "Invalid credentials.", "stackTrace": null})
+    );
+    // System users need the provider endpoint; tenants cannot use it.
+    for (org, provider) in [("System", false), ("acme", true)] {
+        let r = t.login_request(org, provider, t.sim.password());
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{org} provider={provider}");
+    }
+    let (s, session) = t.get("/cloudapi/1.0.0/sessions/current").await;
+    assert_eq!(s, 200);
+    assert_eq!(session["org"]["name"], "acme");
+    assert_eq!(session["user"]["name"], t.sim.username());
+    assert_eq!(t.token.split('.').count(), 3, "JWT-shaped");
+
+    // API token → access token, for tenant and provider.
+    let exchange = |path: String, refresh: String| {
+        t.http
+            .post(cloudapi(&path))
+            .header("accept", "application/json;version=38.0")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=refresh_token&refresh_token={}",
+                percent_encode(&refresh)
+            ))
+            .send()
+    };
+    let r = exchange("/oauth/tenant/acme/token".into(), t.sim.api_token().into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().await.unwrap();
+    assert_eq!(tok["token_type"], "Bearer");
+    assert_eq!(tok["expires_in"], 1800);
+    let access = tok["access_token"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        t.get_as(&format!("/api/task/{VCD_DEMO_RUNNING_TASK}"), &access)
+            .await
+            .0,
+        200
+    );
+    let r = exchange("/oauth/tenant/acme/token".into(), "nope".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let r = exchange(
+        "/oauth/tenant/globex/token".into(),
+        t.sim.api_token().into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = exchange("/oauth/provider/token".into(), t.sim.api_token().into())
+        .await
+        .unwrap();
+    let provider = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let (s, _) = t.get_as("/api/query?type=adminTask", &provider).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.sim.logins(), 3);
+
+    // The legacy header works as well; logout and expiry end a token.
+    let r = t
+        .http
+        .get(cloudapi(&format!("/api/task/{VCD_DEMO_RUNNING_TASK}")))
+        .header(ACCESS_TOKEN_HEADER, &access)
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = t
+        .http
+        .delete(cloudapi("/cloudapi/1.0.0/sessions/current"))
+        .bearer_auth(&access)
+        .header("accept", "application/json;version=38.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, body) = t
+        .get_as(&format!("/api/task/{VCD_DEMO_RUNNING_TASK}"), &access)
+        .await;
+    assert_eq!((s, body["majorErrorCode"].as_u64()), (401, Some(401)));
+    t.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(
+        t.get(&format!("/api/task/{VCD_DEMO_RUNNING_TASK}")).await.0,
+        401
+    );
+    let fresh = t.login("acme", false).await;
+    t.sim.expire_sessions();
+    assert_eq!(t.get_as("/api/query?type=task", &fresh).await.0, 401);
+}
+
+#[tokio::test]
+async fn query_pages_with_links_and_clamps_page_size() {
+    let t = T::start().await;
+    let (s, all) = t.get("/api/query?type=task&format=records").await;
+    assert_eq!(s, 200);
+    let total = all["total"].as_u64().unwrap_or(0);
+    assert_eq!(total, 11, "acme's tasks only");
+    assert_eq!(all["pageSize"], 25);
+    assert_eq!(all["link"], json!([]));
+    let rec = &all["record"][0];
+    assert_eq!(rec["_type"], "QueryResultTaskRecordType");
+    assert_eq!(rec["name"], "vappDeploy");
+    assert_eq!(
+        rec["operationFull"]
+            .as_str()
+            .map(|s| s.starts_with("Starting")),
+        Some(true)
+    );
+    assert!(rec["startDate"].as_str().unwrap_or("").ends_with("+02:00"));
+    assert!(rec["endDate"].is_null());
+    assert_eq!(rec["objectName"], "web-01");
+
+    let (_, p1) = t
+        .get("/api/query?type=task&page=1&pageSize=4&sortDesc=startDate")
+        .await;
+    assert_eq!(p1["record"].as_array().map(Vec::len), Some(4));
+    let rels: Vec<&str> = p1["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["rel"].as_str())
+        .collect();
+    assert_eq!(rels, ["nextPage", "lastPage"]);
+    let next = p1["link"][0]["href"].as_str().unwrap_or("");
+    assert!(
+        next.contains("page=2") && next.contains("sortDesc=startDate"),
+        "{next}"
+    );
+    let last = p1["link"][1]["href"].as_str().unwrap_or("");
+    assert!(last.contains("page=3"), "{last}");
+    let dates: Vec<&str> = p1["record"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["startDate"].as_str())
+        .collect();
+    let mut sorted = dates.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(dates, sorted, "newest first");
+    let (_, p3) = t.get("/api/query?type=task&page=3&pageSize=4").await;
+    assert_eq!(p3["record"].as_array().map(Vec::len), Some(3));
+    let rels: Vec<&str> = p3["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["rel"].as_str())
+        .collect();
+    assert_eq!(rels, ["firstPage", "previousPage"]);
+    let (s, beyond) = t.get("/api/query?type=task&page=9&pageSize=4").await;
+    assert_eq!(
+        (s, beyond["record"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (_, big) = t.get("/api/query?type=task&pageSize=1000").await;
+    assert_eq!(big["pageSize"], QUERY_MAX_PAGE_SIZE);
+    assert_eq!(t.get("/api/query?type=task&page=0").await.0, 400);
+    assert_eq!(t.get("/api/query?type=vm").await.0, 400);
+    let (s, body) = t.get("/api/query?type=adminTask").await;
+    assert_eq!(
+        (s, body["minorErrorCode"].as_str()),
+        (403, Some("ACCESS_TO_RESOURCE_IS_FORBIDDEN"))
+    );
+    let provider = t.login(PROVIDER_ORG, true).await;
+    let (_, admin) = t.get_as("/api/query?type=adminTask", &provider).await;
+    assert_eq!(admin["total"], 12);
+    assert_eq!(
+        admin["record"][0]["_type"],
+        "QueryResultAdminTaskRecordType"
+    );
+}
+
+#[tokio::test]
+async fn fiql_filters_select_records_and_bad_filters_are_400() {
+    let t = T::start().await;
+    let names = |v: &Value| -> Vec<String> {
+        v["record"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                r["href"]
+                    .as_str()
+                    .and_then(|h| h.rsplit('/').next())
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let q = |f: &str| format!("/api/query?type=task&filter={}", percent_encode(f));
+    let (_, running) = t.get(&q("status==running")).await;
+    assert!(
+        running["record"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["status"] == "running")
+    );
+    assert_eq!(running["total"], 4);
+    let (_, mix) = t
+        .get(&q("(status==success,status==error);name==vdcUpdateVdc"))
+        .await;
+    assert_eq!(names(&mix), [VCD_DEMO_ERROR_TASK]);
+    let (_, or_and) = t
+        .get(&q("status==aborted,status==queued;objectName==db-01"))
+        .await;
+    assert_eq!(
+        names(&or_and),
+        [VCD_DEMO_QUEUED_TASK, VCD_DEMO_ABORTED_TASK]
+    );
+    let (_, by_id) = t
+        .get(&q(&format!(
+            "id==urn:vcloud:task:{VCD_DEMO_SUCCEEDED_TASK}"
+        )))
+        .await;
+    assert_eq!(names(&by_id), [VCD_DEMO_SUCCEEDED_TASK]);
+    let (_, glob) = t.get(&q("ownerName==app-*;status!=running")).await;
+    assert_eq!(
+        names(&glob),
+        [
+            VCD_DEMO_PRE_RUNNING_TASK,
+            "3c2b9e61-0d5e-4f6b-9a8a-1f7d2c4e5b68"
+        ]
+    );
+    let cutoff = vcd_record_datetime(t.clock.wall(Duration::ZERO) - chrono::Duration::minutes(35));
+    let (s, recent) = t
+        .get(&q(&format!(
+            "startDate=gt={cutoff};serviceNamespace==com.vmware.vcloud"
+        )))
+        .await;
+    assert_eq!(s, 200);
+    assert!(!names(&recent).contains(&VCD_DEMO_SUCCEEDED_TASK.to_string()));
+    assert!(names(&recent).contains(&VCD_DEMO_ABORTED_TASK.to_string()));
+    for bad in [
+        "colour==red",
+        "status=running",
+        "(status==running",
+        "status==",
+        "name=gt=x",
+        "startDate=lt=yesterday",
+    ] {
+        let (s, body) = t.get(&q(bad)).await;
+        assert_eq!(
+            (s, body["minorErrorCode"].as_str()),
+            (400, Some("BAD_REQUEST")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn datetimes_have_the_vcd_offsets() {
+    let t = DateTime::parse_from_rfc3339("2024-03-06T12:11:57.473Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap();
+    assert_eq!(vcd_datetime(t), "2024-03-06T14:11:57.473+0200");
+    assert_eq!(vcd_record_datetime(t), "2024-03-06T14:11:57.473+02:00");
+    assert_eq!(
+        fiql::parse_date("2024-03-06T14:11:57.473+0200").map(|d| d.with_timezone(&Utc)),
+        Some(t)
+    );
+    assert_eq!(
+        fiql::parse_date("2024-03-06T14:11:57.473 02:00").map(|d| d.with_timezone(&Utc)),
+        Some(t)
+    );
+}
+
+#[tokio::test]
+async fn legacy_logout_ends_the_session_and_needs_one() {
+    let t = T::start().await;
+    let url = format!("{}/api/session", t.sim.url());
+    let delete = |token: Option<&str>| {
+        let mut req = t.http.delete(&url).header("accept", ACCEPT);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let r = delete(Some(&t.token)).await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.text().await.unwrap(), "");
+    let (s, body) = t.get(&format!("/api/task/{VCD_DEMO_RUNNING_TASK}")).await;
+    assert_eq!((s, body["majorErrorCode"].as_u64()), (401, Some(401)));
+    // Again with the ended token, and with none: 401 with the legacy Error body.
+    for token in [Some(t.token.as_str()), None] {
+        let r = delete(token).await.unwrap();
+        assert_eq!(r.status(), 401, "{token:?}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/vnd.vmware.vcloud.error+json;version=38.0"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                body["minorErrorCode"].as_str(),
+                body["majorErrorCode"].as_u64()
+            ),
+            (Some("UNAUTHORIZED"), Some(401))
+        );
+    }
+    assert_eq!(t.sim.requests(ROUTE_LEGACY_LOGOUT), 3);
+    // Another session is untouched.
+    let other = t.login("acme", false).await;
+    assert_eq!(t.get_as("/api/query?type=task", &other).await.0, 200);
+}
+
+#[tokio::test]
+async fn every_route_key_names_its_route() {
+    use http::Method;
+
+    use crate::simulator::part::probe::Probe;
+
+    let p = Probe::<CloudDirector>::new();
+    let logins = [
+        ROUTE_LOGIN,
+        ROUTE_PROVIDER_LOGIN,
+        ROUTE_TENANT_TOKEN,
+        ROUTE_PROVIDER_TOKEN,
+    ];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &logins).await;
+    let sessions = [ROUTE_SESSION_CURRENT, ROUTE_LOGOUT, ROUTE_LEGACY_LOGOUT];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &sessions).await;
+    let tasks = [
+        ROUTE_TASK_GET,
+        ROUTE_TASK_CANCEL,
+        ROUTE_QUERY,
+        ROUTE_VERSIONS,
+    ];
+    p.assert_routes(ACCESS_TOKEN_HEADER, &tasks).await;
+    let unmatched = [
+        (Method::GET, "/api/session"),
+        (Method::POST, "/oauth/tenant/token"),
+        (Method::GET, "/api/task/x/action/cancel"),
+    ];
+    p.assert_unmatched(ACCESS_TOKEN_HEADER, &unmatched).await;
+    let provider = p.key(Method::POST, "/cloudapi/1.0.0/sessions/provider/", None);
+    assert_eq!(provider.await, ROUTE_PROVIDER_LOGIN);
+}
