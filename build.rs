@@ -1,6 +1,7 @@
 //! Compiles the v1 contract in `proto/` with protox (a pure-Rust protobuf compiler, so no
-//! system `protoc` is needed) and writes the file descriptor sets served by reflection: the
-//! contract's, and the google.rpc error details' (reflection only; tonic-types has the code).
+//! system `protoc` is needed) and writes the file descriptor set reflection serves. The
+//! published contract is `proto/vmware/**` alone; the google.rpc error details come with
+//! tonic-types (code and descriptors).
 
 use std::{env, fs, path::PathBuf};
 
@@ -22,12 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set();
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("gateway_descriptor.bin"), fds.encode_to_vec())?;
-    let rpc = protox::Compiler::new(["proto"])?
-        .include_source_info(true)
-        .include_imports(true)
-        .open_files(["google/rpc/error_details.proto"])?
-        .file_descriptor_set();
-    fs::write(out.join("rpc_descriptor.bin"), rpc.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

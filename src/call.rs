@@ -1,26 +1,48 @@
 //! The context of the gRPC call being served, readable by every layer below the gRPC face:
-//! its deadline (so each upstream request it causes gives up in time) and the parser of the
-//! `grpc-timeout` header it comes from (tonic exposes none).
+//! its time and deadline (so each upstream request it causes gives up in time), and the
+//! parser of the `grpc-timeout` header they come from (tonic exposes none).
 
 use std::{future::Future, time::Duration};
 
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-tokio::task_local! {
-    /// The deadline of the gRPC call being served (set by the gRPC face, read by the HTTP
-    /// client under it).
-    static DEADLINE: Option<Instant>;
+/// What a call's metadata says about its time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Call {
+    /// The call's whole time (`grpc-timeout`), if the client set one.
+    pub timeout: Option<Duration>,
+    /// When the gateway gives up on it (see [`deadline`]).
+    pub deadline: Option<Instant>,
 }
 
-/// Runs `work` with the call's deadline in scope.
-pub async fn with_deadline<F: Future>(deadline: Option<Instant>, work: F) -> F::Output {
-    DEADLINE.scope(deadline, work).await
+impl Call {
+    pub fn from_metadata(metadata: &MetadataMap) -> Call {
+        Call {
+            timeout: call_timeout(metadata),
+            deadline: deadline(metadata),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The gRPC call being served (set by the gRPC face, read by the layers under it).
+    static CURRENT: Call;
+}
+
+/// Runs `work` with `call` in scope.
+pub async fn scope<F: Future>(call: Call, work: F) -> F::Output {
+    CURRENT.scope(call, work).await
+}
+
+/// The call being served, or an unbounded one outside a call.
+pub fn current() -> Call {
+    CURRENT.try_with(|c| *c).unwrap_or_default()
 }
 
 /// The deadline of the call being served, if it has one and this task serves a call.
 pub fn current_deadline() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok().flatten()
+    current().deadline
 }
 
 /// The call's deadline from its `grpc-timeout` header, less a small margin so the gateway
@@ -78,12 +100,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_deadline_is_seen_only_inside_its_scope() {
+    async fn the_call_is_seen_only_inside_its_scope() {
         assert_eq!(current_deadline(), None);
-        let at = Instant::now() + Duration::from_secs(1);
-        assert_eq!(
-            with_deadline(Some(at), async { current_deadline() }).await,
-            Some(at)
-        );
+        let call = Call::from_metadata(&with_timeout("1S"));
+        assert_eq!(call.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(scope(call, async { current() }).await, call);
+        assert_eq!(current(), Call::default());
     }
 }

@@ -1,5 +1,33 @@
 //! The gRPC face: one file per service. Each RPC validates its request, resolves the name,
-//! calls the upstream through the registry and converts; no HTTP here.
+//! calls the upstream (or the watch engine) through the registry and converts; no HTTP here.
+
+/// Writes a tonic service impl. Each unary RPC listed under `unary` runs
+/// `self.handler(req)` through [`unary`] (the call in scope, its error a `Status` naming
+/// the resource); the items after the list (streaming RPCs) are written as usual.
+macro_rules! service {
+    (
+        impl $service:ident for $api:ty {
+            unary {
+                $( $rpc:ident($req:ident: $req_ty:ty) -> $resp:ty { $resource:expr => $handler:ident } )*
+            }
+            $($rest:tt)*
+        }
+    ) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<$req_ty>,
+                ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
+                    let $req = request.get_ref();
+                    $crate::api::unary($resource, request.metadata(), self.$handler($req)).await
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
 
 pub mod paging;
 pub mod rpc_log;
@@ -25,7 +53,7 @@ pub async fn unary<T>(
     work: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
     record_resource(resource);
-    call::with_deadline(call::deadline(metadata), work)
+    call::scope(call::Call::from_metadata(metadata), work)
         .await
         .map(Response::new)
         .map_err(|e| e.into_status(resource))

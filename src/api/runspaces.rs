@@ -13,10 +13,9 @@ use tonic::{Request, Response, Status};
 
 use super::{
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
-    streams, unary,
+    streams,
 };
 use crate::{
-    call,
     error::{GatewayError, Reason, Result, clip},
     names::{self, UpstreamRef},
     proto::{
@@ -25,6 +24,7 @@ use crate::{
         runspace_service_server::RunspaceService,
     },
     upstream::Registry,
+    watch,
 };
 
 /// How long a create's `request_id` is remembered (the contract says at least 10 minutes).
@@ -180,72 +180,41 @@ fn runspace_key(r: &Runspace, merged: bool) -> NewestFirstKey {
 
 type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<RunspaceEvent, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl RunspaceService for RunspaceApi {
-    async fn create_runspace(
-        &self,
-        r: Request<CreateRunspaceRequest>,
-    ) -> std::result::Result<Response<Runspace>, Status> {
-        let req = r.get_ref();
-        unary(&req.parent, r.metadata(), self.create(req)).await
-    }
+service! {
+    impl RunspaceService for RunspaceApi {
+        unary {
+            create_runspace(req: CreateRunspaceRequest) -> Runspace { &req.parent => create }
+            get_runspace(req: GetRunspaceRequest) -> Runspace { &req.name => get }
+            list_runspaces(req: ListRunspacesRequest) -> ListRunspacesResponse { &req.parent => list }
+            delete_runspace(req: DeleteRunspaceRequest) -> () { &req.name => delete }
+        }
 
-    async fn get_runspace(
-        &self,
-        r: Request<GetRunspaceRequest>,
-    ) -> std::result::Result<Response<Runspace>, Status> {
-        let req = r.get_ref();
-        unary(&req.name, r.metadata(), self.get(req)).await
-    }
+        type WatchRunspaceStream = EventStream;
 
-    async fn list_runspaces(
-        &self,
-        r: Request<ListRunspacesRequest>,
-    ) -> std::result::Result<Response<ListRunspacesResponse>, Status> {
-        let req = r.get_ref();
-        unary(&req.parent, r.metadata(), self.list(req)).await
-    }
-
-    async fn delete_runspace(
-        &self,
-        r: Request<DeleteRunspaceRequest>,
-    ) -> std::result::Result<Response<()>, Status> {
-        let req = r.get_ref();
-        unary(&req.name, r.metadata(), self.delete(req)).await
-    }
-
-    type WatchRunspaceStream = EventStream;
-
-    async fn watch_runspace(
-        &self,
-        r: Request<WatchRunspaceRequest>,
-    ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
-        use crate::watch::{Runspaces, Target, WatchOptions};
-        let req = r.get_ref();
-        let setup = || -> Result<crate::watch::Watch<Runspace>> {
-            let name = names::parse_resource(&req.name, "runspaces", "name")?;
-            let opts = WatchOptions {
-                min_poll_interval: super::duration_field(
+        async fn watch_runspace(
+            &self,
+            request: Request<WatchRunspaceRequest>,
+        ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
+            let req = request.get_ref();
+            let setup = || -> Result<watch::Watch<Runspace>> {
+                let name = names::parse_resource(&req.name, "runspaces", "name")?;
+                let opts = streams::watch_options(
                     req.min_poll_interval.as_ref(),
-                    "min_poll_interval",
-                )?,
-                heartbeat_interval: super::duration_field(
                     req.heartbeat_interval.as_ref(),
-                    "heartbeat_interval",
-                )?,
-                deadline: call::deadline(r.metadata()),
+                    request.metadata(),
+                )?;
+                let (upstream, source) = self.registry.runspace_source(&name.upstream, "name")?;
+                let target = watch::Target {
+                    upstream: upstream.name.clone(),
+                    id: name.id,
+                    source: Arc::new(watch::Runspaces(source.clone())),
+                };
+                Ok(self
+                    .watch
+                    .runspaces
+                    .watch(target, opts, self.stopping.clone(), Runspace::clone))
             };
-            let (upstream, source) = self.registry.runspace_source(&name.upstream, "name")?;
-            let target = Target {
-                upstream: upstream.name.clone(),
-                id: name.id,
-                source: Arc::new(Runspaces(source.clone())),
-            };
-            Ok(self
-                .watch
-                .runspaces
-                .watch(target, opts, self.stopping.clone(), Runspace::clone))
-        };
-        streams::open(&req.name, setup(), streams::runspace_event).await
+            streams::open(&req.name, setup(), streams::runspace_event).await
+        }
     }
 }

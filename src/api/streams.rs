@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use tonic::{Response, Status, metadata::MetadataMap};
 
 use crate::{
-    call::call_timeout,
+    call,
     error::{GatewayError, Result},
     proto,
-    watch::{Event, EventKind, Resource, Watch},
+    watch::{Event, EventKind, Resource, Watch, WatchOptions},
 };
 
 /// A server stream of watch messages.
@@ -103,17 +103,30 @@ pub async fn open<R: Resource, M: Send + 'static>(
     Ok(Response::new(Box::pin(stream)))
 }
 
+/// A watcher's options from its request fields and the call's metadata.
+pub fn watch_options(
+    min_poll_interval: Option<&prost_types::Duration>,
+    heartbeat_interval: Option<&prost_types::Duration>,
+    metadata: &MetadataMap,
+) -> Result<WatchOptions> {
+    Ok(WatchOptions {
+        min_poll_interval: super::duration_field(min_poll_interval, "min_poll_interval")?,
+        heartbeat_interval: super::duration_field(heartbeat_interval, "heartbeat_interval")?,
+        deadline: call::deadline(metadata),
+    })
+}
+
 /// When a WaitTask call answers at the latest: the earliest of its `timeout` (unset = the
 /// maximum wait), the configured maximum wait, and the call's own time less a margin, so the
 /// client gets the snapshot rather than DEADLINE_EXCEEDED: by 90 % of the call's time and at
 /// least 100 ms before its deadline.
 pub fn wait_until(
-    metadata: &MetadataMap,
+    call: Option<Duration>,
     timeout: Option<Duration>,
     max_wait: Duration,
 ) -> Instant {
     let mut wait = timeout.unwrap_or(max_wait).min(max_wait);
-    if let Some(call) = call_timeout(metadata) {
+    if let Some(call) = call {
         let margin = (call / 10).max(Duration::from_millis(100));
         wait = wait.min(call.saturating_sub(margin));
     }
@@ -124,34 +137,27 @@ pub fn wait_until(
 mod tests {
     use super::*;
 
-    fn with_timeout(v: &str) -> MetadataMap {
-        let mut m = MetadataMap::new();
-        m.insert("grpc-timeout", v.parse().unwrap());
-        m
-    }
+    const SECS_10: Option<Duration> = Some(Duration::from_secs(10));
 
     #[tokio::test(start_paused = true)]
     async fn wait_answers_by_ninety_percent_and_100ms_before_the_deadline() {
         let max = Duration::from_secs(60);
         let now = Instant::now();
         // 10 s call: 90 % is 9 s.
-        assert_eq!(
-            wait_until(&with_timeout("10S"), None, max) - now,
-            Duration::from_secs(9)
-        );
+        assert_eq!(wait_until(SECS_10, None, max) - now, Duration::from_secs(9));
         // 500 ms call: 100 ms before the deadline is earlier than 90 %.
         assert_eq!(
-            wait_until(&with_timeout("500m"), None, max) - now,
+            wait_until(Some(Duration::from_millis(500)), None, max) - now,
             Duration::from_millis(400)
         );
         // The timeout and the maximum wait bound it too.
         assert_eq!(
-            wait_until(&with_timeout("10S"), Some(Duration::from_secs(2)), max) - now,
+            wait_until(SECS_10, Some(Duration::from_secs(2)), max) - now,
             Duration::from_secs(2)
         );
-        assert_eq!(wait_until(&MetadataMap::new(), None, max) - now, max);
+        assert_eq!(wait_until(None, None, max) - now, max);
         assert_eq!(
-            wait_until(&MetadataMap::new(), Some(Duration::from_secs(600)), max) - now,
+            wait_until(None, Some(Duration::from_secs(600)), max) - now,
             max
         );
     }

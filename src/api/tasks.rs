@@ -9,10 +9,9 @@ use tonic::{Request, Response, Status};
 use super::{
     duration_field, enum_field,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
-    streams, unary,
+    streams,
 };
 use crate::{
-    call::deadline,
     error::{GatewayError, Reason, Result},
     names::{self, UpstreamRef},
     proto::{
@@ -21,7 +20,7 @@ use crate::{
         task_service_server::TaskService,
     },
     upstream::{Registry, TaskSource, Upstream},
-    watch::{self, Target, WatchEngine, WatchOptions},
+    watch::{self, Target, WatchEngine},
 };
 
 pub struct TaskApi {
@@ -134,6 +133,27 @@ impl TaskApi {
         source.cancel(&id).await?;
         Ok(with_view(source.get(&id).await?, TaskView::Basic))
     }
+
+    async fn wait(&self, req: &WaitTaskRequest) -> Result<Task> {
+        let view = enum_field::<TaskView>(req.view, "view")?;
+        let (upstream, source, id) = self.resolve(&req.name)?;
+        let timeout = duration_field(req.timeout.as_ref(), "timeout")?;
+        let until = streams::wait_until(
+            crate::call::current().timeout,
+            timeout,
+            self.watch.settings().max_wait,
+        );
+        let task = self
+            .watch
+            .tasks
+            .wait(
+                task_target(upstream, source, id),
+                until,
+                self.stopping.clone(),
+            )
+            .await?;
+        Ok(with_view(task, view))
+    }
 }
 
 /// Drops the upstream payload unless the FULL view was asked for.
@@ -180,91 +200,47 @@ fn in_merged_list(upstream: &str, e: GatewayError) -> GatewayError {
 
 type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<TaskEvent, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl TaskService for TaskApi {
-    async fn get_task(
-        &self,
-        request: Request<GetTaskRequest>,
-    ) -> std::result::Result<Response<Task>, Status> {
-        let req = request.get_ref();
-        unary(&req.name, request.metadata(), self.get(req)).await
-    }
+service! {
+    impl TaskService for TaskApi {
+        unary {
+            get_task(req: GetTaskRequest) -> Task { &req.name => get }
+            list_tasks(req: ListTasksRequest) -> ListTasksResponse { &req.parent => list }
+            cancel_task(req: CancelTaskRequest) -> Task { &req.name => cancel }
+            wait_task(req: WaitTaskRequest) -> Task { &req.name => wait }
+        }
 
-    async fn list_tasks(
-        &self,
-        request: Request<ListTasksRequest>,
-    ) -> std::result::Result<Response<ListTasksResponse>, Status> {
-        let req = request.get_ref();
-        unary(&req.parent, request.metadata(), self.list(req)).await
-    }
+        type WatchTaskStream = EventStream;
 
-    async fn cancel_task(
-        &self,
-        request: Request<CancelTaskRequest>,
-    ) -> std::result::Result<Response<Task>, Status> {
-        let req = request.get_ref();
-        unary(&req.name, request.metadata(), self.cancel(req)).await
-    }
-
-    type WatchTaskStream = EventStream;
-
-    async fn watch_task(
-        &self,
-        request: Request<WatchTaskRequest>,
-    ) -> std::result::Result<Response<Self::WatchTaskStream>, Status> {
-        let req = request.get_ref();
-        let setup = || -> Result<watch::Watch<Task>> {
-            let view = enum_field::<TaskView>(req.view, "view")?;
-            let (upstream, source, id) = self.resolve(&req.name)?;
-            let opts = WatchOptions {
-                min_poll_interval: duration_field(
+        async fn watch_task(
+            &self,
+            request: Request<WatchTaskRequest>,
+        ) -> std::result::Result<Response<Self::WatchTaskStream>, Status> {
+            let req = request.get_ref();
+            let setup = || -> Result<watch::Watch<Task>> {
+                let view = enum_field::<TaskView>(req.view, "view")?;
+                let (upstream, source, id) = self.resolve(&req.name)?;
+                let opts = streams::watch_options(
                     req.min_poll_interval.as_ref(),
-                    "min_poll_interval",
-                )?,
-                heartbeat_interval: duration_field(
                     req.heartbeat_interval.as_ref(),
-                    "heartbeat_interval",
-                )?,
-                deadline: deadline(request.metadata()),
+                    request.metadata(),
+                )?;
+                Ok(self.watch.tasks.watch(
+                    task_target(upstream, source, id),
+                    opts,
+                    self.stopping.clone(),
+                    move |t: &Task| with_view(t.clone(), view),
+                ))
             };
-            let target = Target {
-                upstream: upstream.name.clone(),
-                id,
-                source: Arc::new(watch::Tasks(source.clone())),
-            };
-            Ok(self
-                .watch
-                .tasks
-                .watch(target, opts, self.stopping.clone(), move |t: &Task| {
-                    with_view(t.clone(), view)
-                }))
-        };
-        streams::open(&req.name, setup(), streams::task_event).await
+            streams::open(&req.name, setup(), streams::task_event).await
+        }
     }
+}
 
-    async fn wait_task(
-        &self,
-        request: Request<WaitTaskRequest>,
-    ) -> std::result::Result<Response<Task>, Status> {
-        let req = request.get_ref();
-        let metadata = request.metadata();
-        unary(&req.name, metadata, async {
-            let view = enum_field::<TaskView>(req.view, "view")?;
-            let (upstream, source, id) = self.resolve(&req.name)?;
-            let timeout = duration_field(req.timeout.as_ref(), "timeout")?;
-            let until = streams::wait_until(metadata, timeout, self.watch.settings().max_wait);
-            let target = Target {
-                upstream: upstream.name.clone(),
-                id,
-                source: Arc::new(watch::Tasks(source.clone())),
-            };
-            let task = self
-                .watch
-                .tasks
-                .wait(target, until, self.stopping.clone())
-                .await?;
-            Ok(with_view(task, view))
-        })
-        .await
+/// The watch engine's target for a resolved task.
+fn task_target(upstream: &Upstream, source: &Arc<dyn TaskSource>, id: String) -> Target<Task> {
+    Target {
+        upstream: upstream.name.clone(),
+        id,
+        source: Arc::new(watch::Tasks(source.clone())),
     }
 }

@@ -2,12 +2,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
-
-use super::{
-    paging::{self, decode_token, paginate},
-    unary,
-};
+use super::paging::{self, decode_token, paginate};
 use crate::{
     error::{GatewayError, Reason, Result},
     names::{self, UpstreamRef},
@@ -27,7 +22,7 @@ impl UpstreamApi {
         Self { registry }
     }
 
-    fn list(&self, req: &ListUpstreamsRequest) -> Result<ListUpstreamsResponse> {
+    async fn list(&self, req: &ListUpstreamsRequest) -> Result<ListUpstreamsResponse> {
         let size = paging::page_size(req.page_size)?;
         let after: Option<String> = decode_token(&req.page_token, "upstreams", "")?;
         let all: Vec<Upstream> = self.registry.all().map(|u| u.info()).collect();
@@ -45,7 +40,7 @@ impl UpstreamApi {
         })
     }
 
-    fn get(&self, req: &GetUpstreamRequest) -> Result<Upstream> {
+    async fn get(&self, req: &GetUpstreamRequest) -> Result<Upstream> {
         match names::parse_upstream(&req.name, "name")? {
             UpstreamRef::Named(n) => Ok(self.registry.get(&n)?.info()),
             UpstreamRef::Any => Err(GatewayError::invalid(
@@ -57,21 +52,11 @@ impl UpstreamApi {
     }
 }
 
-#[tonic::async_trait]
-impl UpstreamService for UpstreamApi {
-    async fn list_upstreams(
-        &self,
-        request: Request<ListUpstreamsRequest>,
-    ) -> std::result::Result<Response<ListUpstreamsResponse>, Status> {
-        let req = request.get_ref();
-        unary("upstreams", request.metadata(), async { self.list(req) }).await
-    }
-
-    async fn get_upstream(
-        &self,
-        request: Request<GetUpstreamRequest>,
-    ) -> std::result::Result<Response<Upstream>, Status> {
-        let req = request.get_ref();
-        unary(&req.name, request.metadata(), async { self.get(req) }).await
+service! {
+    impl UpstreamService for UpstreamApi {
+        unary {
+            list_upstreams(req: ListUpstreamsRequest) -> ListUpstreamsResponse { "upstreams" => list }
+            get_upstream(req: GetUpstreamRequest) -> Upstream { &req.name => get }
+        }
     }
 }
