@@ -33,6 +33,14 @@ pub struct UpstreamMessage {
 }
 
 impl UpstreamMessage {
+    /// A message with text only (Cloud Director and SRS errors carry no message ids).
+    pub fn plain(text: impl Into<String>) -> Self {
+        UpstreamMessage {
+            default_message: text.into(),
+            ..Default::default()
+        }
+    }
+
     pub fn text(&self) -> &str {
         self.localized
             .as_deref()

@@ -87,21 +87,17 @@ pub async fn serve_on(
     let max = cfg.server.max_message_bytes;
     // Created before the services so open watches can end when shutdown starts.
     let (stopping_tx, mut stopping) = watch::channel(false);
-    let engine = Arc::new(WatchEngine::new(&cfg.watch));
-    let tasks = TaskServiceServer::new(TaskApi::new(
-        registry.clone(),
-        engine.clone(),
-        stopping.clone(),
-    ))
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let runspaces = RunspaceServiceServer::new(RunspaceApi::new(
-        registry.clone(),
-        engine.clone(),
-        stopping.clone(),
-    ))
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    let shared = crate::api::Shared {
+        registry: registry.clone(),
+        watch: Arc::new(WatchEngine::new(&cfg.watch)),
+        stopping: stopping.clone(),
+    };
+    let tasks = TaskServiceServer::new(TaskApi::new(shared.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let runspaces = RunspaceServiceServer::new(RunspaceApi::new(shared))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let upstreams = UpstreamServiceServer::new(UpstreamApi::new(registry.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

@@ -1,16 +1,21 @@
 //! The gRPC face: one file per service. Each RPC validates its request, resolves the name,
 //! calls the upstream (or the watch engine) through the registry and converts; no HTTP here.
 
-/// Writes a tonic service impl. Each unary RPC listed under `unary` runs
-/// `self.handler(req)` through [`unary`] (the call in scope, its error a `Status` naming
-/// the resource); the items after the list (streaming RPCs) are written as usual.
+/// Writes a tonic service impl. Each RPC listed under `unary` runs `self.handler(req)`
+/// through [`unary`] (the call in scope, its error a `Status` naming the resource); each
+/// listed under `stream` opens `self.handler(req, metadata)` (a validated watch) as a server
+/// stream of `to_msg(event)` through [`streams::open`].
 macro_rules! service {
     (
         impl $service:ident for $api:ty {
             unary {
                 $( $rpc:ident($req:ident: $req_ty:ty) -> $resp:ty { $resource:expr => $handler:ident } )*
             }
-            $($rest:tt)*
+            $(stream {
+                $( $srpc:ident($sreq:ident: $sreq_ty:ty) -> $stream:ident<$msg:ty> {
+                    $sresource:expr => $shandler:ident, $to_msg:ident
+                } )*
+            })?
         }
     ) => {
         #[tonic::async_trait]
@@ -24,7 +29,19 @@ macro_rules! service {
                     $crate::api::unary($resource, request.metadata(), self.$handler($req)).await
                 }
             )*
-            $($rest)*
+            $($(
+                type $stream = $crate::api::streams::EventStream<$msg>;
+
+                async fn $srpc(
+                    &self,
+                    request: tonic::Request<$sreq_ty>,
+                ) -> std::result::Result<tonic::Response<Self::$stream>, tonic::Status> {
+                    let $sreq = request.get_ref();
+                    let watch = self.$shandler($sreq, request.metadata());
+                    $crate::api::streams::open($sresource, watch, $crate::api::streams::$to_msg)
+                        .await
+                }
+            )*)?
         }
     };
 }
@@ -36,14 +53,26 @@ pub mod streams;
 pub mod tasks;
 pub mod upstreams;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tonic::{Response, Status, metadata::MetadataMap};
 
 use crate::{
     call,
     error::{GatewayError, Reason, Result},
+    upstream::Registry,
+    watch::WatchEngine,
 };
+
+/// What the services share: the upstreams, the watch engine, and the shutdown signal.
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Arc<Registry>,
+    /// The shared pollers behind WatchTask, WaitTask and WatchRunspace.
+    pub watch: Arc<WatchEngine>,
+    /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
 
 /// Runs one unary RPC: the caller's deadline bounds every upstream request, and the error
 /// becomes a `Status` naming `resource`. The RPC log layer writes the call's log line.

@@ -2,16 +2,15 @@
 
 use std::{
     collections::HashMap,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures_util::Stream;
 use tokio::{sync::OnceCell, time::Instant};
-use tonic::{Request, Response, Status};
+use tonic::metadata::MetadataMap;
 
 use super::{
+    Shared,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     streams,
 };
@@ -23,7 +22,6 @@ use crate::{
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
         runspace_service_server::RunspaceService,
     },
-    upstream::Registry,
     watch,
 };
 
@@ -39,32 +37,22 @@ struct Remembered {
 }
 
 pub struct RunspaceApi {
-    registry: Arc<Registry>,
-    /// The shared pollers behind WatchRunspace.
-    watch: Arc<crate::watch::WatchEngine>,
-    /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
-    stopping: tokio::sync::watch::Receiver<bool>,
+    ctx: Shared,
     /// Creates by (upstream, request_id); a retry joins the first attempt instead of creating twice.
     creates: Mutex<HashMap<(String, String), Remembered>>,
 }
 
 impl RunspaceApi {
-    pub fn new(
-        registry: Arc<Registry>,
-        watch: Arc<crate::watch::WatchEngine>,
-        stopping: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(ctx: Shared) -> Self {
         Self {
-            registry,
-            watch,
-            stopping,
+            ctx,
             creates: Mutex::new(HashMap::new()),
         }
     }
 
     async fn create(&self, req: &CreateRunspaceRequest) -> Result<Runspace> {
         let parent = names::parse_upstream(&req.parent, "parent")?;
-        let (upstream, source) = self.registry.runspace_source(&parent, "parent")?;
+        let (upstream, source) = self.ctx.registry.runspace_source(&parent, "parent")?;
         let spec = req.runspace.clone().unwrap_or_default();
         if req.request_id.is_empty() {
             return source
@@ -123,7 +111,7 @@ impl RunspaceApi {
 
     async fn get(&self, req: &GetRunspaceRequest) -> Result<Runspace> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.registry.runspace_source(&name.upstream, "name")?;
+        let (_, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
         source.get(&name.id).await
     }
 
@@ -134,14 +122,15 @@ impl RunspaceApi {
         let merged = parent == UpstreamRef::Any;
         let runspaces = match &parent {
             UpstreamRef::Named(_) => {
-                self.registry
+                self.ctx
+                    .registry
                     .runspace_source(&parent, "parent")?
                     .1
                     .list()
                     .await?
             }
             UpstreamRef::Any => {
-                let sources = self.registry.runspace_sources();
+                let sources = self.ctx.registry.runspace_sources();
                 let lists =
                     futures_util::future::join_all(sources.iter().map(|(_, s)| s.list())).await;
                 let mut all = Vec::new();
@@ -165,9 +154,33 @@ impl RunspaceApi {
         })
     }
 
+    fn watch(
+        &self,
+        req: &WatchRunspaceRequest,
+        metadata: &MetadataMap,
+    ) -> Result<watch::Watch<Runspace>> {
+        let name = names::parse_resource(&req.name, "runspaces", "name")?;
+        let opts = streams::watch_options(
+            req.min_poll_interval.as_ref(),
+            req.heartbeat_interval.as_ref(),
+            metadata,
+        )?;
+        let (upstream, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
+        let target = watch::Target {
+            upstream: upstream.name.clone(),
+            id: name.id,
+            source: Arc::new(watch::Runspaces(source.clone())),
+        };
+        Ok(self
+            .ctx
+            .watch
+            .runspaces
+            .watch(target, opts, self.ctx.stopping.clone(), Runspace::clone))
+    }
+
     async fn delete(&self, req: &DeleteRunspaceRequest) -> Result<()> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.registry.runspace_source(&name.upstream, "name")?;
+        let (_, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
         source.delete(&name.id).await
     }
 }
@@ -178,8 +191,6 @@ fn runspace_key(r: &Runspace, merged: bool) -> NewestFirstKey {
     newest_first_key(r.create_time.as_ref(), tie)
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<RunspaceEvent, Status>> + Send>>;
-
 service! {
     impl RunspaceService for RunspaceApi {
         unary {
@@ -188,33 +199,10 @@ service! {
             list_runspaces(req: ListRunspacesRequest) -> ListRunspacesResponse { &req.parent => list }
             delete_runspace(req: DeleteRunspaceRequest) -> () { &req.name => delete }
         }
-
-        type WatchRunspaceStream = EventStream;
-
-        async fn watch_runspace(
-            &self,
-            request: Request<WatchRunspaceRequest>,
-        ) -> std::result::Result<Response<Self::WatchRunspaceStream>, Status> {
-            let req = request.get_ref();
-            let setup = || -> Result<watch::Watch<Runspace>> {
-                let name = names::parse_resource(&req.name, "runspaces", "name")?;
-                let opts = streams::watch_options(
-                    req.min_poll_interval.as_ref(),
-                    req.heartbeat_interval.as_ref(),
-                    request.metadata(),
-                )?;
-                let (upstream, source) = self.registry.runspace_source(&name.upstream, "name")?;
-                let target = watch::Target {
-                    upstream: upstream.name.clone(),
-                    id: name.id,
-                    source: Arc::new(watch::Runspaces(source.clone())),
-                };
-                Ok(self
-                    .watch
-                    .runspaces
-                    .watch(target, opts, self.stopping.clone(), Runspace::clone))
-            };
-            streams::open(&req.name, setup(), streams::runspace_event).await
+        stream {
+            watch_runspace(req: WatchRunspaceRequest) -> WatchRunspaceStream<RunspaceEvent> {
+                &req.name => watch, runspace_event
+            }
         }
     }
 }

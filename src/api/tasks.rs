@@ -1,13 +1,12 @@
 //! `TaskService`: tasks of every task upstream in one shape.
 
-use std::{pin::Pin, sync::Arc};
+use std::sync::Arc;
 
-use futures_util::Stream;
 use prost::Message;
-use tonic::{Request, Response, Status};
+use tonic::metadata::MetadataMap;
 
 use super::{
-    duration_field, enum_field,
+    Shared, duration_field, enum_field,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     streams,
 };
@@ -19,36 +18,24 @@ use crate::{
         TaskFilter, TaskState, TaskView, WaitTaskRequest, WatchTaskRequest,
         task_service_server::TaskService,
     },
-    upstream::{Registry, TaskSource, Upstream},
-    watch::{self, Target, WatchEngine},
+    upstream::{TaskSource, Upstream},
+    watch::{self, Target},
 };
 
 pub struct TaskApi {
-    registry: Arc<Registry>,
-    /// The shared pollers behind WatchTask and WaitTask.
-    watch: Arc<WatchEngine>,
-    /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
-    stopping: tokio::sync::watch::Receiver<bool>,
+    ctx: Shared,
 }
 
 impl TaskApi {
-    pub fn new(
-        registry: Arc<Registry>,
-        watch: Arc<WatchEngine>,
-        stopping: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            registry,
-            watch,
-            stopping,
-        }
+    pub fn new(ctx: Shared) -> Self {
+        Self { ctx }
     }
 
     /// A task name → its upstream, source and the source's canonical id of the task (so
     /// `urn:vcloud:task:{uuid}` and the bare uuid share one poller).
     fn resolve(&self, name: &str) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>, String)> {
         let name = names::parse_resource(name, "tasks", "name")?;
-        let (upstream, source) = self.registry.task_source(&name.upstream, "name")?;
+        let (upstream, source) = self.ctx.registry.task_source(&name.upstream, "name")?;
         let id = source.canonical_id(&name.id);
         Ok((upstream, source, id))
     }
@@ -73,11 +60,11 @@ impl TaskApi {
         let merged = parent == UpstreamRef::Any;
         let mut tasks = match &parent {
             UpstreamRef::Named(_) => {
-                let (_, source) = self.registry.task_source(&parent, "parent")?;
+                let (_, source) = self.ctx.registry.task_source(&parent, "parent")?;
                 source.list(&filter).await?
             }
             UpstreamRef::Any => {
-                let sources = self.registry.task_sources();
+                let sources = self.ctx.registry.task_sources();
                 let lists =
                     futures_util::future::join_all(sources.iter().map(|(_, s)| s.list(&filter)))
                         .await;
@@ -134,6 +121,22 @@ impl TaskApi {
         Ok(with_view(source.get(&id).await?, TaskView::Basic))
     }
 
+    fn watch(&self, req: &WatchTaskRequest, metadata: &MetadataMap) -> Result<watch::Watch<Task>> {
+        let view = enum_field::<TaskView>(req.view, "view")?;
+        let (upstream, source, id) = self.resolve(&req.name)?;
+        let opts = streams::watch_options(
+            req.min_poll_interval.as_ref(),
+            req.heartbeat_interval.as_ref(),
+            metadata,
+        )?;
+        Ok(self.ctx.watch.tasks.watch(
+            task_target(upstream, source, id),
+            opts,
+            self.ctx.stopping.clone(),
+            move |t: &Task| with_view(t.clone(), view),
+        ))
+    }
+
     async fn wait(&self, req: &WaitTaskRequest) -> Result<Task> {
         let view = enum_field::<TaskView>(req.view, "view")?;
         let (upstream, source, id) = self.resolve(&req.name)?;
@@ -141,15 +144,16 @@ impl TaskApi {
         let until = streams::wait_until(
             crate::call::current().timeout,
             timeout,
-            self.watch.settings().max_wait,
+            self.ctx.watch.settings().max_wait,
         );
         let task = self
+            .ctx
             .watch
             .tasks
             .wait(
                 task_target(upstream, source, id),
                 until,
-                self.stopping.clone(),
+                self.ctx.stopping.clone(),
             )
             .await?;
         Ok(with_view(task, view))
@@ -198,8 +202,6 @@ fn in_merged_list(upstream: &str, e: GatewayError) -> GatewayError {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<TaskEvent, Status>> + Send>>;
-
 service! {
     impl TaskService for TaskApi {
         unary {
@@ -208,30 +210,10 @@ service! {
             cancel_task(req: CancelTaskRequest) -> Task { &req.name => cancel }
             wait_task(req: WaitTaskRequest) -> Task { &req.name => wait }
         }
-
-        type WatchTaskStream = EventStream;
-
-        async fn watch_task(
-            &self,
-            request: Request<WatchTaskRequest>,
-        ) -> std::result::Result<Response<Self::WatchTaskStream>, Status> {
-            let req = request.get_ref();
-            let setup = || -> Result<watch::Watch<Task>> {
-                let view = enum_field::<TaskView>(req.view, "view")?;
-                let (upstream, source, id) = self.resolve(&req.name)?;
-                let opts = streams::watch_options(
-                    req.min_poll_interval.as_ref(),
-                    req.heartbeat_interval.as_ref(),
-                    request.metadata(),
-                )?;
-                Ok(self.watch.tasks.watch(
-                    task_target(upstream, source, id),
-                    opts,
-                    self.stopping.clone(),
-                    move |t: &Task| with_view(t.clone(), view),
-                ))
-            };
-            streams::open(&req.name, setup(), streams::task_event).await
+        stream {
+            watch_task(req: WatchTaskRequest) -> WatchTaskStream<TaskEvent> {
+                &req.name => watch, task_event
+            }
         }
     }
 }

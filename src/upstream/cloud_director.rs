@@ -26,12 +26,12 @@ use serde_json::Value as Json;
 use super::{
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
-    session::{LoginFlow, Session, TokenSource, unnamed_error},
+    session::{LoginFlow, Session, TokenSource, api_error},
     source::TaskSource,
 };
 use crate::{
     config::{CloudDirectorConfig, UpstreamConfig},
-    error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    error::{GatewayError, Reason, Result, UpstreamError, UpstreamMessage},
     names::{path_segment, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
@@ -104,31 +104,13 @@ struct VcdError {
 }
 
 pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
-    let Some(err) = serde_json::from_slice::<VcdError>(&reply.body)
+    let named = serde_json::from_slice::<VcdError>(&reply.body)
         .ok()
-        .filter(|e| e.minor_error_code.is_some())
-    else {
-        return unnamed_error(upstream, reply);
-    };
-    let mut e = UpstreamError::new(
-        upstream,
-        Some(reply.status),
-        UpstreamFailure::Api {
-            reason: err.minor_error_code,
-            messages: err
-                .message
-                .map(|m| UpstreamMessage {
-                    id: String::new(),
-                    default_message: m,
-                    localized: None,
-                })
-                .into_iter()
-                .collect(),
-            excerpt: None,
-        },
-    );
-    e.retry_after = reply.retry_after();
-    e
+        .and_then(|e| {
+            let messages = e.message.map(UpstreamMessage::plain).into_iter().collect();
+            Some((e.minor_error_code?, messages))
+        });
+    api_error(upstream, reply, named)
 }
 
 pub fn state_of(status: &str) -> TaskState {
@@ -202,34 +184,82 @@ fn progress(o: &serde_json::Map<String, Json>) -> Option<proto::TaskProgress> {
     })
 }
 
+/// Makes the error of an answer that is not the documented JSON, naming what it is.
+struct Bad<'a> {
+    upstream: &'a str,
+    http_status: u16,
+    what: &'static str,
+    raw: &'a Json,
+}
+
+impl Bad<'_> {
+    fn at(&self, problem: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::bad_response(
+            self.upstream,
+            self.http_status,
+            format!("{}: {problem}", self.what),
+            self.raw.to_string().as_bytes(),
+        )
+    }
+}
+
+/// What every Cloud Director task shape has, as the start of a `Task`: the object, its uuid
+/// (from `id` or the last segment of `href`, tried in the order of `keys`), its status and
+/// state, progress, service, and the whole object as `upstream_payload`.
+fn task_head<'a>(
+    bad: &Bad<'a>,
+    keys: [&str; 2],
+) -> std::result::Result<(&'a serde_json::Map<String, Json>, proto::Task), UpstreamError> {
+    let o = bad
+        .raw
+        .as_object()
+        .ok_or_else(|| bad.at("is not a JSON object"))?;
+    let id_from = |key: &str| match key {
+        "id" => str_field(o, "id").map(bare_id),
+        _ => str_field(o, "href").and_then(|h| h.rsplit('/').next()),
+    };
+    let id = id_from(keys[0])
+        .or_else(|| id_from(keys[1]))
+        .ok_or_else(|| bad.at(format!("has neither {} nor {}", keys[0], keys[1])))?
+        .to_string();
+    let status = str_field(o, "status").ok_or_else(|| bad.at("has no status"))?;
+    let state = state_of(status);
+    let head = proto::Task {
+        name: resource_name(bad.upstream, "tasks", &id),
+        upstream: upstream_name(bad.upstream),
+        kind: proto::UpstreamKind::CloudDirector as i32,
+        id,
+        state: state as i32,
+        done: matches!(
+            state,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        ),
+        upstream_status: status.to_string(),
+        progress: progress(o),
+        service: str_field(o, "serviceNamespace")
+            .unwrap_or_default()
+            .to_string(),
+        upstream_payload: Some(to_struct(o)),
+        ..Default::default()
+    };
+    Ok((o, head))
+}
+
 /// A Cloud Director `TaskType` as a `Task` (kept whole in `upstream_payload`).
 fn task_from_json(
     upstream: &str,
     raw: &Json,
     http_status: u16,
 ) -> std::result::Result<proto::Task, UpstreamError> {
-    let bad = |p: String| {
-        UpstreamError::bad_response(
-            upstream,
-            http_status,
-            format!("task: {p}"),
-            raw.to_string().as_bytes(),
-        )
+    let bad = Bad {
+        upstream,
+        http_status,
+        what: "task",
+        raw,
     };
-    let o = raw
-        .as_object()
-        .ok_or_else(|| bad("is not a JSON object".into()))?;
-    let id = str_field(o, "id")
-        .map(bare_id)
-        .or_else(|| str_field(o, "href").and_then(|h| h.rsplit('/').next()))
-        .ok_or_else(|| bad("has neither id nor href".into()))?
-        .to_string();
-    let status = str_field(o, "status")
-        .ok_or_else(|| bad("has no status".into()))?
-        .to_string();
-    let state = state_of(&status);
+    let (o, head) = task_head(&bad, ["id", "href"])?;
     let [start_time, end_time, expiry_time] =
-        times(o, ["startTime", "endTime", "expiryTime"]).map_err(bad)?;
+        times(o, ["startTime", "endTime", "expiryTime"]).map_err(|p| bad.at(p))?;
     let cancelable = o.get("link").and_then(Json::as_array).is_some_and(|links| {
         links
             .iter()
@@ -297,24 +327,10 @@ fn task_from_json(
         None => vec![],
     };
     Ok(proto::Task {
-        name: resource_name(upstream, "tasks", &id),
-        upstream: upstream_name(upstream),
-        kind: proto::UpstreamKind::CloudDirector as i32,
-        id,
-        state: state as i32,
-        done: matches!(
-            state,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
-        ),
-        upstream_status: status,
-        progress: progress(o),
         description: str_field(o, "description").map(|d| proto::LocalizableMessage {
             default_message: d.to_string(),
             ..Default::default()
         }),
-        service: str_field(o, "serviceNamespace")
-            .unwrap_or_default()
-            .to_string(),
         operation: str_field(o, "operation").unwrap_or_default().to_string(),
         operation_name: str_field(o, "operationName")
             .unwrap_or_default()
@@ -336,7 +352,7 @@ fn task_from_json(
         subtasks,
         error,
         result: o.get("result").filter(|r| !r.is_null()).map(to_value),
-        upstream_payload: Some(to_struct(o)),
+        ..head
     })
 }
 
@@ -347,42 +363,16 @@ fn task_from_record(
     raw: &Json,
     http_status: u16,
 ) -> std::result::Result<proto::Task, UpstreamError> {
-    let bad = |p: String| {
-        UpstreamError::bad_response(
-            upstream,
-            http_status,
-            format!("task record: {p}"),
-            raw.to_string().as_bytes(),
-        )
+    let bad = Bad {
+        upstream,
+        http_status,
+        what: "task record",
+        raw,
     };
-    let o = raw
-        .as_object()
-        .ok_or_else(|| bad("is not a JSON object".into()))?;
-    let id = str_field(o, "href")
-        .and_then(|h| h.rsplit('/').next())
-        .or_else(|| str_field(o, "id").map(bare_id))
-        .ok_or_else(|| bad("has neither href nor id".into()))?
-        .to_string();
-    let status = str_field(o, "status")
-        .ok_or_else(|| bad("has no status".into()))?
-        .to_string();
-    let state = state_of(&status);
-    let [start_time, end_time, _] = times(o, ["startDate", "endDate", "_"]).map_err(bad)?;
+    let (o, head) = task_head(&bad, ["href", "id"])?;
+    let [start_time, end_time, _] =
+        times(o, ["startDate", "endDate", "_"]).map_err(|p| bad.at(p))?;
     Ok(proto::Task {
-        name: resource_name(upstream, "tasks", &id),
-        upstream: upstream_name(upstream),
-        kind: proto::UpstreamKind::CloudDirector as i32,
-        id,
-        state: state as i32,
-        done: matches!(
-            state,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
-        ),
-        upstream_status: status,
-        progress: progress(o),
-        service: str_field(o, "serviceNamespace")
-            .unwrap_or_default()
-            .to_string(),
         operation: str_field(o, "operationFull")
             .unwrap_or_default()
             .to_string(),
@@ -396,8 +386,7 @@ fn task_from_record(
         end_time,
         organization: str_field(o, "orgName").unwrap_or_default().to_string(),
         details: str_field(o, "message").unwrap_or_default().to_string(),
-        upstream_payload: Some(to_struct(o)),
-        ..Default::default()
+        ..head
     })
 }
 

@@ -12,12 +12,12 @@ use serde_json::{Value as Json, json};
 use super::{
     http::{HttpClient, Reply},
     json::timestamp_field,
-    session::{LoginFlow, Session, TokenSource, unnamed_error},
+    session::{LoginFlow, Session, TokenSource, api_error},
     source::RunspaceSource,
 };
 use crate::{
     config::UpstreamConfig,
-    error::{Reason, Result, UpstreamError, UpstreamFailure, UpstreamMessage},
+    error::{Reason, Result, UpstreamError, UpstreamMessage},
     names::{path_segment, resource_name},
     proto::{self, RunspaceState},
 };
@@ -29,22 +29,15 @@ const DELETE_FAILED_CODE: i64 = 2040;
 
 pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     let flow = LoginFlow {
-        login_path: "/api/auth/login".into(),
-        token_source: TokenSource::Header(KEY_HEADER),
-        auth_header: KEY_HEADER,
-        auth_prefix: "",
-        login_headers: vec![],
-        extra_headers: vec![],
         logout: Some((Method::POST, "/api/auth/logout".into())),
-        refresh_token: None,
-        parse_error,
+        ..LoginFlow::new(
+            "/api/auth/login",
+            TokenSource::Header(KEY_HEADER),
+            KEY_HEADER,
+            parse_error,
+        )
     };
-    Session::new(
-        http,
-        flow,
-        cfg.username.clone().unwrap_or_default(),
-        cfg.password.clone(),
-    )
+    Session::service_account(http, flow, cfg)
 }
 
 /// SRS `ErrorDetails`: `{"code", "error_message", "details"}`.
@@ -59,35 +52,16 @@ struct ErrorDetails {
 
 /// A non-2xx SRS answer; the reason is `SRS_<code>`. 401s usually come with no body.
 pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
-    let Some(err) = serde_json::from_slice::<ErrorDetails>(&reply.body)
+    let named = serde_json::from_slice::<ErrorDetails>(&reply.body)
         .ok()
-        .filter(|e| e.code.is_some())
-    else {
-        return unnamed_error(upstream, reply);
-    };
-    let mut messages = vec![UpstreamMessage {
-        id: String::new(),
-        default_message: err.error_message,
-        localized: None,
-    }];
-    if let Some(d) = err.details.filter(|d| !d.is_empty()) {
-        messages.push(UpstreamMessage {
-            id: String::new(),
-            default_message: crate::error::clip(&d),
-            localized: None,
+        .and_then(|e| {
+            let mut messages = vec![UpstreamMessage::plain(e.error_message)];
+            if let Some(d) = e.details.filter(|d| !d.is_empty()) {
+                messages.push(UpstreamMessage::plain(crate::error::clip(&d)));
+            }
+            Some((format!("SRS_{}", e.code?), messages))
         });
-    }
-    let mut e = UpstreamError::new(
-        upstream,
-        Some(reply.status),
-        UpstreamFailure::Api {
-            reason: err.code.map(|c| format!("SRS_{c}")),
-            messages,
-            excerpt: None,
-        },
-    );
-    e.retry_after = reply.retry_after();
-    e
+    api_error(upstream, reply, named)
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,8 +13,8 @@ use reqwest::{Method, RequestBuilder};
 
 use super::http::{HttpClient, Reply};
 use crate::{
-    config::Secret,
-    error::{UpstreamError, UpstreamFailure},
+    config::{Secret, UpstreamConfig},
+    error::{UpstreamError, UpstreamFailure, UpstreamMessage},
     proto::SessionState,
 };
 
@@ -51,6 +51,29 @@ pub struct LoginFlow {
     pub parse_error: ErrorParser,
 }
 
+impl LoginFlow {
+    /// A Basic-auth login at `login_path` whose token comes back from `token_source` and
+    /// travels in `auth_header` as is; no logout until one is set.
+    pub fn new(
+        login_path: impl Into<String>,
+        token_source: TokenSource,
+        auth_header: &'static str,
+        parse_error: ErrorParser,
+    ) -> Self {
+        LoginFlow {
+            login_path: login_path.into(),
+            token_source,
+            auth_header,
+            auth_prefix: "",
+            login_headers: vec![],
+            extra_headers: vec![],
+            logout: None,
+            refresh_token: None,
+            parse_error,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Token {
     generation: u64,
@@ -83,6 +106,12 @@ impl Session {
             state: AtomicU8::new(SessionState::None as u8),
             logins: AtomicU64::new(0),
         }
+    }
+
+    /// The session of the configured service account (`username`, password).
+    pub fn service_account(http: Arc<HttpClient>, flow: LoginFlow, cfg: &UpstreamConfig) -> Self {
+        let user = cfg.username.clone().unwrap_or_default();
+        Self::new(http, flow, user, cfg.password.clone())
     }
 
     pub fn http(&self) -> &HttpClient {
@@ -287,15 +316,28 @@ impl Session {
     }
 }
 
-/// Shared by every kind's error parser: an answer whose body named no error kind.
-pub fn unnamed_error(upstream: &str, reply: &Reply) -> UpstreamError {
-    let excerpt = (!reply.body.is_empty()).then(|| crate::error::excerpt(&reply.body));
+/// A non-2xx answer as an `UpstreamError`: `named` is the upstream's own error kind and
+/// messages when the body is the kind's error JSON; otherwise an excerpt of the body goes
+/// along. Every kind's error parser ends here.
+pub fn api_error(
+    upstream: &str,
+    reply: &Reply,
+    named: Option<(String, Vec<UpstreamMessage>)>,
+) -> UpstreamError {
+    let (reason, messages, excerpt) = match named {
+        Some((kind, messages)) => (Some(kind), messages, None),
+        None => (
+            None,
+            vec![],
+            (!reply.body.is_empty()).then(|| crate::error::excerpt(&reply.body)),
+        ),
+    };
     let mut e = UpstreamError::new(
         upstream,
         Some(reply.status),
         UpstreamFailure::Api {
-            reason: None,
-            messages: vec![],
+            reason,
+            messages,
             excerpt,
         },
     );

@@ -13,14 +13,12 @@ use serde_json::Value as Json;
 use super::{
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
-    session::{LoginFlow, Session, TokenSource, unnamed_error},
+    session::{LoginFlow, Session, TokenSource, api_error},
     source::TaskSource,
 };
 use crate::{
     config::UpstreamConfig,
-    error::{
-        GatewayError, Reason, Result as GwResult, UpstreamError, UpstreamFailure, UpstreamMessage,
-    },
+    error::{GatewayError, Reason, Result as GwResult, UpstreamError, UpstreamMessage},
     names::{path_segment, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
@@ -74,19 +72,6 @@ impl<D: Dialect> VapiTasks<D> {
         self.session.http().upstream()
     }
 
-    async fn get_task(&self, id: &str) -> GwResult<proto::Task> {
-        let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
-        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
-        let body = self.session.json(&reply, "task")?;
-        Ok(task_from_info(
-            self.upstream(),
-            D::KIND,
-            id,
-            body,
-            reply.status,
-        )?)
-    }
-
     async fn list_tasks(&self, filter: &TaskFilter) -> GwResult<Vec<proto::Task>> {
         if filter.task_ids.is_empty() && filter.services.is_empty() {
             return Err(GatewayError::invalid(
@@ -125,25 +110,6 @@ impl<D: Dialect> VapiTasks<D> {
         }
         Ok(tasks)
     }
-
-    async fn cancel_task(&self, id: &str) -> GwResult<()> {
-        if !D::CAN_CANCEL {
-            return Err(GatewayError::refused(
-                Reason::NotSupportedByUpstream,
-                Some(self.upstream()),
-                format!(
-                    "upstream '{}' is of kind {} which has no cancel operation",
-                    self.upstream(),
-                    D::KIND.as_str_name()
-                ),
-            ));
-        }
-        let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
-        self.session
-            .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
-            .await?;
-        Ok(())
-    }
 }
 
 /// vAPI answers RESOURCE_INACCESSIBLE when a list matches more than 1000 tasks.
@@ -164,7 +130,19 @@ fn too_many_matches(e: UpstreamError) -> GatewayError {
 
 impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
-        self.get_task(id).boxed()
+        async move {
+            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
+            let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+            let body = self.session.json(&reply, "task")?;
+            Ok(task_from_info(
+                self.upstream(),
+                D::KIND,
+                id,
+                body,
+                reply.status,
+            )?)
+        }
+        .boxed()
     }
 
     fn list<'a>(&'a self, filter: &'a TaskFilter) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
@@ -172,7 +150,25 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
     }
 
     fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<()>> {
-        self.cancel_task(id).boxed()
+        async move {
+            if !D::CAN_CANCEL {
+                return Err(GatewayError::refused(
+                    Reason::NotSupportedByUpstream,
+                    Some(self.upstream()),
+                    format!(
+                        "upstream '{}' is of kind {} which has no cancel operation",
+                        self.upstream(),
+                        D::KIND.as_str_name()
+                    ),
+                ));
+            }
+            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
+            self.session
+                .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
+                .await?;
+            Ok(())
+        }
+        .boxed()
     }
 
     fn supports_cancel(&self) -> bool {
@@ -201,22 +197,15 @@ pub const SESSION_HEADER: &str = "vmware-api-session-id";
 /// The vAPI session of dialect `D`: Basic login at its session path, logout by DELETE.
 pub fn session<D: Dialect>(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
     let flow = LoginFlow {
-        login_path: D::SESSION_PATH.to_string(),
-        token_source: TokenSource::JsonStringBody,
-        auth_header: SESSION_HEADER,
-        auth_prefix: "",
-        login_headers: vec![],
-        extra_headers: vec![],
         logout: Some((Method::DELETE, D::SESSION_PATH.to_string())),
-        refresh_token: None,
-        parse_error,
+        ..LoginFlow::new(
+            D::SESSION_PATH,
+            TokenSource::JsonStringBody,
+            SESSION_HEADER,
+            parse_error,
+        )
     };
-    Session::new(
-        http,
-        flow,
-        cfg.username.clone().unwrap_or_default(),
-        cfg.password.clone(),
-    )
+    Session::service_account(http, flow, cfg)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,20 +437,11 @@ pub fn parse_error(upstream: &str, reply: &Reply) -> UpstreamError {
                 messages: l.value.messages,
             })
         });
-    let Some(err) = parsed else {
-        return unnamed_error(upstream, reply);
-    };
-    let mut e = UpstreamError::new(
-        upstream,
-        Some(reply.status),
-        UpstreamFailure::Api {
-            reason: err.error_type,
-            messages: err.messages.iter().map(Into::into).collect(),
-            excerpt: None,
-        },
-    );
-    e.retry_after = reply.retry_after();
-    e
+    let named = parsed.and_then(|e| {
+        let messages = e.messages.iter().map(Into::into).collect();
+        Some((e.error_type?, messages))
+    });
+    api_error(upstream, reply, named)
 }
 
 #[cfg(test)]

@@ -387,11 +387,9 @@ fn gone(upstream: &str, kind: &str) -> GatewayError {
         None,
         UpstreamFailure::Api {
             reason: Some("NOT_FOUND".into()),
-            messages: vec![UpstreamMessage {
-                id: String::new(),
-                default_message: format!("the {kind} is no longer known to the upstream"),
-                localized: None,
-            }],
+            messages: vec![UpstreamMessage::plain(format!(
+                "the {kind} is no longer known to the upstream"
+            ))],
             excerpt: None,
         },
     )
