@@ -313,7 +313,7 @@ async fn bench(args: &Args) -> Result<()> {
     );
     let registry = Arc::new(Registry::new(&cfg)?);
     let source: Arc<dyn TaskSource> = registry
-        .task_sources()
+        .serving::<vmware_grpc_gateway::upstream::Tasks>()
         .first()
         .map(|(_, s)| Arc::clone(s))
         .ok_or_else(|| anyhow!("no task source"))?;

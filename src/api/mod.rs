@@ -60,7 +60,8 @@ use tonic::{Response, Status, metadata::MetadataMap};
 use crate::{
     call,
     error::{GatewayError, Reason, Result},
-    upstream::Registry,
+    names::UpstreamRef,
+    upstream::{Collection, Registry},
     watch::WatchEngine,
 };
 
@@ -86,6 +87,46 @@ pub async fn unary<T>(
         .await
         .map(Response::new)
         .map_err(|e| e.into_status(resource))
+}
+
+/// Everything a List's `parent` holds: its one upstream's list, or for `-` the lists of every
+/// upstream serving `C` in one. In a merged list an upstream that fails or cannot apply the
+/// filter fails the call, named: no silent partial lists.
+pub async fn list_parent<'a, C: Collection, T, F>(
+    registry: &'a Registry,
+    parent: &UpstreamRef,
+    list: impl Fn(&'a C::Source) -> F,
+) -> Result<Vec<T>>
+where
+    C::Source: 'a,
+    F: Future<Output = Result<Vec<T>>>,
+{
+    let sources = registry.listed::<C>(parent)?;
+    let lists = futures_util::future::join_all(sources.iter().map(|(_, s)| list(s))).await;
+    let mut all = Vec::new();
+    for ((upstream, _), items) in sources.iter().zip(lists) {
+        all.extend(items.map_err(|e| match parent {
+            UpstreamRef::Any => in_merged_list(&upstream.name, e),
+            UpstreamRef::Named(_) => e,
+        })?);
+    }
+    Ok(all)
+}
+
+/// Names the upstream in a request error it raised for a merged list.
+fn in_merged_list(upstream: &str, e: GatewayError) -> GatewayError {
+    match e {
+        GatewayError::InvalidArgument {
+            reason,
+            field,
+            description,
+        } => GatewayError::InvalidArgument {
+            reason,
+            field,
+            description: format!("upstream '{upstream}': {description}"),
+        },
+        other => other,
+    }
 }
 
 /// Names the resource of the call in its RPC span (the log layer cannot read the request).

@@ -10,7 +10,7 @@ use tokio::{sync::OnceCell, time::Instant};
 use tonic::metadata::MetadataMap;
 
 use super::{
-    Shared,
+    Shared, list_parent,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     streams,
 };
@@ -22,6 +22,7 @@ use crate::{
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
         runspace_service_server::RunspaceService,
     },
+    upstream::Runspaces,
     watch,
 };
 
@@ -52,7 +53,7 @@ impl RunspaceApi {
 
     async fn create(&self, req: &CreateRunspaceRequest) -> Result<Runspace> {
         let parent = names::parse_upstream(&req.parent, "parent")?;
-        let (upstream, source) = self.ctx.registry.runspace_source(&parent, "parent")?;
+        let (upstream, source) = self.ctx.registry.one::<Runspaces>(&parent, "parent")?;
         let spec = req.runspace.clone().unwrap_or_default();
         if req.request_id.is_empty() {
             return source
@@ -111,7 +112,7 @@ impl RunspaceApi {
 
     async fn get(&self, req: &GetRunspaceRequest) -> Result<Runspace> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
+        let (_, source) = self.ctx.registry.one::<Runspaces>(&name.upstream, "name")?;
         source.get(&name.id).await
     }
 
@@ -120,26 +121,8 @@ impl RunspaceApi {
         let size = paging::page_size(req.page_size)?;
         let after: Option<NewestFirstKey> = decode_token(&req.page_token, &req.parent, "")?;
         let merged = parent == UpstreamRef::Any;
-        let runspaces = match &parent {
-            UpstreamRef::Named(_) => {
-                self.ctx
-                    .registry
-                    .runspace_source(&parent, "parent")?
-                    .1
-                    .list()
-                    .await?
-            }
-            UpstreamRef::Any => {
-                let sources = self.ctx.registry.runspace_sources();
-                let lists =
-                    futures_util::future::join_all(sources.iter().map(|(_, s)| s.list())).await;
-                let mut all = Vec::new();
-                for list in lists {
-                    all.extend(list?);
-                }
-                all
-            }
-        };
+        let runspaces =
+            list_parent::<Runspaces, _, _>(&self.ctx.registry, &parent, |s| s.list()).await?;
         let (page, next_page_token) = paginate(
             runspaces,
             |r| runspace_key(r, merged),
@@ -165,7 +148,7 @@ impl RunspaceApi {
             req.heartbeat_interval.as_ref(),
             metadata,
         )?;
-        let (upstream, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
+        let (upstream, source) = self.ctx.registry.one::<Runspaces>(&name.upstream, "name")?;
         let target = watch::Target {
             upstream: upstream.name.clone(),
             id: name.id,
@@ -180,7 +163,7 @@ impl RunspaceApi {
 
     async fn delete(&self, req: &DeleteRunspaceRequest) -> Result<()> {
         let name = names::parse_resource(&req.name, "runspaces", "name")?;
-        let (_, source) = self.ctx.registry.runspace_source(&name.upstream, "name")?;
+        let (_, source) = self.ctx.registry.one::<Runspaces>(&name.upstream, "name")?;
         source.delete(&name.id).await
     }
 }

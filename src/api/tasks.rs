@@ -6,7 +6,7 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 
 use super::{
-    Shared, duration_field, enum_field,
+    Shared, duration_field, enum_field, list_parent,
     paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
     streams,
 };
@@ -18,7 +18,7 @@ use crate::{
         TaskFilter, TaskState, TaskView, WaitTaskRequest, WatchTaskRequest,
         task_service_server::TaskService,
     },
-    upstream::{TaskSource, Upstream},
+    upstream::{TaskSource, Tasks, Upstream},
     watch::{self, Target},
 };
 
@@ -35,7 +35,7 @@ impl TaskApi {
     /// `urn:vcloud:task:{uuid}` and the bare uuid share one poller).
     fn resolve(&self, name: &str) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>, String)> {
         let name = names::parse_resource(name, "tasks", "name")?;
-        let (upstream, source) = self.ctx.registry.task_source(&name.upstream, "name")?;
+        let (upstream, source) = self.ctx.registry.one::<Tasks>(&name.upstream, "name")?;
         let id = source.canonical_id(&name.id);
         Ok((upstream, source, id))
     }
@@ -58,23 +58,8 @@ impl TaskApi {
         let after: Option<NewestFirstKey> =
             decode_token(&req.page_token, &req.parent, &fingerprint)?;
         let merged = parent == UpstreamRef::Any;
-        let mut tasks = match &parent {
-            UpstreamRef::Named(_) => {
-                let (_, source) = self.ctx.registry.task_source(&parent, "parent")?;
-                source.list(&filter).await?
-            }
-            UpstreamRef::Any => {
-                let sources = self.ctx.registry.task_sources();
-                let lists =
-                    futures_util::future::join_all(sources.iter().map(|(_, s)| s.list(&filter)))
-                        .await;
-                let mut all = Vec::new();
-                for ((upstream, _), list) in sources.iter().zip(lists) {
-                    all.extend(list.map_err(|e| in_merged_list(&upstream.name, e))?);
-                }
-                all
-            }
-        };
+        let mut tasks =
+            list_parent::<Tasks, _, _>(&self.ctx.registry, &parent, |s| s.list(&filter)).await?;
         // Upstreams filter by their own statuses; the exact normalized states are kept here.
         if !filter.states.is_empty() {
             tasks.retain(|t| filter.states.contains(&t.state));
@@ -184,22 +169,6 @@ fn filter_fingerprint(f: &TaskFilter) -> String {
     c.states.sort();
     c.users.sort();
     paging::fingerprint(&c.encode_to_vec())
-}
-
-/// In a merged list, an upstream that fails or cannot apply the filter fails the call, named.
-fn in_merged_list(upstream: &str, e: GatewayError) -> GatewayError {
-    match e {
-        GatewayError::InvalidArgument {
-            reason,
-            field,
-            description,
-        } => GatewayError::InvalidArgument {
-            reason,
-            field,
-            description: format!("upstream '{upstream}': {description}"),
-        },
-        other => other,
-    }
 }
 
 service! {

@@ -184,16 +184,19 @@ fn progress(o: &serde_json::Map<String, Json>) -> Option<proto::TaskProgress> {
     })
 }
 
-/// Makes the error of an answer that is not the documented JSON, naming what it is.
-struct Bad<'a> {
+/// A JSON object of an upstream answer being converted, and how to say it is not what the
+/// documentation promises.
+#[derive(Clone, Copy)]
+struct Answer<'a> {
     upstream: &'a str,
     http_status: u16,
-    what: &'static str,
     raw: &'a Json,
+    /// What the object is, for errors ("task", "task record").
+    what: &'static str,
 }
 
-impl Bad<'_> {
-    fn at(&self, problem: impl std::fmt::Display) -> UpstreamError {
+impl Answer<'_> {
+    fn bad(&self, problem: impl std::fmt::Display) -> UpstreamError {
         UpstreamError::bad_response(
             self.upstream,
             self.http_status,
@@ -207,22 +210,22 @@ impl Bad<'_> {
 /// (from `id` or the last segment of `href`, tried in the order of `keys`), its status and
 /// state, progress, service, and the whole object as `upstream_payload`.
 fn task_head<'a>(
-    bad: &Bad<'a>,
+    bad: &Answer<'a>,
     keys: [&str; 2],
 ) -> std::result::Result<(&'a serde_json::Map<String, Json>, proto::Task), UpstreamError> {
     let o = bad
         .raw
         .as_object()
-        .ok_or_else(|| bad.at("is not a JSON object"))?;
+        .ok_or_else(|| bad.bad("is not a JSON object"))?;
     let id_from = |key: &str| match key {
         "id" => str_field(o, "id").map(bare_id),
         _ => str_field(o, "href").and_then(|h| h.rsplit('/').next()),
     };
     let id = id_from(keys[0])
         .or_else(|| id_from(keys[1]))
-        .ok_or_else(|| bad.at(format!("has neither {} nor {}", keys[0], keys[1])))?
+        .ok_or_else(|| bad.bad(format!("has neither {} nor {}", keys[0], keys[1])))?
         .to_string();
-    let status = str_field(o, "status").ok_or_else(|| bad.at("has no status"))?;
+    let status = str_field(o, "status").ok_or_else(|| bad.bad("has no status"))?;
     let state = state_of(status);
     let head = proto::Task {
         name: resource_name(bad.upstream, "tasks", &id),
@@ -246,20 +249,10 @@ fn task_head<'a>(
 }
 
 /// A Cloud Director `TaskType` as a `Task` (kept whole in `upstream_payload`).
-fn task_from_json(
-    upstream: &str,
-    raw: &Json,
-    http_status: u16,
-) -> std::result::Result<proto::Task, UpstreamError> {
-    let bad = Bad {
-        upstream,
-        http_status,
-        what: "task",
-        raw,
-    };
-    let (o, head) = task_head(&bad, ["id", "href"])?;
+fn task_from_json(answer: Answer<'_>) -> std::result::Result<proto::Task, UpstreamError> {
+    let (o, head) = task_head(&answer, ["id", "href"])?;
     let [start_time, end_time, expiry_time] =
-        times(o, ["startTime", "endTime", "expiryTime"]).map_err(|p| bad.at(p))?;
+        times(o, ["startTime", "endTime", "expiryTime"]).map_err(|p| answer.bad(p))?;
     let cancelable = o.get("link").and_then(Json::as_array).is_some_and(|links| {
         links
             .iter()
@@ -322,7 +315,7 @@ fn task_from_json(
     {
         Some(items) => items
             .iter()
-            .map(|t| task_from_json(upstream, t, http_status))
+            .map(|raw| task_from_json(Answer { raw, ..answer }))
             .collect::<std::result::Result<_, _>>()?,
         None => vec![],
     };
@@ -358,20 +351,10 @@ fn task_from_json(
 
 /// A query-service task record (`QueryResultTaskRecordType`) as a `Task`: fewer fields than
 /// `GET /api/task` gives (no error detail, no links), the record kept in `upstream_payload`.
-fn task_from_record(
-    upstream: &str,
-    raw: &Json,
-    http_status: u16,
-) -> std::result::Result<proto::Task, UpstreamError> {
-    let bad = Bad {
-        upstream,
-        http_status,
-        what: "task record",
-        raw,
-    };
-    let (o, head) = task_head(&bad, ["href", "id"])?;
+fn task_from_record(answer: Answer<'_>) -> std::result::Result<proto::Task, UpstreamError> {
+    let (o, head) = task_head(&answer, ["href", "id"])?;
     let [start_time, end_time, _] =
-        times(o, ["startDate", "endDate", "_"]).map_err(|p| bad.at(p))?;
+        times(o, ["startDate", "endDate", "_"]).map_err(|p| answer.bad(p))?;
     Ok(proto::Task {
         operation: str_field(o, "operationFull")
             .unwrap_or_default()
@@ -591,11 +574,13 @@ impl CloudDirector {
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
         let path = format!("/api/task/{}", path_segment(bare_id(id)));
         let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
-        Ok(task_from_json(
-            self.upstream(),
-            &self.session.json(&reply, "task")?,
-            reply.status,
-        )?)
+        let raw = self.session.json(&reply, "task")?;
+        Ok(task_from_json(Answer {
+            upstream: self.upstream(),
+            http_status: reply.status,
+            raw: &raw,
+            what: "task",
+        })?)
     }
 
     async fn cancel_task(&self, id: &str) -> Result<()> {
@@ -623,7 +608,12 @@ impl CloudDirector {
             }
             let n = body.record.len();
             for r in &body.record {
-                tasks.push(task_from_record(self.upstream(), r, status)?);
+                tasks.push(task_from_record(Answer {
+                    upstream: self.upstream(),
+                    http_status: status,
+                    raw: r,
+                    what: "task record",
+                })?);
             }
             let seen = (page - 1) * QUERY_PAGE_SIZE + n;
             if n < QUERY_PAGE_SIZE || body.total.is_some_and(|t| seen as u64 >= t) {
@@ -691,7 +681,13 @@ mod tests {
             "error": null, "tasks": {"task": [{"id": "urn:vcloud:task:child", "status": "success"}]},
             "vcTaskList": {"vcTask": []}
         });
-        let t = task_from_json("vcd1", &raw, 200).unwrap();
+        let t = task_from_json(Answer {
+            upstream: "vcd1",
+            http_status: 200,
+            raw: &raw,
+            what: "task",
+        })
+        .unwrap();
         assert_eq!(t.name, "upstreams/vcd1/tasks/3c2b");
         assert_eq!(t.state(), TaskState::Running);
         assert!(t.cancelable);

@@ -12,5 +12,5 @@ pub mod source;
 pub mod vapi;
 pub mod vsphere;
 
-pub use registry::{Registry, Upstream};
+pub use registry::{Collection, Registry, Runspaces, Tasks, Upstream};
 pub use source::{RunspaceSource, TaskSource, get_each};

@@ -94,6 +94,39 @@ impl Upstream {
     }
 }
 
+/// A resource collection upstreams may serve, and where an upstream keeps its source of it.
+pub trait Collection {
+    type Source: ?Sized;
+    /// The collection's segment in names (`tasks`).
+    const NAME: &'static str;
+    fn of(u: &Upstream) -> Option<&Arc<Self::Source>>;
+}
+
+/// An upstream with its source of collection `C`.
+pub type Served<'a, C> = (&'a Arc<Upstream>, &'a Arc<<C as Collection>::Source>);
+
+/// Tasks: vCenter, the snapshot service and Cloud Director serve them.
+pub enum Tasks {}
+
+impl Collection for Tasks {
+    type Source = dyn TaskSource;
+    const NAME: &'static str = "tasks";
+    fn of(u: &Upstream) -> Option<&Arc<dyn TaskSource>> {
+        u.tasks.as_ref()
+    }
+}
+
+/// Runspaces: the Script Runtime Service serves them.
+pub enum Runspaces {}
+
+impl Collection for Runspaces {
+    type Source = dyn RunspaceSource;
+    const NAME: &'static str = "runspaces";
+    fn of(u: &Upstream) -> Option<&Arc<dyn RunspaceSource>> {
+        u.runspaces.as_ref()
+    }
+}
+
 /// The configured upstreams by name.
 pub struct Registry {
     upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -119,55 +152,34 @@ impl Registry {
             .ok_or_else(|| GatewayError::UnknownUpstream(name.to_string()))
     }
 
-    /// Upstreams that serve tasks, ordered by name.
-    pub fn task_sources(&self) -> Vec<(&Arc<Upstream>, &Arc<dyn TaskSource>)> {
-        self.serving(|u| u.tasks.as_ref())
+    /// Upstreams that serve collection `C`, ordered by name.
+    pub fn serving<C: Collection>(&self) -> Vec<Served<'_, C>> {
+        self.all()
+            .filter_map(|u| C::of(u).map(|s| (u, s)))
+            .collect()
     }
 
-    /// The task source for one named upstream, or for `-` when exactly one serves tasks;
-    /// `field` is the request field that named it.
-    pub fn task_source(
+    /// The sources a List's `parent` names: its one upstream, or for `-` every upstream
+    /// serving `C`.
+    pub fn listed<C: Collection>(&self, parent: &UpstreamRef) -> Result<Vec<Served<'_, C>>> {
+        match parent {
+            UpstreamRef::Named(_) => Ok(vec![self.one::<C>(parent, "parent")?]),
+            UpstreamRef::Any => Ok(self.serving::<C>()),
+        }
+    }
+
+    /// The source of collection `C` that `r` names: a named upstream's, or for `-` the one
+    /// upstream serving `C`; `field` is the request field that named it.
+    pub fn one<C: Collection>(
         &self,
         r: &UpstreamRef,
         field: &'static str,
-    ) -> Result<(&Arc<Upstream>, &Arc<dyn TaskSource>)> {
-        self.source(r, field, "tasks", |u| u.tasks.as_ref())
-    }
-
-    /// The runspace source for one named upstream, or for `-` when exactly one serves them.
-    pub fn runspace_source(
-        &self,
-        r: &UpstreamRef,
-        field: &'static str,
-    ) -> Result<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
-        self.source(r, field, "runspaces", |u| u.runspaces.as_ref())
-    }
-
-    /// Upstreams that serve runspaces, ordered by name.
-    pub fn runspace_sources(&self) -> Vec<(&Arc<Upstream>, &Arc<dyn RunspaceSource>)> {
-        self.serving(|u| u.runspaces.as_ref())
-    }
-
-    /// Upstreams whose `pick` serves a resource type, ordered by name.
-    fn serving<'a, S: ?Sized>(
-        &'a self,
-        pick: impl Fn(&'a Upstream) -> Option<&'a Arc<S>>,
-    ) -> Vec<(&'a Arc<Upstream>, &'a Arc<S>)> {
-        self.all().filter_map(|u| pick(u).map(|s| (u, s))).collect()
-    }
-
-    /// The one source of a resource type that `r` names.
-    fn source<'a, S: ?Sized>(
-        &'a self,
-        r: &UpstreamRef,
-        field: &'static str,
-        resource_kind: &'static str,
-        pick: impl Fn(&'a Upstream) -> Option<&'a Arc<S>>,
-    ) -> Result<(&'a Arc<Upstream>, &'a Arc<S>)> {
+    ) -> Result<Served<'_, C>> {
+        let resource_kind = C::NAME;
         match r {
             UpstreamRef::Named(name) => {
                 let u = self.get(name)?;
-                let source = pick(u).ok_or_else(|| {
+                let source = C::of(u).ok_or_else(|| {
                     GatewayError::invalid(
                         Reason::WrongUpstreamKind,
                         field,
@@ -179,7 +191,7 @@ impl Registry {
                 })?;
                 Ok((u, source))
             }
-            UpstreamRef::Any => match self.serving(pick).as_slice() {
+            UpstreamRef::Any => match self.serving::<C>().as_slice() {
                 [one] => Ok(*one),
                 many => Err(GatewayError::AmbiguousUpstream {
                     field,
