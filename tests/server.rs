@@ -12,7 +12,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use vmware_grpc_gateway::{
-    proto::{GetTaskRequest, GetUpstreamRequest, ListUpstreamsRequest, SessionState, UpstreamKind},
+    proto::{ListUpstreamsRequest, SessionState, UpstreamKind},
     simulator::Fault,
 };
 
@@ -23,76 +23,56 @@ const SERVICES: [&str; 4] = [
     "vmware.gateway.v1.UpstreamService",
 ];
 
+/// Asks the reflection service of `$version` (v1 or v1alpha) to list the services, then for
+/// the file of each symbol; asserts that every service is listed and evaluates to the encoded
+/// first file descriptor of each symbol's answer.
+macro_rules! reflect {
+    ($version:ident, $env:expr $(, $symbol:expr)*) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let symbols: Vec<String> = vec![$($symbol.to_string()),*];
+        let mut reqs = vec![ask(MessageRequest::ListServices(String::new()))];
+        reqs.extend(symbols.iter().map(|s| ask(MessageRequest::FileContainingSymbol(s.clone()))));
+        let mut client = ServerReflectionClient::new($env.channel.clone());
+        let answers = client.server_reflection_info(tokio_stream::iter(reqs)).await;
+        let mut answers = answers.unwrap().into_inner();
+        let mut next = async || answers.next().await.unwrap().unwrap().message_response;
+        let Some(MessageResponse::ListServicesResponse(list)) = next().await else {
+            panic!("not a list response")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for s in SERVICES {
+            assert!(names.contains(&s.to_string()), "{s} missing from {names:?}");
+        }
+        let mut files = Vec::new();
+        for _ in &symbols {
+            let Some(MessageResponse::FileDescriptorResponse(answer)) = next().await else {
+                panic!("not a file response")
+            };
+            files.push(answer.file_descriptor_proto[0].clone());
+        }
+        files
+    }};
+}
+
 #[tokio::test]
 async fn reflection_v1_lists_every_service() {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
     let env = Env::start().await;
-    let mut client = ServerReflectionClient::new(env.channel.clone());
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(tokio_stream::once(req))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        stream.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("not a list response")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for s in SERVICES {
-        assert!(names.contains(&s.to_string()), "{s} missing from {names:?}");
-    }
+    reflect!(v1, env);
 }
 
 #[tokio::test]
 async fn reflection_v1alpha_lists_every_service_and_serves_commented_descriptors() {
     use prost::Message;
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
     let env = Env::start().await;
-    let mut client = ServerReflectionClient::new(env.channel.clone());
-    let reqs = vec![
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        },
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol(
-                "vmware.gateway.v1.TaskService".into(),
-            )),
-        },
-    ];
-    let mut stream = client
-        .server_reflection_info(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        stream.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("not a list response")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for s in SERVICES {
-        assert!(names.contains(&s.to_string()), "{s} missing from {names:?}");
-    }
-    let Some(MessageResponse::FileDescriptorResponse(files)) =
-        stream.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("not a file response")
-    };
-    let file = prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
-        .unwrap();
+    let files = reflect!(v1alpha, env, "vmware.gateway.v1.TaskService");
+    let file = prost_types::FileDescriptorProto::decode(files[0].as_slice()).unwrap();
     let comments: Vec<String> = file
         .source_code_info
         .expect("descriptors keep source info, so describe shows comments")
@@ -147,38 +127,26 @@ async fn health_is_serving_per_service_then_not_serving_once_shutdown_starts() {
 async fn shutdown_lets_in_flight_calls_finish_and_logs_out() {
     let mut env = Env::start().await;
     let name = env.add(running_for(100));
-    let mut c = env.tasks();
-    c.get_task(GetTaskRequest {
-        name: name.clone(),
-        view: 0,
-    })
-    .await
-    .unwrap();
+    env.get_task(&name).await.unwrap();
     env.sim.vcenter.inject(
         "GET /api/cis/tasks/{task}",
         Fault::Delay(Duration::from_millis(700)),
     );
-    let in_flight = tokio::spawn(async move { c.get_task(GetTaskRequest { name, view: 0 }).await });
+    let mut c = env.tasks();
+    let in_flight = tokio::spawn(async move { c.get_task(get_req(&name)).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     env.shutdown().await;
     let answer = in_flight.await.unwrap();
     assert!(answer.is_ok(), "in-flight call finished: {answer:?}");
-    assert_eq!(
-        env.sim.vcenter.requests("DELETE /api/session"),
-        1,
-        "logged out on shutdown"
-    );
+    let logouts = env.sim.vcenter.requests("DELETE /api/session");
+    assert_eq!(logouts, 1, "logged out on shutdown");
 }
 
 #[tokio::test]
 async fn upstream_service_shows_kind_url_and_session_without_credentials() {
     let env = Env::start().await;
-    let mut u = env.upstreams();
-    let list = u
-        .list_upstreams(ListUpstreamsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let list = env.list_upstreams(ListUpstreamsRequest::default()).await;
+    let list = list.unwrap();
     assert_eq!(list.upstreams.len(), 1);
     let vc1 = &list.upstreams[0];
     assert_eq!(vc1.name, "upstreams/vc1");
@@ -186,35 +154,16 @@ async fn upstream_service_shows_kind_url_and_session_without_credentials() {
     assert_eq!(vc1.base_url, env.sim.vcenter.url());
     assert_eq!(vc1.session_state(), SessionState::None);
     let name = env.add(running_for(10));
-    env.tasks()
-        .get_task(GetTaskRequest { name, view: 0 })
-        .await
-        .unwrap();
-    let vc1 = u
-        .get_upstream(GetUpstreamRequest {
-            name: "upstreams/vc1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    env.get_task(&name).await.unwrap();
+    let vc1 = env.get_upstream("upstreams/vc1").await.unwrap();
     assert_eq!(vc1.session_state(), SessionState::Active);
     assert!(vc1.reachable && vc1.last_error.is_empty());
     let text = format!("{vc1:?}");
     assert!(!text.contains(env.sim.vcenter.password()));
-    let err = u
-        .get_upstream(GetUpstreamRequest {
-            name: "upstreams/nope".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "UNKNOWN_UPSTREAM");
-    let err = u
-        .get_upstream(GetUpstreamRequest {
-            name: "nope".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_NAME");
+    let unknown = env.get_upstream("upstreams/nope").await;
+    expect_error(unknown, Code::NotFound, "UNKNOWN_UPSTREAM");
+    let bad_name = env.get_upstream("nope").await;
+    expect_error(bad_name, Code::InvalidArgument, "INVALID_NAME");
 }
 
 #[tokio::test]
@@ -228,25 +177,15 @@ async fn list_upstreams_pages_by_name() {
         }
     })
     .await;
-    let mut u = env.upstreams();
-    let first = u
-        .list_upstreams(ListUpstreamsRequest {
-            page_size: 3,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = |page_token: String| ListUpstreamsRequest {
+        page_size: 3,
+        page_token,
+    };
+    let first = env.list_upstreams(page(String::new())).await.unwrap();
     let names: Vec<_> = first.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["upstreams/vc1", "upstreams/vc2", "upstreams/vc3"]);
-    let second = u
-        .list_upstreams(ListUpstreamsRequest {
-            page_size: 3,
-            page_token: first.next_page_token,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let second = env.list_upstreams(page(first.next_page_token)).await;
+    let second = second.unwrap();
     assert_eq!(second.upstreams.len(), 1);
     assert!(second.next_page_token.is_empty());
 }
@@ -255,11 +194,7 @@ async fn list_upstreams_pages_by_name() {
 async fn messages_over_the_configured_limit_are_refused() {
     let env = Env::start_with(sim_options(), |cfg| cfg.server.max_message_bytes = 4096).await;
     let err = env
-        .tasks()
-        .get_task(GetTaskRequest {
-            name: format!("upstreams/vc1/tasks/{}", "x".repeat(8000)),
-            view: 0,
-        })
+        .get_task(&task_name(&"x".repeat(8000)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");

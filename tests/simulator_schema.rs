@@ -122,6 +122,14 @@ async fn start() -> (SimClock, Simulator) {
     (clock, sim)
 }
 
+/// The spec `file` and a simulator on a manual clock, or `None` where the spec folder is
+/// absent (outside CI only, see `openapi::load_spec`).
+async fn spec_and_sim(file: &str) -> Option<(Value, SimClock, Simulator)> {
+    let spec = openapi::load_spec(file)?;
+    let (clock, sim) = start().await;
+    Some((spec, clock, sim))
+}
+
 /// Adds 1001 pending tasks of `service`: one more than a vAPI list may answer.
 fn add_bulk(tasks: &TaskStore, service: &str) {
     for n in 0..1001 {
@@ -292,6 +300,12 @@ impl Ctx {
         body
     }
 
+    /// An authenticated `GET` of `path` (below `api`), validated as `spec_path`.
+    async fn get(&mut self, path: &str, spec_path: &str, expected: u16) -> Value {
+        let req = self.authed(self.client.get(format!("{}{path}", self.api)));
+        self.call(req, spec_path, "get", expected).await
+    }
+
     async fn get_task(&mut self, id: &str, query: &str) -> Value {
         let url = format!("{}/cis/tasks/{id}{query}", self.api);
         let req = self.client.get(url).header(SESSION_HEADER, &self.sid);
@@ -328,6 +342,20 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// A client that trusts the simulator's self-signed certificate `pem`.
+fn trusting(pem: &str) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(cert);
+    client.build().unwrap()
+}
+
+/// A `POST` of `url` with basic credentials, sent (any status).
+async fn basic_login(part: &SimHandle, url: &str, password: &str) -> reqwest::Response {
+    let req = reqwest::Client::new().post(url);
+    let req = req.basic_auth(part.username(), Some(password));
+    req.send().await.expect("request reaches the simulator")
+}
+
 fn add_test_tasks(sim: &Simulator) {
     let tasks = sim.vcenter.tasks();
     let vm = "com.vmware.vcenter.VM";
@@ -351,32 +379,15 @@ fn add_test_tasks(sim: &Simulator) {
         .with_target("VirtualMachine", "vm-77")
         .with_user("VSPHERE.LOCAL\\tester"),
     );
-    tasks.add(
-        TaskSpec::new(
-            vm,
-            "relocate",
-            "Relocate virtual machine",
-            vec![
-                Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
-                Step::new(secs(1000), Phase::Succeeded { result: None }),
-            ],
-        )
-        .with_id("t-cancel")
-        .cancelable()
-        .aged(secs(100)),
-    );
-    tasks.add(
-        TaskSpec::new(
-            vm,
-            "relocate",
-            "Relocate virtual machine",
-            vec![
-                Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
-                Step::new(secs(1000), Phase::Succeeded { result: None }),
-            ],
-        )
-        .with_id("t-notcancel"),
-    );
+    let relocate = || {
+        let steps = vec![
+            Step::new(secs(0), Phase::Running { from: 0, to: 100 }),
+            Step::new(secs(1000), Phase::Succeeded { result: None }),
+        ];
+        TaskSpec::new(vm, "relocate", "Relocate virtual machine", steps)
+    };
+    tasks.add(relocate().with_id("t-cancel").cancelable().aged(secs(100)));
+    tasks.add(relocate().with_id("t-notcancel"));
     tasks.add(
         TaskSpec::new(
             vm,
@@ -401,8 +412,9 @@ fn add_test_tasks(sim: &Simulator) {
 
 #[tokio::test]
 async fn vcenter_json_matches_the_vendor_schema() {
-    let Some(spec) = load_spec() else { return };
-    let (clock, sim) = start().await;
+    let Some((spec, clock, sim)) = spec_and_sim(SPEC_FILE).await else {
+        return;
+    };
     add_test_tasks(&sim);
     let vc = &sim.vcenter;
     let api = format!("{}/api", vc.url());
@@ -410,12 +422,7 @@ async fn vcenter_json_matches_the_vendor_schema() {
     let client = ctx.client.clone();
 
     // --- session
-    let wrong = client
-        .post(format!("{api}/session"))
-        .basic_auth(vc.username(), Some("wrong"))
-        .send()
-        .await
-        .unwrap();
+    let wrong = basic_login(vc, &format!("{api}/session"), "wrong").await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().contains_key("www-authenticate"));
     let no_auth = client.post(format!("{api}/session"));
@@ -638,12 +645,7 @@ async fn tls_listener_serves_with_its_own_certificate() {
     .expect("simulator starts");
     let vc = &sim.vcenter;
     assert!(vc.url().starts_with("https://127.0.0.1:"));
-    let pem = vc.ca_pem().expect("tls has a certificate");
-    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(cert)
-        .build()
-        .unwrap();
+    let client = trusting(&vc.ca_pem().expect("tls has a certificate"));
     let r = client
         .post(format!("{}/api/session", vc.url()))
         .basic_auth(vc.username(), Some(vc.password()))
@@ -715,12 +717,23 @@ fn datetime_pattern_is_strict() {
 // ---------------------------------------------------------------------------------------------
 // Snapshot service
 
+/// A snapshot-service task read with the context's session.
+async fn snap_task(ctx: &mut Ctx, id: &str, expected: u16) -> Value {
+    let path = format!("/snapservice/tasks/{id}");
+    ctx.get(&path, "/snapservice/tasks/{task}", expected).await
+}
+
+/// A snapshot-service listing (`query` starts with `?`) with the context's session.
+async fn snap_list(ctx: &mut Ctx, query: &str, expected: u16) -> Value {
+    let path = format!("/snapservice/tasks{query}");
+    ctx.get(&path, "/snapservice/tasks", expected).await
+}
+
 #[tokio::test]
 async fn snapservice_json_matches_the_vendor_schema() {
-    let Some(spec) = openapi::load_spec(SNAP_SPEC_FILE) else {
+    let Some((spec, clock, sim)) = spec_and_sim(SNAP_SPEC_FILE).await else {
         return;
     };
-    let (clock, sim) = start().await;
     let snap = &sim.snapservice;
     let api = format!("{}/api", snap.url());
     let mut ctx = Ctx::new(
@@ -735,11 +748,6 @@ async fn snapservice_json_matches_the_vendor_schema() {
     let sid = ctx.open_session(snap).await;
 
     // --- get, one task per status
-    let get = |id: &str| {
-        client
-            .get(format!("{api}/snapservice/tasks/{id}"))
-            .header(SNAP_SESSION_HEADER, &sid)
-    };
     for (id, status) in [
         (SNAP_DEMO_PENDING_TASK, "PENDING"),
         (SNAP_DEMO_RUNNING_TASK, "RUNNING"),
@@ -747,84 +755,40 @@ async fn snapservice_json_matches_the_vendor_schema() {
         (SNAP_DEMO_SUCCEEDED_TASK, "SUCCEEDED"),
         (SNAP_DEMO_FAILED_TASK, "FAILED"),
     ] {
-        let info = ctx
-            .call(get(id), "/snapservice/tasks/{task}", "get", 200)
-            .await;
+        let info = snap_task(&mut ctx, id, 200).await;
         assert_eq!(info["status"], status, "{id}");
         assert_eq!(info["cancelable"], false, "snapservice has no cancel");
         let v = status_rule_violations(&info, false);
         assert!(v.is_empty(), "{id}: {v:?}\n{info:#}");
     }
-    let ok = ctx
-        .call(
-            get(SNAP_DEMO_SUCCEEDED_TASK),
-            "/snapservice/tasks/{task}",
-            "get",
-            200,
-        )
-        .await;
+    let ok = snap_task(&mut ctx, SNAP_DEMO_SUCCEEDED_TASK, 200).await;
     assert_eq!(ok["vc_task"], "task-88231");
     assert_eq!(
         ok["service"],
         "com.vmware.snapservice.clusters.protection_groups"
     );
-    let failed = ctx
-        .call(
-            get(SNAP_DEMO_FAILED_TASK),
-            "/snapservice/tasks/{task}",
-            "get",
-            200,
-        )
-        .await;
+    let failed = snap_task(&mut ctx, SNAP_DEMO_FAILED_TASK, 200).await;
     ctx.assert_component(&failed["error"], "Vapi.Std.Errors.Error");
-    let nf = ctx
-        .call(get("no-such-task"), "/snapservice/tasks/{task}", "get", 404)
-        .await;
+    let nf = snap_task(&mut ctx, "no-such-task", 404).await;
     assert_eq!(nf["error_type"], "NOT_FOUND");
     assert_eq!(nf["messages"][0]["args"], json!(["no-such-task"]));
 
     // --- time moves the pending one through RUNNING to SUCCEEDED
     clock.advance(secs(4 * 60));
-    let mid = ctx
-        .call(
-            get(SNAP_DEMO_PENDING_TASK),
-            "/snapservice/tasks/{task}",
-            "get",
-            200,
-        )
-        .await;
+    let mid = snap_task(&mut ctx, SNAP_DEMO_PENDING_TASK, 200).await;
     assert_eq!(mid["status"], "RUNNING");
     assert_eq!(mid["progress"]["completed"], 50);
     clock.advance(secs(2 * 60));
-    let done = ctx
-        .call(
-            get(SNAP_DEMO_PENDING_TASK),
-            "/snapservice/tasks/{task}",
-            "get",
-            200,
-        )
-        .await;
+    let done = snap_task(&mut ctx, SNAP_DEMO_PENDING_TASK, 200).await;
     assert!(status_rule_violations(&done, false).is_empty());
     assert_eq!(done["status"], "SUCCEEDED");
 
     // --- list with repeated keys
-    let list = |query: &str| {
-        client
-            .get(format!("{api}/snapservice/tasks{query}"))
-            .header(SNAP_SESSION_HEADER, &sid)
-    };
     let all_services: String = SNAP_DEMO_SERVICES
         .iter()
         .map(|s| format!("services={s}&"))
         .collect();
-    let all = ctx
-        .call(
-            list(&format!("?{all_services}")),
-            "/snapservice/tasks",
-            "get",
-            200,
-        )
-        .await;
+    let all = snap_list(&mut ctx, &format!("?{all_services}"), 200).await;
     let items = all["items"].as_array().cloned().unwrap_or_default();
     assert!(items.len() >= 8, "{} items", items.len());
     for item in &items {
@@ -832,14 +796,12 @@ async fn snapservice_json_matches_the_vendor_schema() {
         assert!(v.is_empty(), "{}: {v:?}", item["task"]);
     }
     assert!(items.iter().any(|i| i["info"].get("vc_task").is_some()));
-    let running = ctx
-        .call(
-            list(&format!("?{all_services}status=RUNNING&status=BLOCKED")),
-            "/snapservice/tasks",
-            "get",
-            200,
-        )
-        .await;
+    let running = snap_list(
+        &mut ctx,
+        &format!("?{all_services}status=RUNNING&status=BLOCKED"),
+        200,
+    )
+    .await;
     let running = running["items"].as_array().cloned().unwrap_or_default();
     assert!(running.iter().any(|i| i["task"] == SNAP_DEMO_RUNNING_TASK));
     assert!(running.iter().any(|i| i["task"] == SNAP_DEMO_BLOCKED_TASK));
@@ -848,42 +810,22 @@ async fn snapservice_json_matches_the_vendor_schema() {
             .iter()
             .all(|i| matches!(i["info"]["status"].as_str(), Some("RUNNING" | "BLOCKED")))
     );
-    let by_id = ctx
-        .call(
-            list(&format!(
-                "?tasks={SNAP_DEMO_SUCCEEDED_TASK}&tasks=unknown&operations=create"
-            )),
-            "/snapservice/tasks",
-            "get",
-            200,
-        )
-        .await;
+    let by_id = snap_list(
+        &mut ctx,
+        &format!("?tasks={SNAP_DEMO_SUCCEEDED_TASK}&tasks=unknown&operations=create"),
+        200,
+    )
+    .await;
     assert_eq!(
         by_id,
         json!({"items": [{"task": SNAP_DEMO_SUCCEEDED_TASK, "info": ok}]})
     );
-    let no_filter = ctx
-        .call(list("?status=RUNNING"), "/snapservice/tasks", "get", 400)
-        .await;
+    let no_filter = snap_list(&mut ctx, "?status=RUNNING", 400).await;
     assert_eq!(no_filter["error_type"], "INVALID_ARGUMENT");
-    let bad_status = ctx
-        .call(
-            list(&format!("?{all_services}status=running")),
-            "/snapservice/tasks",
-            "get",
-            400,
-        )
-        .await;
+    let bad_status = snap_list(&mut ctx, &format!("?{all_services}status=running"), 400).await;
     assert_eq!(bad_status["error_type"], "INVALID_ARGUMENT");
     add_bulk(snap.tasks(), "com.vmware.snapservice.test.Bulk");
-    let too_many = ctx
-        .call(
-            list("?services=com.vmware.snapservice.test.Bulk"),
-            "/snapservice/tasks",
-            "get",
-            500,
-        )
-        .await;
+    let too_many = snap_list(&mut ctx, "?services=com.vmware.snapservice.test.Bulk", 500).await;
     assert_eq!(too_many["error_type"], "RESOURCE_INACCESSIBLE");
 
     // --- no cancel operation
@@ -903,14 +845,7 @@ async fn snapservice_json_matches_the_vendor_schema() {
             body: "{\"error_type\":\"SERVICE_UNAVAILABLE\",\"messages\":[]}".into(),
         },
     );
-    let unavailable = ctx
-        .call(
-            get(SNAP_DEMO_RUNNING_TASK),
-            "/snapservice/tasks/{task}",
-            "get",
-            503,
-        )
-        .await;
+    let unavailable = snap_task(&mut ctx, SNAP_DEMO_RUNNING_TASK, 503).await;
     assert_eq!(unavailable["error_type"], "SERVICE_UNAVAILABLE");
     let task = format!("{api}/snapservice/tasks/{SNAP_DEMO_RUNNING_TASK}");
     let path = "/snapservice/tasks/{task}";
@@ -944,55 +879,63 @@ fn is_srs_datetime(s: &str) -> bool {
         })
 }
 
+/// The API key a successful SRS login answers with.
+fn api_key(login: &reqwest::Response) -> String {
+    let key = login.headers()[SRS_API_KEY_HEADER].to_str();
+    key.expect("an ASCII API key").to_string()
+}
+
+/// A runspace read with the context's API key.
+async fn runspace(ctx: &mut Ctx, id: &str, expected: u16) -> Value {
+    let path = format!("/api/runspaces/{id}");
+    ctx.get(&path, "/api/runspaces/{id}", expected).await
+}
+
+async fn create_runspace(ctx: &mut Ctx, body: Value, expected: u16) -> Value {
+    let url = format!("{}/api/runspaces", ctx.api);
+    let req = ctx.authed(ctx.client.post(url).json(&body));
+    ctx.call(req, "/api/runspaces", "post", expected).await
+}
+
+async fn delete_runspace(ctx: &mut Ctx, id: &str, expected: u16) -> Value {
+    let url = format!("{}/api/runspaces/{id}", ctx.api);
+    let req = ctx.authed(ctx.client.delete(url));
+    ctx.call(req, "/api/runspaces/{id}", "delete", expected)
+        .await
+}
+
 #[tokio::test]
 async fn script_runtime_json_matches_the_vendor_schema() {
-    let Some(spec) = openapi::load_spec(SRS_SPEC_FILE) else {
+    let Some((spec, clock, sim)) = spec_and_sim(SRS_SPEC_FILE).await else {
         return;
     };
-    let (clock, sim) = start().await;
     let srs = &sim.script_runtime;
     let base = srs.url();
-    let mut ctx = Ctx::new(spec, base.clone(), "", "");
+    let mut ctx = Ctx::new(spec, base.clone(), "", SRS_API_KEY_HEADER);
     let client = ctx.client.clone();
 
     // --- login: 401 is empty with a challenge (the spec declares an ErrorDetails body; the
     // reference says the real server's ASP.NET challenge is most likely empty).
-    let r = client
-        .post(format!("{base}/api/auth/login"))
-        .basic_auth(srs.username(), Some("wrong"))
-        .send()
-        .await
-        .unwrap();
+    let login = format!("{base}/api/auth/login");
+    let r = basic_login(srs, &login, "wrong").await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         r.headers()["www-authenticate"],
         "Basic realm=\"SRS endpoint\""
     );
     assert_eq!(r.text().await.unwrap(), "");
-    let r = client
-        .post(format!("{base}/api/auth/login"))
-        .basic_auth(srs.username(), Some(srs.password()))
-        .send()
-        .await
-        .unwrap();
+    let r = basic_login(srs, &login, srs.password()).await;
     assert_eq!(r.status(), 200);
-    assert!(openapi::declares_status(
-        &ctx.spec,
-        "/api/auth/login",
-        "post",
-        200
-    ));
-    let key = r.headers()[SRS_API_KEY_HEADER]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let declared = openapi::declares_status(&ctx.spec, "/api/auth/login", "post", 200);
+    assert!(declared);
+    let key = api_key(&r);
     assert_eq!(r.text().await.unwrap(), "", "login answers an empty body");
     assert_eq!(srs.logins(), 1);
+    ctx.sid = key.clone();
     let runspaces = format!("{base}/api/runspaces");
 
     // --- seeded: one ready, one in error
-    let req = client.get(&runspaces).header(SRS_API_KEY_HEADER, &key);
-    let list = ctx.call(req, "/api/runspaces", "get", 200).await;
+    let list = ctx.get("/api/runspaces", "/api/runspaces", 200).await;
     let list = list.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 2);
     let get = |id: &str| {
@@ -1000,24 +943,10 @@ async fn script_runtime_json_matches_the_vendor_schema() {
             .get(format!("{runspaces}/{id}"))
             .header(SRS_API_KEY_HEADER, &key)
     };
-    let ready = ctx
-        .call(
-            get(SRS_DEMO_READY_RUNSPACE),
-            "/api/runspaces/{id}",
-            "get",
-            200,
-        )
-        .await;
+    let ready = runspace(&mut ctx, SRS_DEMO_READY_RUNSPACE, 200).await;
     assert_eq!(ready["state"], "ready");
     assert!(ready["vc_connection_script_id"].is_string());
-    let error = ctx
-        .call(
-            get(SRS_DEMO_ERROR_RUNSPACE),
-            "/api/runspaces/{id}",
-            "get",
-            200,
-        )
-        .await;
+    let error = runspace(&mut ctx, SRS_DEMO_ERROR_RUNSPACE, 200).await;
     assert_eq!(error["state"], "error");
     assert_eq!(error["error_details"]["code"], 500);
     assert!(error.get("name").is_none(), "nulls are omitted: {error}");
@@ -1029,9 +958,7 @@ async fn script_runtime_json_matches_the_vendor_schema() {
             .header(SRS_API_KEY_HEADER, &key)
             .json(&body)
     };
-    let plain = ctx
-        .call(create(json!({})), "/api/runspaces", "post", 202)
-        .await;
+    let plain = create_runspace(&mut ctx, json!({}), 202).await;
     assert_eq!(plain["state"], "creating");
     assert!(plain.get("name").is_none(), "{plain}");
     assert_eq!(plain["run_vc_connection_script"], false);
@@ -1049,69 +976,39 @@ async fn script_runtime_json_matches_the_vendor_schema() {
     );
     let scripted: Value = resp.json().await.unwrap();
     let scripted_id = scripted["id"].as_str().unwrap_or_default().to_string();
-    let failing = ctx
-        .call(
-            create(json!({"name": "fail-on-purpose"})),
-            "/api/runspaces",
-            "post",
-            202,
-        )
-        .await;
+    let failing = create_runspace(&mut ctx, json!({"name": "fail-on-purpose"}), 202).await;
     let failing_id = failing["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(srs.runspaces_created(), 3);
 
     clock.advance(secs(3));
-    let p = ctx
-        .call(get(&plain_id), "/api/runspaces/{id}", "get", 200)
-        .await;
+    let p = runspace(&mut ctx, &plain_id, 200).await;
     assert_eq!(p["state"], "ready");
     assert!(p.get("vc_connection_script_id").is_none());
-    let sc = ctx
-        .call(get(&scripted_id), "/api/runspaces/{id}", "get", 200)
-        .await;
+    let sc = runspace(&mut ctx, &scripted_id, 200).await;
     assert_eq!(sc["state"], "creating");
     assert!(sc.get("vc_connection_script_id").is_none());
-    let f = ctx
-        .call(get(&failing_id), "/api/runspaces/{id}", "get", 200)
-        .await;
+    let f = runspace(&mut ctx, &failing_id, 200).await;
     assert_eq!(f["state"], "error");
     assert_eq!(f["error_details"]["code"], 500);
     clock.advance(secs(5));
-    let sc = ctx
-        .call(get(&scripted_id), "/api/runspaces/{id}", "get", 200)
-        .await;
+    let sc = runspace(&mut ctx, &scripted_id, 200).await;
     assert_eq!(sc["state"], "ready");
     assert_eq!(sc["name"], "nightly-report");
     assert!(sc["vc_connection_script_id"].is_string());
     assert_eq!(sc["creation_time"], scripted["creation_time"]);
 
-    let req = client.get(&runspaces).header(SRS_API_KEY_HEADER, &key);
-    let list = ctx.call(req, "/api/runspaces", "get", 200).await;
+    let list = ctx.get("/api/runspaces", "/api/runspaces", 200).await;
     assert_eq!(list.as_array().map(Vec::len), Some(5));
 
     // --- errors: 404 code 2030 on get, 500 code 2040 on delete of an unknown id
-    let nf = ctx
-        .call(get("deadbeef"), "/api/runspaces/{id}", "get", 404)
-        .await;
+    let nf = runspace(&mut ctx, "deadbeef", 404).await;
     assert_eq!(
         nf,
         json!({"code": 2030, "error_message": "Runspace with id 'deadbeef' not found"})
     );
-    let del = |id: &str| {
-        client
-            .delete(format!("{runspaces}/{id}"))
-            .header(SRS_API_KEY_HEADER, &key)
-    };
-    assert_eq!(
-        ctx.call(del(&plain_id), "/api/runspaces/{id}", "delete", 200)
-            .await,
-        Value::Null
-    );
-    ctx.call(get(&plain_id), "/api/runspaces/{id}", "get", 404)
-        .await;
-    let gone = ctx
-        .call(del(&plain_id), "/api/runspaces/{id}", "delete", 500)
-        .await;
+    assert_eq!(delete_runspace(&mut ctx, &plain_id, 200).await, Value::Null);
+    runspace(&mut ctx, &plain_id, 404).await;
+    let gone = delete_runspace(&mut ctx, &plain_id, 500).await;
     assert_eq!(gone["code"], 2040);
 
     // --- max runspaces per user: 500 code 2020, not counted as created
@@ -1144,30 +1041,12 @@ async fn script_runtime_json_matches_the_vendor_schema() {
         get(SRS_DEMO_READY_RUNSPACE).send().await.unwrap().status(),
         401
     );
-    let key2 = client
-        .post(format!("{base}/api/auth/login"))
-        .basic_auth(srs.username(), Some(srs.password()))
-        .send()
-        .await
-        .unwrap()
-        .headers()[SRS_API_KEY_HEADER]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let r = client
-        .post(format!("{base}/api/auth/logout"))
-        .header(SRS_API_KEY_HEADER, &key2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = client
-        .get(&runspaces)
-        .header(SRS_API_KEY_HEADER, &key2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let key2 = api_key(&basic_login(srs, &login, srs.password()).await);
+    let logout = client.post(format!("{base}/api/auth/logout"));
+    let logout = logout.header(SRS_API_KEY_HEADER, &key2);
+    assert_eq!(logout.send().await.unwrap().status(), 200);
+    let revoked = client.get(&runspaces).header(SRS_API_KEY_HEADER, &key2);
+    assert_eq!(revoked.send().await.unwrap().status(), 401);
     assert_eq!(
         srs.requests(SRS_ROUTE_RUNSPACE_CREATE),
         made + 1,
@@ -1199,12 +1078,8 @@ async fn every_part_has_its_own_listener_and_shares_the_tls_choice() {
         assert!(u.starts_with("https://127.0.0.1:"), "{u}");
         assert!(!urls[..i].contains(u), "{u} reused");
     }
-    let pem = sim.script_runtime.ca_pem().expect("tls has a certificate");
-    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(cert)
-        .build()
-        .unwrap();
+    let pem = sim.script_runtime.ca_pem();
+    let client = trusting(&pem.expect("tls has a certificate"));
     let r = client
         .post(format!("{}/api/auth/login", sim.script_runtime.url()))
         .basic_auth(

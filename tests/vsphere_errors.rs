@@ -10,7 +10,6 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use vmware_grpc_gateway::{
     config::{Secret, UpstreamConfig, UpstreamKind},
-    proto::GetTaskRequest,
     simulator::Fault,
 };
 
@@ -24,65 +23,88 @@ fn vapi(error_type: &str, text: &str) -> String {
     .to_string()
 }
 
-fn get(name: &str) -> GetTaskRequest {
-    GetTaskRequest {
-        name: name.to_string(),
-        view: 0,
-    }
+/// The next task read is answered with `status` and `body`.
+fn answer_next_read(env: &Env, status: u16, body: String) {
+    env.sim
+        .vcenter
+        .inject(GET_ROUTE, Fault::Status { status, body });
 }
+
+/// A running task, read once (so the session exists); the next read waits `delay`.
+async fn task_with_a_slow_next_read(env: &Env, delay: Duration) -> String {
+    let name = env.add(running_for(100));
+    env.get_task(&name).await.unwrap();
+    env.sim.vcenter.inject(GET_ROUTE, Fault::Delay(delay));
+    name
+}
+
+/// An expected code and reason, with the (HTTP status, vAPI error kind) answers that map to it.
+type Outcome = (Code, &'static str, &'static [(u16, &'static str)]);
 
 #[tokio::test]
 async fn upstream_error_kinds_map_to_the_documented_codes() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let invalid = (Code::InvalidArgument, "UPSTREAM_INVALID_ARGUMENT");
-    let conflict = (Code::FailedPrecondition, "UPSTREAM_STATE_CONFLICT");
-    let busy = (Code::Aborted, "UPSTREAM_BUSY");
-    let unavailable = (Code::Unavailable, "UPSTREAM_UNAVAILABLE");
-    let rows: &[(u16, &str, (Code, &str))] = &[
-        (400, "INVALID_ARGUMENT", invalid),
-        (400, "INVALID_REQUEST", invalid),
-        (500, "UNEXPECTED_INPUT", invalid),
-        (400, "NOT_ALLOWED_IN_CURRENT_STATE", conflict),
-        (400, "ALREADY_IN_DESIRED_STATE", conflict),
+    let rows: &[Outcome] = &[
         (
-            400,
-            "UNSUPPORTED",
-            (Code::Unimplemented, "UPSTREAM_UNSUPPORTED"),
+            Code::InvalidArgument,
+            "UPSTREAM_INVALID_ARGUMENT",
+            &[
+                (400, "INVALID_ARGUMENT"),
+                (400, "INVALID_REQUEST"),
+                (500, "UNEXPECTED_INPUT"),
+            ],
         ),
         (
-            400,
+            Code::Unimplemented,
+            "UPSTREAM_UNSUPPORTED",
+            &[(400, "UNSUPPORTED")],
+        ),
+        (
+            Code::FailedPrecondition,
+            "UPSTREAM_STATE_CONFLICT",
+            &[
+                (400, "NOT_ALLOWED_IN_CURRENT_STATE"),
+                (400, "ALREADY_IN_DESIRED_STATE"),
+            ],
+        ),
+        (
+            Code::AlreadyExists,
             "ALREADY_EXISTS",
-            (Code::AlreadyExists, "ALREADY_EXISTS"),
+            &[(400, "ALREADY_EXISTS")],
         ),
         (
-            403,
-            "UNAUTHORIZED",
-            (Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
+            Code::PermissionDenied,
+            "UPSTREAM_PERMISSION_DENIED",
+            &[(403, "UNAUTHORIZED")],
         ),
-        (404, "NOT_FOUND", (Code::NotFound, "NOT_FOUND")),
-        (409, "CONCURRENT_CHANGE", busy),
-        (400, "RESOURCE_BUSY", busy),
-        (500, "RESOURCE_INACCESSIBLE", unavailable),
-        (500, "ERROR", unavailable),
-        (503, "SERVICE_UNAVAILABLE", unavailable),
+        (Code::NotFound, "NOT_FOUND", &[(404, "NOT_FOUND")]),
         (
-            504,
-            "TIMED_OUT",
-            (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+            Code::Aborted,
+            "UPSTREAM_BUSY",
+            &[(409, "CONCURRENT_CHANGE"), (400, "RESOURCE_BUSY")],
+        ),
+        (
+            Code::Unavailable,
+            "UPSTREAM_UNAVAILABLE",
+            &[
+                (500, "RESOURCE_INACCESSIBLE"),
+                (500, "ERROR"),
+                (503, "SERVICE_UNAVAILABLE"),
+            ],
+        ),
+        (
+            Code::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+            &[(504, "TIMED_OUT")],
         ),
     ];
-    let mut c = env.tasks();
-    for (status, kind, (code, reason)) in rows {
-        env.sim.vcenter.inject(
-            GET_ROUTE,
-            Fault::Status {
-                status: *status,
-                body: vapi(kind, "injected failure"),
-            },
-        );
-        let err = c.get_task(get(&name)).await.unwrap_err();
-        let info = assert_error(&err, *code, reason);
+    let answers = rows
+        .iter()
+        .flat_map(|(code, reason, answers)| answers.iter().map(move |a| (a, code, reason)));
+    for ((status, kind), code, reason) in answers {
+        answer_next_read(&env, *status, vapi(kind, "injected failure"));
+        let (err, info) = expect_error(env.get_task(&name).await, *code, reason);
         assert_eq!(info.metadata["upstreamReason"], *kind);
         assert_eq!(info.metadata["httpStatus"], status.to_string(), "{kind}");
         assert_eq!(info.metadata["upstream"], "vc1");
@@ -104,7 +126,6 @@ async fn upstream_error_kinds_map_to_the_documented_codes() {
 async fn http_status_decides_where_the_body_names_no_error_kind() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let mut c = env.tasks();
     let rows: &[(u16, Code, &str)] = &[
         (429, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
         (502, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
@@ -114,15 +135,8 @@ async fn http_status_decides_where_the_body_names_no_error_kind() {
         (302, Code::Internal, "UPSTREAM_BAD_RESPONSE"),
     ];
     for (status, code, reason) in rows {
-        env.sim.vcenter.inject(
-            GET_ROUTE,
-            Fault::Status {
-                status: *status,
-                body: "<html>proxy error</html>".into(),
-            },
-        );
-        let err = c.get_task(get(&name)).await.unwrap_err();
-        let info = assert_error(&err, *code, reason);
+        answer_next_read(&env, *status, "<html>proxy error</html>".into());
+        let (err, info) = expect_error(env.get_task(&name).await, *code, reason);
         assert!(info.metadata["excerpt"].contains("proxy error"));
         assert!(!info.metadata.contains_key("upstreamReason"), "{reason}");
         if *code == Code::ResourceExhausted {
@@ -138,60 +152,37 @@ async fn http_status_decides_where_the_body_names_no_error_kind() {
 async fn a_success_body_that_is_not_the_documented_json_is_internal() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let mut c = env.tasks();
     for body in [
         "<html>oops</html>",
         r#"{"status": "RUNNING"}"#,
         "[1,2]",
         r#"{"service":"s","operation":"o","status":"RUNNING","cancelable":true,"start_time":"yesterday"}"#,
     ] {
-        env.sim.vcenter.inject(
-            GET_ROUTE,
-            Fault::Status {
-                status: 200,
-                body: body.into(),
-            },
-        );
-        let err = c.get_task(get(&name)).await.unwrap_err();
-        let info = assert_error(&err, Code::Internal, "UPSTREAM_BAD_RESPONSE");
+        answer_next_read(&env, 200, body.into());
+        let got = env.get_task(&name).await;
+        let (_, info) = expect_error(got, Code::Internal, "UPSTREAM_BAD_RESPONSE");
         assert_eq!(info.metadata["httpStatus"], "200");
         assert!(!info.metadata["excerpt"].is_empty(), "excerpt of {body}");
     }
     // The gateway is fine afterwards.
-    c.get_task(get(&name)).await.expect("next call succeeds");
+    env.get_task(&name).await.expect("next call succeeds");
 }
 
 #[tokio::test]
 async fn a_session_refused_twice_is_a_failed_service_login_after_one_fresh_login() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let mut c = env.tasks();
-    c.get_task(get(&name)).await.unwrap();
-    let unauth = vapi("UNAUTHENTICATED", "session expired");
-    env.sim.vcenter.inject(
-        GET_ROUTE,
-        Fault::Status {
-            status: 401,
-            body: unauth.clone(),
-        },
-    );
-    env.sim.vcenter.inject(
-        GET_ROUTE,
-        Fault::Status {
-            status: 401,
-            body: unauth,
-        },
-    );
-    let err = c.get_task(get(&name)).await.unwrap_err();
+    env.get_task(&name).await.unwrap();
+    for _ in 0..2 {
+        answer_next_read(&env, 401, vapi("UNAUTHENTICATED", "session expired"));
+    }
+    let got = env.get_task(&name).await;
     // The operator's credentials, not the caller's: UNAVAILABLE, retry later.
-    let info = assert_error(&err, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
+    let (err, info) = expect_error(got, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
     assert_eq!(info.metadata["upstreamReason"], "UNAUTHENTICATED");
     assert!(err.get_details_retry_info().is_some());
-    assert_eq!(
-        env.sim.vcenter.logins(),
-        2,
-        "exactly one fresh login, no loop"
-    );
+    let logins = env.sim.vcenter.logins();
+    assert_eq!(logins, 2, "exactly one fresh login, no loop");
 }
 
 #[tokio::test]
@@ -200,30 +191,20 @@ async fn a_slow_upstream_is_deadline_exceeded_at_the_request_timeout() {
         cfg.upstreams[0].request_timeout = Duration::from_millis(300);
     })
     .await;
-    let name = env.add(running_for(100));
-    let mut c = env.tasks();
-    c.get_task(get(&name)).await.unwrap();
-    env.sim
-        .vcenter
-        .inject(GET_ROUTE, Fault::Delay(Duration::from_secs(3)));
-    let err = c.get_task(get(&name)).await.unwrap_err();
-    assert_error(&err, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
+    let name = task_with_a_slow_next_read(&env, Duration::from_secs(3)).await;
+    let got = env.get_task(&name).await;
+    expect_error(got, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
 }
 
 #[tokio::test]
 async fn the_callers_deadline_bounds_the_upstream_request() {
     let env = Env::start().await;
-    let name = env.add(running_for(100));
-    let mut c = env.tasks();
-    c.get_task(get(&name)).await.unwrap();
-    env.sim
-        .vcenter
-        .inject(GET_ROUTE, Fault::Delay(Duration::from_secs(5)));
-    let mut req = tonic::Request::new(get(&name));
+    let name = task_with_a_slow_next_read(&env, Duration::from_secs(5)).await;
+    let mut req = tonic::Request::new(get_req(&name));
     req.set_timeout(Duration::from_millis(400));
     let started = std::time::Instant::now();
-    let err = c.get_task(req).await.unwrap_err();
-    assert_error(&err, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
+    let got = env.tasks().get_task(req).await;
+    expect_error(got, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "gave up at the deadline, not after the upstream"
@@ -248,22 +229,11 @@ async fn an_unreachable_upstream_is_unavailable_with_retry_info() {
         ));
     })
     .await;
-    let err = env
-        .tasks()
-        .get_task(get("upstreams/vc2/tasks/t-1"))
-        .await
-        .unwrap_err();
-    let info = assert_error(&err, Code::Unavailable, "UPSTREAM_UNREACHABLE");
+    let got = env.get_task("upstreams/vc2/tasks/t-1").await;
+    let (err, info) = expect_error(got, Code::Unavailable, "UPSTREAM_UNREACHABLE");
     assert_eq!(info.metadata["upstream"], "vc2");
     assert!(err.get_details_retry_info().is_some());
-    let up = env
-        .upstreams()
-        .get_upstream(vmware_grpc_gateway::proto::GetUpstreamRequest {
-            name: "upstreams/vc2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let up = env.get_upstream("upstreams/vc2").await.unwrap();
     assert!(!up.reachable);
     assert!(up.last_error.contains("unreachable"), "{}", up.last_error);
 }
@@ -292,13 +262,9 @@ async fn tls_upstreams_need_a_trusted_certificate_or_the_insecure_switch() {
     std::fs::write(&ca, env.sim.vcenter.ca_pem().unwrap()).unwrap();
     let name_for = |u: &str, id: &str| format!("upstreams/{u}/tasks/{id}");
     let id = env.sim.vcenter.tasks().add(running_for(100));
-    let mut c = env.tasks();
-    let err = c
-        .get_task(get(&name_for("vc-untrusted", &id)))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unavailable, "UPSTREAM_UNREACHABLE");
-    c.get_task(get(&name_for("vc-insecure", &id)))
+    let untrusted = env.get_task(&name_for("vc-untrusted", &id)).await;
+    expect_error(untrusted, Code::Unavailable, "UPSTREAM_UNREACHABLE");
+    env.get_task(&name_for("vc-insecure", &id))
         .await
         .expect("insecure accepts the self-signed cert");
 
@@ -312,7 +278,7 @@ async fn tls_upstreams_need_a_trusted_certificate_or_the_insecure_switch() {
         vmware_grpc_gateway::proto::task_service_client::TaskServiceClient::connect(gw.url())
             .await
             .unwrap();
-    c2.get_task(get(&task_name(&id)))
+    c2.get_task(get_req(&task_name(&id)))
         .await
         .expect("ca_file makes the certificate trusted");
     gw.shutdown().await.unwrap();

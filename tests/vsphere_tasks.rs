@@ -8,16 +8,9 @@ use std::{collections::HashSet, time::Duration};
 use common::*;
 use tonic::Code;
 use vmware_grpc_gateway::{
-    proto::{CancelTaskRequest, GetTaskRequest, ListTasksRequest, TaskFilter, TaskState, TaskView},
+    proto::{GetTaskRequest, ListTasksRequest, TaskFilter, TaskState, TaskView},
     simulator::{Phase, Step, TaskSpec},
 };
-
-fn get(name: &str) -> GetTaskRequest {
-    GetTaskRequest {
-        name: name.to_string(),
-        view: 0,
-    }
-}
 
 fn list(filter: TaskFilter, page_size: i32, page_token: &str) -> ListTasksRequest {
     ListTasksRequest {
@@ -40,13 +33,12 @@ fn services(s: &[&str]) -> TaskFilter {
 async fn get_task_shows_progress_rising_between_calls() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    let mut c = env.tasks();
-    let first = c.get_task(get(&name)).await.unwrap().into_inner();
+    let first = env.get_task(&name).await.unwrap();
     assert_eq!(first.state(), TaskState::Running);
     assert_eq!(first.name, name);
     assert!(first.start_time.is_some() && first.end_time.is_none());
     env.clock().advance(Duration::from_secs(30));
-    let second = c.get_task(get(&name)).await.unwrap().into_inner();
+    let second = env.get_task(&name).await.unwrap();
     let (p1, p2) = (
         first.progress.unwrap().percent,
         second.progress.unwrap().percent,
@@ -54,7 +46,7 @@ async fn get_task_shows_progress_rising_between_calls() {
     assert!(p2 > p1, "progress {p1} -> {p2}");
     assert_eq!(p2, 30);
     env.clock().advance(Duration::from_secs(100));
-    let done = c.get_task(get(&name)).await.unwrap().into_inner();
+    let done = env.get_task(&name).await.unwrap();
     assert_eq!(done.state(), TaskState::Succeeded);
     assert!(done.done && done.end_time.is_some());
 }
@@ -67,13 +59,13 @@ async fn basic_view_leaves_out_the_payload_and_full_view_keeps_all_of_it() {
             .with_user("VSPHERE.LOCAL\\alice")
             .with_target("VirtualMachine", "vm-7"),
     );
-    let mut c = env.tasks();
-    let basic = c.get_task(get(&name)).await.unwrap().into_inner();
+    let basic = env.get_task(&name).await.unwrap();
     assert!(basic.upstream_payload.is_none());
     assert_eq!(basic.user, "VSPHERE.LOCAL\\alice");
     assert_eq!(basic.target.unwrap().id, "vm-7");
     assert!(basic.result.is_some(), "result JSON travels in BASIC view");
-    let full = c
+    let full = env
+        .tasks()
         .get_task(GetTaskRequest {
             name: name.clone(),
             view: TaskView::Full as i32,
@@ -123,23 +115,10 @@ async fn list_tasks_pages_through_every_task_once_newest_first() {
         vec![Step::new(Duration::ZERO, Phase::Pending)],
     ));
 
-    let mut c = env.tasks();
-    let (mut token, mut seen, mut pages) = (String::new(), Vec::new(), 0);
-    loop {
-        let page = c
-            .list_tasks(list(services(&[VM]), 5, &token))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.tasks.len() <= 5);
-        pages += 1;
-        seen.extend(page.tasks);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(pages, 5);
+    let pages = env.list_pages(list(services(&[VM]), 5, "")).await;
+    assert!(pages.iter().all(|page| page.tasks.len() <= 5));
+    assert_eq!(pages.len(), 5);
+    let seen: Vec<_> = pages.into_iter().flat_map(|page| page.tasks).collect();
     assert_eq!(seen.len(), 24);
     assert_eq!(
         seen.iter().map(|t| t.name.clone()).collect::<HashSet<_>>(),
@@ -159,23 +138,14 @@ async fn list_tasks_pages_through_every_task_once_newest_first() {
 #[tokio::test]
 async fn a_task_finishing_mid_listing_is_neither_repeated_nor_skipped() {
     let env = Env::start().await;
-    let mut names = Vec::new();
     for i in 0..6 {
-        names.push(env.add(finished(600 - i * 60)));
+        env.add(finished(600 - i * 60));
     }
-    let mut c = env.tasks();
-    let first = c
-        .list_tasks(list(services(&[VM]), 3, ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = env.list_tasks(list(services(&[VM]), 3, "")).await.unwrap();
     // A new task starts meanwhile (it sorts before the cursor: not repeated, not shown).
     env.add(running_for(1000));
-    let second = c
-        .list_tasks(list(services(&[VM]), 10, &first.next_page_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = list(services(&[VM]), 10, &first.next_page_token);
+    let second = env.list_tasks(second).await.unwrap();
     let all: Vec<String> = first
         .tasks
         .iter()
@@ -193,69 +163,40 @@ async fn list_filters_by_ids_states_and_users() {
     let a = env.add(running_for(100).with_user("alice"));
     let b = env.add(finished(10).with_user("bob"));
     let _c = env.add(finished(20).with_user("alice"));
-    let mut c = env.tasks();
     let id = |n: &str| n.rsplit('/').next().unwrap().to_string();
+    let listed = |filter: TaskFilter| async {
+        let page = env.list_tasks(list(filter, 0, "")).await.unwrap();
+        page.tasks.into_iter().map(|t| t.name).collect::<Vec<_>>()
+    };
     let by_ids = TaskFilter {
         task_ids: vec![id(&a), id(&b)],
         ..Default::default()
     };
-    let got = c
-        .list_tasks(list(by_ids, 0, ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks;
-    assert_eq!(got.len(), 2);
+    assert_eq!(listed(by_ids).await.len(), 2);
     let running = TaskFilter {
-        services: vec![VM.into()],
         states: vec![TaskState::Running as i32],
-        ..Default::default()
+        ..services(&[VM])
     };
-    let got = c
-        .list_tasks(list(running, 0, ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks;
-    assert_eq!(
-        got.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        vec![a.clone()]
-    );
+    assert_eq!(listed(running).await, vec![a.clone()]);
     let alice = TaskFilter {
-        services: vec![VM.into()],
         users: vec!["alice".into()],
-        ..Default::default()
+        ..services(&[VM])
     };
-    assert_eq!(
-        c.list_tasks(list(alice, 0, ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .tasks
-            .len(),
-        2
-    );
+    assert_eq!(listed(alice).await.len(), 2);
 }
 
 #[tokio::test]
 async fn list_without_ids_or_services_says_what_vsphere_needs() {
     let env = Env::start().await;
-    let err = env
-        .tasks()
-        .list_tasks(list(TaskFilter::default(), 0, ""))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_FILTER");
+    let listed = env.list_tasks(list(TaskFilter::default(), 0, "")).await;
+    let (err, _) = expect_error(listed, Code::InvalidArgument, "INVALID_FILTER");
     assert!(
         err.message().contains("task_ids") && err.message().contains("services"),
         "{}",
         err.message()
     );
-    assert_eq!(
-        env.sim.vcenter.requests("POST /api/cis/tasks?action=list"),
-        0,
-        "refused before the upstream"
-    );
+    let lists = env.sim.vcenter.requests("POST /api/cis/tasks?action=list");
+    assert_eq!(lists, 0, "refused before the upstream");
 }
 
 #[tokio::test]
@@ -264,12 +205,8 @@ async fn more_than_1000_matches_is_too_many_matches() {
     for _ in 0..1001 {
         env.sim.vcenter.tasks().add(finished(5));
     }
-    let err = env
-        .tasks()
-        .list_tasks(list(services(&[VM]), 0, ""))
-        .await
-        .unwrap_err();
-    let info = assert_error(&err, Code::FailedPrecondition, "TOO_MANY_MATCHES");
+    let listed = env.list_tasks(list(services(&[VM]), 0, "")).await;
+    let (_, info) = expect_error(listed, Code::FailedPrecondition, "TOO_MANY_MATCHES");
     assert_eq!(info.metadata["upstream"], "vc1");
 }
 
@@ -279,86 +216,60 @@ async fn bad_page_tokens_and_sizes_are_invalid_argument() {
     for _ in 0..3 {
         env.add(finished(5));
     }
-    let mut c = env.tasks();
-    let page = c
-        .list_tasks(list(services(&[VM]), 1, ""))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!page.next_page_token.is_empty());
-    let changed = c
-        .list_tasks(list(services(&[VM, "com.other"]), 1, &page.next_page_token))
-        .await
-        .unwrap_err();
-    assert_error(&changed, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
-    let garbage = c
-        .list_tasks(list(services(&[VM]), 1, "not-a-token"))
-        .await
-        .unwrap_err();
-    assert_error(&garbage, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
-    let negative = c
-        .list_tasks(list(services(&[VM]), -1, ""))
-        .await
-        .unwrap_err();
-    assert_error(&negative, Code::InvalidArgument, "INVALID_PAGE_SIZE");
+    let page = env.list_tasks(list(services(&[VM]), 1, "")).await.unwrap();
+    let token = page.next_page_token.as_str();
+    assert!(!token.is_empty());
+    for (req, reason) in [
+        (
+            list(services(&[VM, "com.other"]), 1, token),
+            "INVALID_PAGE_TOKEN",
+        ),
+        (
+            list(services(&[VM]), 1, "not-a-token"),
+            "INVALID_PAGE_TOKEN",
+        ),
+        (list(services(&[VM]), -1, ""), "INVALID_PAGE_SIZE"),
+    ] {
+        expect_error(env.list_tasks(req).await, Code::InvalidArgument, reason);
+    }
     // page_size may change between pages.
-    let rest = c
-        .list_tasks(list(services(&[VM]), 50, &page.next_page_token))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(rest.tasks.len(), 2);
+    let rest = env.list_tasks(list(services(&[VM]), 50, token)).await;
+    assert_eq!(rest.unwrap().tasks.len(), 2);
 }
 
 #[tokio::test]
 async fn cancel_ends_a_cancelable_running_task_cancelled() {
     let env = Env::start().await;
     let name = env.add(running_for(3600).cancelable());
-    let task = env
-        .tasks()
-        .cancel_task(CancelTaskRequest { name: name.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let task = env.cancel_task(&name).await.unwrap();
     assert_eq!(task.state(), TaskState::Cancelled);
     assert!(task.done);
     assert_eq!(task.error.unwrap().r#type, "CANCELED");
-    assert_eq!(
-        env.sim
-            .vcenter
-            .requests("POST /api/cis/tasks/{task}?action=cancel"),
-        1
-    );
+    assert_eq!(cancels_sent(&env), 1);
+}
+
+/// The cancel requests that reached the simulated vCenter.
+fn cancels_sent(env: &Env) -> u64 {
+    env.sim
+        .vcenter
+        .requests("POST /api/cis/tasks/{task}?action=cancel")
 }
 
 #[tokio::test]
 async fn cancel_of_a_done_task_is_refused_without_asking_the_upstream() {
     let env = Env::start().await;
     let name = env.add(finished(5));
-    let err = env
-        .tasks()
-        .cancel_task(CancelTaskRequest { name })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::FailedPrecondition, "TASK_DONE");
-    assert_eq!(
-        env.sim
-            .vcenter
-            .requests("POST /api/cis/tasks/{task}?action=cancel"),
-        0
-    );
+    let cancelled = env.cancel_task(&name).await;
+    expect_error(cancelled, Code::FailedPrecondition, "TASK_DONE");
+    assert_eq!(cancels_sent(&env), 0);
 }
 
 #[tokio::test]
 async fn cancel_of_a_task_that_is_not_cancelable_is_unimplemented() {
     let env = Env::start().await;
     let name = env.add(running_for(3600));
-    let err = env
-        .tasks()
-        .cancel_task(CancelTaskRequest { name })
-        .await
-        .unwrap_err();
-    let info = assert_error(&err, Code::Unimplemented, "UPSTREAM_UNSUPPORTED");
+    let cancelled = env.cancel_task(&name).await;
+    let (_, info) = expect_error(cancelled, Code::Unimplemented, "UPSTREAM_UNSUPPORTED");
     assert_eq!(info.metadata["httpStatus"], "400");
     assert_eq!(info.metadata["upstreamReason"], "UNSUPPORTED");
 }
@@ -366,7 +277,6 @@ async fn cancel_of_a_task_that_is_not_cancelable_is_unimplemented() {
 #[tokio::test]
 async fn names_are_checked_before_any_upstream_call() {
     let env = Env::start().await;
-    let mut c = env.tasks();
     for bad in [
         "",
         "tasks/x",
@@ -374,33 +284,30 @@ async fn names_are_checked_before_any_upstream_call() {
         "upstreams/VC1/tasks/x",
         "upstreams/vc1/tasks/%zz",
     ] {
-        let err = c.get_task(get(bad)).await.unwrap_err();
-        assert_error(&err, Code::InvalidArgument, "INVALID_NAME");
+        let (err, _) = expect_error(
+            env.get_task(bad).await,
+            Code::InvalidArgument,
+            "INVALID_NAME",
+        );
         let violations = tonic_types::StatusExt::get_details_bad_request(&err).expect("BadRequest");
         assert_eq!(violations.field_violations[0].field, "name");
     }
-    let err = c.get_task(get("upstreams/vc9/tasks/x")).await.unwrap_err();
-    assert_error(&err, Code::NotFound, "UNKNOWN_UPSTREAM");
-    let err = c
-        .get_task(GetTaskRequest {
-            name: task_name("x"),
-            view: 7,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ENUM");
+    let unknown = env.get_task("upstreams/vc9/tasks/x").await;
+    expect_error(unknown, Code::NotFound, "UNKNOWN_UPSTREAM");
+    let bad_view = GetTaskRequest {
+        view: 7,
+        ..get_req(&task_name("x"))
+    };
+    let bad_view = env.tasks().get_task(bad_view).await;
+    expect_error(bad_view, Code::InvalidArgument, "INVALID_ENUM");
     assert_eq!(env.sim.vcenter.total_requests(), 0);
 }
 
 #[tokio::test]
 async fn unknown_task_is_not_found_with_the_upstream_message() {
     let env = Env::start().await;
-    let err = env
-        .tasks()
-        .get_task(get(&task_name("no-such-task")))
-        .await
-        .unwrap_err();
-    let info = assert_error(&err, Code::NotFound, "NOT_FOUND");
+    let got = env.get_task(&task_name("no-such-task")).await;
+    let (err, info) = expect_error(got, Code::NotFound, "NOT_FOUND");
     assert_eq!(info.metadata["resource"], task_name("no-such-task"));
     assert_eq!(info.metadata["upstream"], "vc1");
     assert_eq!(info.metadata["httpStatus"], "404");
@@ -415,23 +322,13 @@ async fn dash_resolves_to_the_only_task_upstream() {
     let env = Env::start().await;
     let name = env.add(finished(5));
     let id = name.rsplit('/').next().unwrap();
-    let task = env
-        .tasks()
-        .get_task(get(&format!("upstreams/-/tasks/{id}")))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(task.name, name, "the real name comes back");
-    let merged = env
-        .tasks()
-        .list_tasks(ListTasksRequest {
-            parent: "upstreams/-".into(),
-            ..list(services(&[VM]), 0, "")
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(merged.tasks.len(), 1);
+    let task = env.get_task(&format!("upstreams/-/tasks/{id}")).await;
+    assert_eq!(task.unwrap().name, name, "the real name comes back");
+    let merged = ListTasksRequest {
+        parent: "upstreams/-".into(),
+        ..list(services(&[VM]), 0, "")
+    };
+    assert_eq!(env.list_tasks(merged).await.unwrap().tasks.len(), 1);
 }
 
 #[tokio::test]
@@ -440,7 +337,7 @@ async fn ids_with_slashes_and_percents_round_trip() {
     let id = "odd/id%1";
     env.sim.vcenter.tasks().add(finished(5).with_id(id));
     let name = "upstreams/vc1/tasks/odd%2Fid%251";
-    let task = env.tasks().get_task(get(name)).await.unwrap().into_inner();
+    let task = env.get_task(name).await.unwrap();
     assert_eq!(task.id, id);
     assert_eq!(task.name, name);
 }
@@ -449,14 +346,10 @@ async fn ids_with_slashes_and_percents_round_trip() {
 async fn an_expired_session_costs_exactly_one_fresh_login_for_many_concurrent_calls() {
     let env = Env::start().await;
     let name = env.add(running_for(100));
-    env.tasks().get_task(get(&name)).await.unwrap();
+    env.get_task(&name).await.unwrap();
     assert_eq!(env.sim.vcenter.logins(), 1);
     env.sim.vcenter.expire_sessions();
-    let calls = (0..20).map(|_| {
-        let mut c = env.tasks();
-        let n = name.clone();
-        async move { c.get_task(get(&n)).await }
-    });
+    let calls = (0..20).map(|_| env.get_task(&name));
     for r in futures_util::future::join_all(calls).await {
         r.expect("call succeeds after re-login");
     }
@@ -473,21 +366,10 @@ async fn wrong_service_account_credentials_are_a_failed_login() {
         cfg.upstreams[0].password = vmware_grpc_gateway::config::Secret::new("wrong")
     })
     .await;
-    let err = env
-        .tasks()
-        .get_task(get(&task_name("x")))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
+    let got = env.get_task(&task_name("x")).await;
+    let (err, _) = expect_error(got, Code::Unavailable, "UPSTREAM_LOGIN_FAILED");
     assert!(tonic_types::StatusExt::get_details_retry_info(&err).is_some());
-    let up = env
-        .upstreams()
-        .get_upstream(vmware_grpc_gateway::proto::GetUpstreamRequest {
-            name: "upstreams/vc1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let up = env.get_upstream("upstreams/vc1").await.unwrap();
     assert_eq!(
         up.session_state(),
         vmware_grpc_gateway::proto::SessionState::Failed

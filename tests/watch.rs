@@ -7,16 +7,16 @@ mod common;
 use std::{collections::HashSet, time::Duration};
 
 use common::*;
-use tonic::{Code, Request, Status, Streaming};
+use tonic::{Code, IntoRequest, Request, Status, Streaming};
 use tonic_types::StatusExt;
 use vmware_grpc_gateway::{
     config::{Config, WatchConfig},
     proto::{
         EventType, RunspaceEvent, RunspaceState, Task, TaskEvent, TaskState, WaitTaskRequest,
-        WatchRunspaceRequest, WatchTaskRequest, runspace_service_client::RunspaceServiceClient,
+        WatchRunspaceRequest, WatchTaskRequest,
     },
     simulator::{
-        Fault, SimClock, SimOptions,
+        Fault, SimClock, SimOptions, TaskSpec,
         vcenter::{ROUTE_TASK_GET, ROUTE_TASK_LIST},
     },
 };
@@ -37,6 +37,25 @@ fn fast(cfg: &mut Config) {
 
 async fn start() -> Env {
     Env::start_with(sim_options(), fast).await
+}
+
+/// Every simulated upstream, as the demo wires them, with fast polling.
+async fn start_all() -> Env {
+    Env::start_full(sim_options(), |cfg, sim| {
+        fast(cfg);
+        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
+    })
+    .await
+}
+
+/// A Cloud Director task that runs for 100 s.
+fn vcd_deploy() -> TaskSpec {
+    TaskSpec::new(
+        "com.vmware.vcloud",
+        "vappDeploy",
+        "Deploy",
+        run_then_succeed(100),
+    )
 }
 
 fn watch_req(name: &str) -> WatchTaskRequest {
@@ -70,6 +89,42 @@ async fn event(s: &mut Streaming<TaskEvent>) -> TaskEvent {
     }
 }
 
+/// A watch of `name` whose first message, a snapshot, has been read.
+async fn watch_past_snapshot(env: &Env, name: &str) -> Streaming<TaskEvent> {
+    let mut s = open(env, watch_req(name)).await;
+    assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+    s
+}
+
+/// Watches of each name, and the snapshot each started with.
+async fn watch_each(env: &Env, names: &[String]) -> (Vec<Streaming<TaskEvent>>, Vec<TaskEvent>) {
+    let (mut streams, mut snapshots) = (Vec::new(), Vec::new());
+    for name in names {
+        let mut s = open(env, watch_req(name)).await;
+        let first = event(&mut s).await;
+        assert_eq!(first.r#type(), EventType::Snapshot);
+        streams.push(s);
+        snapshots.push(first);
+    }
+    (streams, snapshots)
+}
+
+/// Asserts that the next message of every stream is a change to `percent`; returns the
+/// distinct read times they carry.
+async fn each_changes_to(
+    streams: &mut [Streaming<TaskEvent>],
+    percent_now: i32,
+) -> HashSet<Option<prost_types::Timestamp>> {
+    let mut reads = HashSet::new();
+    for s in streams {
+        let e = event(s).await;
+        assert_eq!(e.r#type(), EventType::Changed);
+        assert_eq!(percent(&e), percent_now, "{e:?}");
+        reads.insert(e.observe_time);
+    }
+    reads
+}
+
 /// Every message until the end, and how the stream ended (`None` = OK).
 async fn drain(s: &mut Streaming<TaskEvent>) -> (Vec<TaskEvent>, Option<Status>) {
     let mut events = Vec::new();
@@ -82,14 +137,29 @@ async fn drain(s: &mut Streaming<TaskEvent>) -> (Vec<TaskEvent>, Option<Status>)
     }
 }
 
+/// The error the stream ends with, after any messages.
+async fn end_error(s: &mut Streaming<TaskEvent>) -> Status {
+    let (_, end) = drain(s).await;
+    end.expect("the stream ends with an error")
+}
+
+fn wait_req(name: &str, timeout: Option<prost_types::Duration>) -> WaitTaskRequest {
+    WaitTaskRequest {
+        name: name.into(),
+        timeout,
+        view: 0,
+    }
+}
+
+async fn wait(env: &Env, req: impl IntoRequest<WaitTaskRequest>) -> Result<Task, Status> {
+    answer(env.tasks().wait_task(req)).await
+}
+
 /// The error a watch ends with, whether the call itself fails or its stream does.
 async fn watch_error(env: &Env, req: WatchTaskRequest) -> Status {
     match env.tasks().watch_task(req).await {
         Err(st) => st,
-        Ok(r) => {
-            let (_, end) = drain(&mut r.into_inner()).await;
-            end.expect("the watch ends with an error")
-        }
+        Ok(r) => end_error(&mut r.into_inner()).await,
     }
 }
 
@@ -197,12 +267,7 @@ async fn hundred_watchers_of_one_task_cost_one_get_per_round() {
 async fn five_hundred_watched_tasks_cost_one_list_request_per_round() {
     let env = start().await;
     let names: Vec<String> = (0..500).map(|_| env.add(running_for(100))).collect();
-    let mut streams = Vec::new();
-    for name in &names {
-        let mut s = open(&env, watch_req(name)).await;
-        assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
-        streams.push(s);
-    }
+    let (mut streams, _) = watch_each(&env, &names).await;
     // Let the pollers fall into step (a few rounds at the 200 ms ceiling).
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (gets, lists) = (
@@ -210,13 +275,7 @@ async fn five_hundred_watched_tasks_cost_one_list_request_per_round() {
         env.sim.vcenter.requests(ROUTE_TASK_LIST),
     );
     env.clock().advance(Duration::from_secs(10));
-    let mut reads = HashSet::new();
-    for s in &mut streams {
-        let e = event(s).await;
-        assert_eq!(e.r#type(), EventType::Changed);
-        assert_eq!(percent(&e), 10);
-        reads.insert(e.observe_time);
-    }
+    let reads = each_changes_to(&mut streams, 10).await;
     // One list answer carries all 500 changes, or two when a round fired while another's
     // request was still in flight (ids in flight cannot join it; they fall into step after).
     assert!(reads.len() <= 2, "{} distinct reads", reads.len());
@@ -293,11 +352,9 @@ async fn a_task_that_disappears_ends_the_watch_with_not_found() {
     let env = start().await;
     let id = env.sim.vcenter.tasks().add(running_for(100));
     let name = task_name(&id);
-    let mut s = open(&env, watch_req(&name)).await;
-    event(&mut s).await;
+    let mut s = watch_past_snapshot(&env, &name).await;
     env.sim.vcenter.tasks().remove(&id);
-    let (_, end) = drain(&mut s).await;
-    let st = end.expect("an error");
+    let st = end_error(&mut s).await;
     let info = error_info(&st);
     assert_eq!(st.code(), Code::NotFound, "{st:?}");
     assert_eq!(info.metadata["resource"], name);
@@ -310,8 +367,7 @@ async fn a_task_that_disappears_ends_the_watch_with_not_found() {
 async fn transient_failures_are_retried_and_the_spent_budget_ends_with_unavailable() {
     let env = start().await;
     let name = env.add(running_for(100));
-    let mut s = open(&env, watch_req(&name)).await;
-    event(&mut s).await;
+    let mut s = watch_past_snapshot(&env, &name).await;
     // Three failures fit the budget of three retries: the watch carries on.
     for _ in 0..3 {
         env.sim.vcenter.inject(ROUTE_TASK_GET, unavailable());
@@ -324,8 +380,7 @@ async fn transient_failures_are_retried_and_the_spent_budget_ends_with_unavailab
     for _ in 0..4 {
         env.sim.vcenter.inject(ROUTE_TASK_GET, unavailable());
     }
-    let (_, end) = drain(&mut s).await;
-    let st = end.expect("an error");
+    let st = end_error(&mut s).await;
     assert_eq!(st.code(), Code::Unavailable, "{st:?}");
     assert!(st.get_details_retry_info().is_some(), "RetryInfo: {st:?}");
 }
@@ -338,8 +393,7 @@ async fn the_watch_ends_with_deadline_exceeded_at_the_callers_deadline() {
     req.set_timeout(Duration::from_millis(400));
     let mut s = env.tasks().watch_task(req).await.unwrap().into_inner();
     assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
-    let (_, end) = drain(&mut s).await;
-    let st = end.expect("an error");
+    let st = end_error(&mut s).await;
     assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
     error_info(&st);
 }
@@ -353,16 +407,7 @@ async fn wait_task_returns_when_the_task_is_done() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         clock.advance(Duration::from_secs(200));
     });
-    let t = env
-        .tasks()
-        .wait_task(WaitTaskRequest {
-            name: name.clone(),
-            timeout: Some(dur(4000)),
-            view: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let t = wait(&env, wait_req(&name, Some(dur(4000)))).await.unwrap();
     assert!(t.done);
     assert_eq!(t.state(), TaskState::Succeeded);
 }
@@ -372,49 +417,29 @@ async fn wait_task_returns_the_latest_snapshot_at_its_timeout_or_before_the_dead
     let env = start().await;
     let name = env.add(running_for(100));
     env.clock().advance(Duration::from_secs(40));
-    let t = env
-        .tasks()
-        .wait_task(WaitTaskRequest {
-            name: name.clone(),
-            timeout: Some(dur(300)),
-            view: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let t = wait(&env, wait_req(&name, Some(dur(300)))).await.unwrap();
     assert!(!t.done);
     assert_eq!(t.progress.unwrap().percent, 40);
     // No timeout, but a 600 ms call: the answer comes before the deadline, not DEADLINE_EXCEEDED.
-    let mut req = Request::new(WaitTaskRequest {
-        name: name.clone(),
-        timeout: None,
-        view: 0,
-    });
+    let mut req = Request::new(wait_req(&name, None));
     req.set_timeout(Duration::from_millis(600));
-    let t = env.tasks().wait_task(req).await.unwrap().into_inner();
+    let t = wait(&env, req).await.unwrap();
     assert!(!t.done);
 
-    let st = env
-        .tasks()
-        .wait_task(WaitTaskRequest {
-            name,
-            timeout: Some(prost_types::Duration {
-                seconds: -5,
-                nanos: 0,
-            }),
-            view: 0,
-        })
-        .await
-        .expect_err("a negative timeout is refused");
-    assert_error(&st, Code::InvalidArgument, "INVALID_DURATION");
+    let negative = prost_types::Duration {
+        seconds: -5,
+        nanos: 0,
+    };
+    let refused = wait(&env, wait_req(&name, Some(negative))).await;
+    // A negative timeout is refused.
+    expect_error(refused, Code::InvalidArgument, "INVALID_DURATION");
 }
 
 #[tokio::test]
 async fn a_client_that_disconnects_stops_the_polling() {
     let env = start().await;
     let name = env.add(running_for(100));
-    let mut s = open(&env, watch_req(&name)).await;
-    event(&mut s).await;
+    let s = watch_past_snapshot(&env, &name).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         env.sim.vcenter.requests(ROUTE_TASK_GET) > 1,
@@ -432,12 +457,10 @@ async fn a_client_that_disconnects_stops_the_polling() {
 async fn shutdown_ends_open_streams_with_unavailable_shutting_down() {
     let mut env = start().await;
     let name = env.add(running_for(100));
-    let mut s = open(&env, watch_req(&name)).await;
-    event(&mut s).await;
+    let mut s = watch_past_snapshot(&env, &name).await;
     let gateway = env.gateway.take().expect("running");
     let stopped = tokio::spawn(gateway.shutdown());
-    let (_, end) = drain(&mut s).await;
-    let st = end.expect("an error");
+    let st = end_error(&mut s).await;
     assert_error(&st, Code::Unavailable, "SHUTTING_DOWN");
     assert!(stopped.await.unwrap().is_ok());
     env.shutdown().await;
@@ -445,22 +468,10 @@ async fn shutdown_ends_open_streams_with_unavailable_shutting_down() {
 
 #[tokio::test]
 async fn watch_runspace_follows_it_until_ready() {
-    let env = Env::start_full(sim_options(), |cfg, sim| {
-        fast(cfg);
-        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
-    })
-    .await;
-    let mut r = RunspaceServiceClient::new(env.channel.clone());
-    let made = r
-        .create_runspace(vmware_grpc_gateway::proto::CreateRunspaceRequest {
-            parent: "upstreams/srs1".into(),
-            runspace: Some(Default::default()),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut s = r
+    let env = start_all().await;
+    let made = env.create_runspace("upstreams/srs1", "", "").await.unwrap();
+    let mut s = env
+        .runspaces()
         .watch_runspace(WatchRunspaceRequest {
             name: made.name.clone(),
             ..Default::default()
@@ -483,33 +494,12 @@ async fn watch_runspace_follows_it_until_ready() {
 
 #[tokio::test]
 async fn cloud_director_tasks_are_polled_through_one_query_and_read_again_only_when_changed() {
-    use vmware_grpc_gateway::simulator::{Phase, Step, TaskSpec};
-    let env = Env::start_full(sim_options(), |cfg, sim| {
-        fast(cfg);
-        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
-    })
-    .await;
+    let env = start_all().await;
     let vcd = &env.sim.cloud_director;
     let names: Vec<String> = (0..20)
-        .map(|_| {
-            let id = vcd.tasks().add(TaskSpec::new(
-                "com.vmware.vcloud",
-                "vappDeploy",
-                "Deploy",
-                vec![
-                    Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
-                    Step::new(Duration::from_secs(100), Phase::Succeeded { result: None }),
-                ],
-            ));
-            format!("upstreams/vcd1/tasks/{id}")
-        })
+        .map(|_| format!("upstreams/vcd1/tasks/{}", vcd.tasks().add(vcd_deploy())))
         .collect();
-    let mut streams = Vec::new();
-    for n in &names {
-        let mut s = open(&env, watch_req(n)).await;
-        assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
-        streams.push(s);
-    }
+    let (mut streams, _) = watch_each(&env, &names).await;
     // Let the pollers fall into step, then count a quiet second.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (gets, queries) = (
@@ -527,11 +517,7 @@ async fn cloud_director_tasks_are_polled_through_one_query_and_read_again_only_w
     );
     // A change shows in the records; each changed task is read once and its watchers told.
     vcd.clock().advance(Duration::from_secs(10));
-    for s in &mut streams {
-        let e = event(s).await;
-        assert_eq!(e.r#type(), EventType::Changed);
-        assert_eq!(percent(&e), 10);
-    }
+    each_changes_to(&mut streams, 10).await;
     let reread = vcd.requests("GET /api/task/{task}") - gets;
     assert!(
         (20..=40).contains(&reread),
@@ -541,12 +527,7 @@ async fn cloud_director_tasks_are_polled_through_one_query_and_read_again_only_w
 
 #[tokio::test]
 async fn cloud_director_watches_fall_back_to_gets_where_the_query_refuses_an_id_filter() {
-    use vmware_grpc_gateway::simulator::{Phase, Step, TaskSpec};
-    let env = Env::start_full(sim_options(), |cfg, sim| {
-        fast(cfg);
-        cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
-    })
-    .await;
+    let env = start_all().await;
     let vcd = &env.sim.cloud_director;
     vcd.inject(
         "GET /api/query",
@@ -556,34 +537,15 @@ async fn cloud_director_watches_fall_back_to_gets_where_the_query_refuses_an_id_
         },
     );
     // Several watched tasks, so the lane batches them into a query (one task alone is a GET).
-    let ids: Vec<String> = (0..3)
-        .map(|_| {
-            vcd.tasks().add(TaskSpec::new(
-                "com.vmware.vcloud",
-                "vappDeploy",
-                "Deploy",
-                vec![
-                    Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
-                    Step::new(Duration::from_secs(100), Phase::Succeeded { result: None }),
-                ],
-            ))
-        })
+    let ids: Vec<String> = (0..3).map(|_| vcd.tasks().add(vcd_deploy())).collect();
+    let urns: Vec<String> = ids
+        .iter()
+        .map(|id| format!("upstreams/vcd1/tasks/urn:vcloud:task:{id}"))
         .collect();
-    let mut streams = Vec::new();
-    for id in &ids {
-        let mut s = open(
-            &env,
-            watch_req(&format!("upstreams/vcd1/tasks/urn:vcloud:task:{id}")),
-        )
-        .await;
-        let first = event(&mut s).await;
-        assert_eq!(first.r#type(), EventType::Snapshot);
-        assert_eq!(
-            &task(&first).id,
-            id,
-            "the URN spelling is one task, named by its uuid"
-        );
-        streams.push(s);
+    let (mut streams, snapshots) = watch_each(&env, &urns).await;
+    for (first, id) in snapshots.iter().zip(&ids) {
+        let msg = "the URN spelling is one task, named by its uuid";
+        assert_eq!(&task(first).id, id, "{msg}");
     }
     // Rounds pass: the batched query meets the refusal once, then polls are GETs.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -593,11 +555,8 @@ async fn cloud_director_watches_fall_back_to_gets_where_the_query_refuses_an_id_
         "the batched poll reached the query service once and was refused"
     );
     vcd.clock().advance(Duration::from_secs(10));
-    for s in &mut streams {
-        let changed = event(s).await;
-        assert_eq!(changed.r#type(), EventType::Changed);
-        assert_eq!(percent(&changed), 10, "the change came through the GETs");
-    }
+    // The change came through the GETs.
+    each_changes_to(&mut streams, 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         vcd.requests("GET /api/query"),

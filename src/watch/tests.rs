@@ -50,18 +50,7 @@ impl<R: Resource> Fake<R> {
             return None;
         }
         *f -= 1;
-        Some(
-            UpstreamError::new(
-                "fake",
-                Some(503),
-                UpstreamFailure::Api {
-                    reason: Some("SERVICE_UNAVAILABLE".into()),
-                    messages: vec![],
-                    excerpt: None,
-                },
-            )
-            .into(),
-        )
+        Some(fake_error(503, "SERVICE_UNAVAILABLE"))
     }
 
     fn requests(&self) -> u64 {
@@ -76,18 +65,8 @@ impl<R: Resource> Fetch<R> for Fake<R> {
             if let Some(e) = self.unavailable() {
                 return Err(e);
             }
-            self.items.lock().unwrap().get(id).cloned().ok_or_else(|| {
-                UpstreamError::new(
-                    "fake",
-                    Some(404),
-                    UpstreamFailure::Api {
-                        reason: Some("NOT_FOUND".into()),
-                        messages: vec![],
-                        excerpt: None,
-                    },
-                )
-                .into()
-            })
+            let found = self.items.lock().unwrap().get(id).cloned();
+            found.ok_or_else(|| fake_error(404, "NOT_FOUND"))
         })
     }
 
@@ -108,6 +87,16 @@ impl<R: Resource> Fetch<R> for Fake<R> {
     }
 }
 
+/// A vAPI-style error of the fake upstream.
+fn fake_error(status: u16, reason: &str) -> GatewayError {
+    let failure = UpstreamFailure::Api {
+        reason: Some(reason.into()),
+        messages: vec![],
+        excerpt: None,
+    };
+    UpstreamError::new("fake", Some(status), failure).into()
+}
+
 fn task(id: &str, percent: i32, done: bool) -> proto::Task {
     proto::Task {
         id: id.into(),
@@ -121,8 +110,8 @@ fn task(id: &str, percent: i32, done: bool) -> proto::Task {
     }
 }
 
-fn settings() -> Arc<Settings> {
-    Arc::new(Settings {
+fn settings() -> Settings {
+    Settings {
         min: Duration::from_millis(100),
         max: Duration::from_millis(1000),
         growth: 2.0,
@@ -131,7 +120,7 @@ fn settings() -> Arc<Settings> {
         retry_budget: 2,
         max_polls_per_second: 1000,
         heartbeat_default: None,
-    })
+    }
 }
 
 fn target<R: Resource>(fake: &Arc<Fake<R>>, id: &str) -> Target<R> {
@@ -142,10 +131,6 @@ fn target<R: Resource>(fake: &Arc<Fake<R>>, id: &str) -> Target<R> {
     }
 }
 
-fn running() -> (watch::Sender<bool>, watch::Receiver<bool>) {
-    watch::channel(false)
-}
-
 fn opts(min: Option<u64>, heartbeat: Option<u64>) -> WatchOptions {
     WatchOptions {
         min_poll_interval: min.map(Duration::from_millis),
@@ -154,14 +139,65 @@ fn opts(min: Option<u64>, heartbeat: Option<u64>) -> WatchOptions {
     }
 }
 
-/// A watch with default options that sees each resource as it is.
-fn watch_plain<R: Resource>(
-    engine: &Engine<R>,
-    fake: &Arc<Fake<R>>,
-    id: &str,
-    stopping: watch::Receiver<bool>,
-) -> Watch<R> {
-    engine.watch(target(fake, id), opts(None, None), stopping, Clone::clone)
+/// A fake upstream, an engine polling it and the switch that stops the engine's watches.
+struct Rig<R: Resource> {
+    fake: Arc<Fake<R>>,
+    engine: Arc<Engine<R>>,
+    stop: watch::Sender<bool>,
+}
+
+impl<R: Resource> Rig<R> {
+    /// `limit` ids a batch, polling as `settings` say.
+    fn new(limit: usize, settings: Settings) -> Self {
+        Rig {
+            fake: Fake::new(limit),
+            engine: Arc::new(Engine::new(Arc::new(settings))),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// A watch with default options that sees each resource as it is.
+    fn watch(&self, id: &str) -> Watch<R> {
+        self.watch_with(id, opts(None, None))
+    }
+
+    fn watch_with(&self, id: &str, options: WatchOptions) -> Watch<R> {
+        let (target, stopping) = (target(&self.fake, id), self.stopping());
+        self.engine.watch(target, options, stopping, Clone::clone)
+    }
+
+    /// Waits for `id` until `after` from now.
+    async fn wait(&self, id: &str, after: Duration) -> Result<R> {
+        let until = Instant::now() + after;
+        self.engine
+            .wait(target(&self.fake, id), until, self.stopping())
+            .await
+    }
+}
+
+/// A rig whose fake upstream holds `count` tasks `t0`, `t1`... at 0 %, one id a request
+/// unless `limit` says more.
+fn tasks_rig(limit: usize, count: usize, settings: Settings) -> Rig<proto::Task> {
+    let rig = Rig::new(limit, settings);
+    for i in 0..count {
+        rig.fake.put(task(&format!("t{i}"), 0, false));
+    }
+    rig
+}
+
+/// The usual rig: task `t1` at 0 %, one id a request, the default settings.
+fn one_task() -> Rig<proto::Task> {
+    one_task_with(settings())
+}
+
+fn one_task_with(settings: Settings) -> Rig<proto::Task> {
+    let rig = Rig::new(1, settings);
+    rig.fake.put(task("t1", 0, false));
+    rig
 }
 
 async fn next<R: Resource>(w: &mut Watch<R>) -> Event<R> {
@@ -172,21 +208,27 @@ async fn next<R: Resource>(w: &mut Watch<R>) -> Event<R> {
     }
 }
 
+/// The error the watch ends with next.
+async fn failure<R: Resource>(w: &mut Watch<R>) -> GatewayError {
+    match w.next().await {
+        Some(Err(e)) => e,
+        other => panic!(
+            "expected an error, got {:?}",
+            other.map(|r| r.map(|e| e.kind))
+        ),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn watchers_of_one_task_share_one_poll_per_round() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut watches: Vec<_> = (0..50)
-        .map(|_| watch_plain(&engine, &fake, "t1", stopping.clone()))
-        .collect();
+    let rig = one_task();
+    let mut watches: Vec<_> = (0..50).map(|_| rig.watch("t1")).collect();
     for w in &mut watches {
         assert_eq!(next(w).await.kind, EventKind::Snapshot);
     }
-    assert_eq!(engine.pollers(), 1);
+    assert_eq!(rig.engine.pollers(), 1);
     for step in 1..=5 {
-        fake.put(task("t1", step * 10, false));
+        rig.fake.put(task("t1", step * 10, false));
         for w in &mut watches {
             let e = next(w).await;
             assert_eq!(e.kind, EventKind::Changed);
@@ -194,87 +236,56 @@ async fn watchers_of_one_task_share_one_poll_per_round() {
         }
     }
     // Each change was seen at the first poll after it: 1 + 5 reads, not 50 times that.
-    assert_eq!(fake.requests(), 6);
+    assert_eq!(rig.fake.requests(), 6);
 }
 
 #[tokio::test(start_paused = true)]
 async fn interval_grows_while_nothing_changes_and_returns_to_the_floor_on_a_change() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut w = watch_plain(&engine, &fake, "t1", stopping);
+    let rig = one_task();
+    let mut w = rig.watch("t1");
     next(&mut w).await;
     let start = Instant::now();
     // 100 ms floor doubling to the 1 s maximum: polls at 100, 300, 700, 1500, 2500, 3500...
     tokio::time::sleep(Duration::from_millis(3600)).await;
-    assert_eq!(fake.requests(), 1 + 6, "after {:?}", start.elapsed());
-    fake.put(task("t1", 5, false));
+    assert_eq!(rig.fake.requests(), 1 + 6, "after {:?}", start.elapsed());
+    rig.fake.put(task("t1", 5, false));
     assert_eq!(next(&mut w).await.kind, EventKind::Changed);
-    let polls = fake.requests();
+    let polls = rig.fake.requests();
     // Back at the floor: the next polls come 100 ms, then 200 ms later.
     tokio::time::sleep(Duration::from_millis(310)).await;
-    assert_eq!(fake.requests(), polls + 2);
+    assert_eq!(rig.fake.requests(), polls + 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_fastest_watcher_sets_the_pace_and_a_slow_one_does_not_slow_it() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(Arc::new(Settings {
+    let steady = Settings {
         growth: 1.0,
-        ..(*settings()).clone()
-    }));
-    let (_stop, stopping) = running();
-    let mut slow = engine.watch(
-        target(&fake, "t1"),
-        opts(Some(800), None),
-        stopping.clone(),
-        Clone::clone,
-    );
+        ..settings()
+    };
+    let rig = one_task_with(steady);
+    let polls = || rig.fake.requests();
+    let mut slow = rig.watch_with("t1", opts(Some(800), None));
     next(&mut slow).await;
     tokio::time::sleep(Duration::from_millis(1650)).await;
-    assert_eq!(
-        fake.requests(),
-        1 + 2,
-        "the slow watcher alone polls every 800 ms"
-    );
-    let mut fast = engine.watch(
-        target(&fake, "t1"),
-        opts(Some(100), None),
-        stopping,
-        Clone::clone,
-    );
+    assert_eq!(polls(), 1 + 2, "the slow watcher alone polls every 800 ms");
+    let mut fast = rig.watch_with("t1", opts(Some(100), None));
     next(&mut fast).await;
-    let before = fake.requests();
+    let before = polls();
     tokio::time::sleep(Duration::from_millis(1050)).await;
-    assert!(
-        fake.requests() - before >= 9,
-        "{} polls",
-        fake.requests() - before
-    );
+    assert!(polls() - before >= 9, "{} polls", polls() - before);
     drop(fast);
-    let before = fake.requests();
+    let before = polls();
     tokio::time::sleep(Duration::from_millis(1650)).await;
-    assert!(fake.requests() - before <= 3, "back to the slow pace");
+    assert!(polls() - before <= 3, "back to the slow pace");
 }
 
 #[tokio::test(start_paused = true)]
 async fn batched_pollers_of_one_upstream_share_each_request() {
-    let fake = Fake::new(100);
-    for i in 0..250 {
-        fake.put(task(&format!("t{i}"), 0, false));
-    }
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
+    let rig = tasks_rig(100, 250, settings());
+    let fake = &rig.fake;
     let mut watches = Vec::new();
     for i in 0..250 {
-        let mut w = engine.watch(
-            target(&fake, &format!("t{i}")),
-            opts(None, None),
-            stopping.clone(),
-            Clone::clone,
-        );
+        let mut w = rig.watch(&format!("t{i}"));
         next(&mut w).await;
         watches.push(w);
         // Watchers arrive over time, not all at once.
@@ -293,9 +304,9 @@ async fn batched_pollers_of_one_upstream_share_each_request() {
         assert_eq!(e.kind, EventKind::Changed);
         observed.insert(e.observed);
     }
+    let gets = fake.gets.load(Ordering::SeqCst);
     assert_eq!(
-        fake.gets.load(Ordering::SeqCst),
-        gets_before,
+        gets, gets_before,
         "no single gets once the pollers are in step"
     );
     // 250 ids at 100 per request: one round of three requests saw every change.
@@ -305,64 +316,45 @@ async fn batched_pollers_of_one_upstream_share_each_request() {
 
 #[tokio::test(start_paused = true)]
 async fn the_last_watcher_leaving_stops_the_poller() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut a = watch_plain(&engine, &fake, "t1", stopping.clone());
-    let mut b = watch_plain(&engine, &fake, "t1", stopping);
+    let rig = one_task();
+    let (mut a, mut b) = (rig.watch("t1"), rig.watch("t1"));
     next(&mut a).await;
     next(&mut b).await;
     drop(a);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(fake.requests() > 1, "one watcher left, polling goes on");
+    assert!(rig.fake.requests() > 1, "one watcher left, polling goes on");
     drop(b);
-    assert_eq!(engine.pollers(), 0);
-    let after = fake.requests();
+    assert_eq!(rig.engine.pollers(), 0);
+    let after = rig.fake.requests();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(fake.requests(), after);
+    assert_eq!(rig.fake.requests(), after);
 }
 
 #[tokio::test(start_paused = true)]
 async fn transient_failures_are_retried_until_the_budget_is_spent() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut w = watch_plain(&engine, &fake, "t1", stopping);
+    let rig = one_task();
+    let mut w = rig.watch("t1");
     next(&mut w).await;
-    fake.fail_next(2);
-    fake.put(task("t1", 10, false));
+    rig.fake.fail_next(2);
+    rig.fake.put(task("t1", 10, false));
     assert_eq!(next(&mut w).await.value.progress.unwrap().percent, 10);
-    fake.fail_next(3);
-    fake.put(task("t1", 20, false));
-    match w.next().await {
-        Some(Err(e)) => assert_eq!(e.code(), tonic::Code::Unavailable),
-        other => panic!(
-            "expected UNAVAILABLE, got {:?}",
-            other.map(|r| r.map(|e| e.kind))
-        ),
-    }
+    rig.fake.fail_next(3);
+    rig.fake.put(task("t1", 20, false));
+    assert_eq!(failure(&mut w).await.code(), tonic::Code::Unavailable);
     assert!(w.next().await.is_none());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_task_that_disappears_from_a_batched_answer_ends_with_not_found() {
-    let fake = Fake::new(10);
-    fake.put(task("t1", 0, false));
-    fake.put(task("t2", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut w1 = watch_plain(&engine, &fake, "t1", stopping.clone());
-    let mut w2 = watch_plain(&engine, &fake, "t2", stopping);
+    let rig = Rig::new(10, settings());
+    rig.fake.put(task("t1", 0, false));
+    rig.fake.put(task("t2", 0, false));
+    let (mut w1, mut w2) = (rig.watch("t1"), rig.watch("t2"));
     next(&mut w1).await;
     next(&mut w2).await;
-    fake.items.lock().unwrap().remove("t1");
-    match w1.next().await {
-        Some(Err(e)) => assert_eq!(e.code(), tonic::Code::NotFound),
-        _ => panic!("expected NOT_FOUND"),
-    }
-    fake.put(task("t2", 100, true));
+    rig.fake.items.lock().unwrap().remove("t1");
+    assert_eq!(failure(&mut w1).await.code(), tonic::Code::NotFound);
+    rig.fake.put(task("t2", 100, true));
     let last = next(&mut w2).await;
     assert!(last.value.done);
     assert!(w2.next().await.is_none(), "the watch ends after done");
@@ -370,124 +362,76 @@ async fn a_task_that_disappears_from_a_batched_answer_ends_with_not_found() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_repeats_the_current_state_after_quiet_time() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut w = engine.watch(
-        target(&fake, "t1"),
-        opts(None, Some(2000)),
-        stopping,
-        Clone::clone,
-    );
+    let rig = one_task();
+    let mut w = rig.watch_with("t1", opts(None, Some(2000)));
     let snap = next(&mut w).await;
     let hb = next(&mut w).await;
     assert_eq!(hb.kind, EventKind::Heartbeat);
     assert_eq!(hb.value, snap.value);
-    assert!(
-        hb.observed > snap.observed,
-        "a heartbeat carries the latest read time"
-    );
+    let later = hb.observed > snap.observed;
+    assert!(later, "a heartbeat carries the latest read time");
 }
 
 #[tokio::test(start_paused = true)]
 async fn stopping_ends_watches_with_shutting_down_and_wait_with_the_latest_state() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Arc::new(Engine::new(settings()));
-    let (stop, stopping) = running();
-    let mut w = watch_plain(&engine, &fake, "t1", stopping.clone());
+    let rig = Arc::new(one_task());
+    let mut w = rig.watch("t1");
     next(&mut w).await;
     let waiting = {
-        let engine = engine.clone();
-        let t = target(&fake, "t1");
-        tokio::spawn(async move {
-            engine
-                .wait(t, Instant::now() + Duration::from_secs(60), stopping)
-                .await
-        })
+        let rig = rig.clone();
+        tokio::spawn(async move { rig.wait("t1", Duration::from_secs(60)).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send_replace(true);
-    match w.next().await {
-        Some(Err(GatewayError::ShuttingDown)) => {}
-        _ => panic!("expected SHUTTING_DOWN"),
-    }
+    rig.stop.send_replace(true);
+    let ended = failure(&mut w).await;
+    assert!(matches!(ended, GatewayError::ShuttingDown), "{ended}");
     let latest = waiting.await.unwrap().unwrap();
     assert!(!latest.done);
 }
 
 #[tokio::test(start_paused = true)]
 async fn wait_returns_at_done_or_at_its_time_with_the_latest_state() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
+    let rig = one_task();
     let until = Instant::now() + Duration::from_secs(2);
-    let t = engine
-        .wait(target(&fake, "t1"), until, stopping.clone())
-        .await
-        .unwrap();
+    let t = rig.wait("t1", Duration::from_secs(2)).await.unwrap();
     assert!(!t.done);
     assert!(Instant::now() >= until);
-    let fake2 = fake.clone();
+    let fake = rig.fake.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        fake2.put(task("t1", 100, true));
+        fake.put(task("t1", 100, true));
     });
-    let t = engine
-        .wait(
-            target(&fake, "t1"),
-            Instant::now() + Duration::from_secs(60),
-            stopping,
-        )
-        .await
-        .unwrap();
+    let t = rig.wait("t1", Duration::from_secs(60)).await.unwrap();
     assert!(t.done);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_upstream_cap_slows_pollers_down() {
-    let fake = Fake::new(1);
-    for i in 0..20 {
-        fake.put(task(&format!("t{i}"), 0, false));
-    }
-    let engine = Engine::new(Arc::new(Settings {
+    let capped = Settings {
         growth: 1.0,
         max_polls_per_second: 10,
-        ..(*settings()).clone()
-    }));
-    let (_stop, stopping) = running();
-    let _watches: Vec<_> = (0..20)
-        .map(|i| {
-            engine.watch(
-                target(&fake, &format!("t{i}")),
-                opts(None, None),
-                stopping.clone(),
-                Clone::clone,
-            )
-        })
-        .collect();
+        ..settings()
+    };
+    let rig = tasks_rig(1, 20, capped);
+    let _watches: Vec<_> = (0..20).map(|i| rig.watch(&format!("t{i}"))).collect();
     // 20 unbatched pollers at 100 ms would make 200 requests a second; the cap allows 10.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let n = fake.requests();
+    let n = rig.fake.requests();
     assert!((25..=35).contains(&n), "{n} requests in 3 s");
 }
 
 #[tokio::test(start_paused = true)]
 async fn runspace_watch_ends_after_ready() {
-    let fake: Arc<Fake<proto::Runspace>> = Fake::new(1);
+    let rig: Rig<proto::Runspace> = Rig::new(1, settings());
     let rs = |state: proto::RunspaceState| proto::Runspace {
         id: "rs1".into(),
         state: state as i32,
         ..Default::default()
     };
-    fake.put(rs(proto::RunspaceState::Creating));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
-    let mut w = watch_plain(&engine, &fake, "rs1", stopping);
+    rig.fake.put(rs(proto::RunspaceState::Creating));
+    let mut w = rig.watch("rs1");
     assert_eq!(next(&mut w).await.kind, EventKind::Snapshot);
-    fake.put(rs(proto::RunspaceState::Ready));
+    rig.fake.put(rs(proto::RunspaceState::Ready));
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventKind::Changed);
     assert_eq!(e.value.state(), proto::RunspaceState::Ready);
@@ -496,25 +440,19 @@ async fn runspace_watch_ends_after_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn equal_states_after_the_view_are_not_sent_twice() {
-    let fake = Fake::new(1);
-    fake.put(task("t1", 0, false));
-    let engine = Engine::new(settings());
-    let (_stop, stopping) = running();
+    let rig = one_task();
     // The watcher sees only `done`: progress changes are invisible to it.
-    let mut w = engine.watch(
-        target(&fake, "t1"),
-        opts(None, None),
-        stopping,
-        |t: &proto::Task| proto::Task {
-            id: t.id.clone(),
-            done: t.done,
-            ..Default::default()
-        },
-    );
+    let only_done = |t: &proto::Task| proto::Task {
+        id: t.id.clone(),
+        done: t.done,
+        ..Default::default()
+    };
+    let (t1, stopping) = (target(&rig.fake, "t1"), rig.stopping());
+    let mut w = rig.engine.watch(t1, opts(None, None), stopping, only_done);
     next(&mut w).await;
-    fake.put(task("t1", 50, false));
+    rig.fake.put(task("t1", 50, false));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    fake.put(task("t1", 100, true));
+    rig.fake.put(task("t1", 100, true));
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventKind::Changed);
     assert!(e.value.done);

@@ -2,14 +2,18 @@
 //! ephemeral ports, and real tonic clients talking to it.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{fmt::Debug, time::Duration};
 
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Response, Status, transport::Channel};
 use tonic_types::{ErrorInfo, StatusExt};
 use vmware_grpc_gateway::{
     config::{Config, ServerConfig, UpstreamConfig, UpstreamKind},
     proto::{
-        task_service_client::TaskServiceClient, upstream_service_client::UpstreamServiceClient,
+        CancelTaskRequest, CreateRunspaceRequest, GetRunspaceRequest, GetTaskRequest,
+        GetUpstreamRequest, ListTasksRequest, ListTasksResponse, ListUpstreamsRequest,
+        ListUpstreamsResponse, Runspace, Task, Upstream,
+        runspace_service_client::RunspaceServiceClient, task_service_client::TaskServiceClient,
+        upstream_service_client::UpstreamServiceClient,
     },
     server::Running,
     simulator::{Phase, SimClock, SimOptions, Simulator, Step, TaskSpec},
@@ -93,6 +97,71 @@ impl Env {
         UpstreamServiceClient::new(self.channel.clone())
     }
 
+    pub fn runspaces(&self) -> RunspaceServiceClient<Channel> {
+        RunspaceServiceClient::new(self.channel.clone())
+    }
+
+    /// GetTask of `name` in the default view.
+    pub async fn get_task(&self, name: &str) -> Result<Task, Status> {
+        answer(self.tasks().get_task(get_req(name))).await
+    }
+
+    pub async fn list_tasks(&self, req: ListTasksRequest) -> Result<ListTasksResponse, Status> {
+        answer(self.tasks().list_tasks(req)).await
+    }
+
+    /// Every page of a listing, following the page tokens from `req`'s.
+    pub async fn list_pages(&self, mut req: ListTasksRequest) -> Vec<ListTasksResponse> {
+        let mut pages = Vec::new();
+        loop {
+            let page = self.list_tasks(req.clone()).await.expect("a page");
+            req.page_token = page.next_page_token.clone();
+            pages.push(page);
+            if req.page_token.is_empty() {
+                return pages;
+            }
+        }
+    }
+
+    pub async fn cancel_task(&self, name: &str) -> Result<Task, Status> {
+        let req = CancelTaskRequest { name: name.into() };
+        answer(self.tasks().cancel_task(req)).await
+    }
+
+    /// GetUpstream of `name` (`upstreams/<id>`).
+    pub async fn get_upstream(&self, name: &str) -> Result<Upstream, Status> {
+        let req = GetUpstreamRequest { name: name.into() };
+        answer(self.upstreams().get_upstream(req)).await
+    }
+
+    pub async fn list_upstreams(&self, req: ListUpstreamsRequest) -> UpstreamsPage {
+        answer(self.upstreams().list_upstreams(req)).await
+    }
+
+    /// CreateRunspace under `parent` (`upstreams/<srs>`), named `display_name`.
+    pub async fn create_runspace(
+        &self,
+        parent: &str,
+        display_name: &str,
+        request_id: &str,
+    ) -> Result<Runspace, Status> {
+        let runspace = Runspace {
+            display_name: display_name.into(),
+            ..Default::default()
+        };
+        let req = CreateRunspaceRequest {
+            parent: parent.into(),
+            runspace: Some(runspace),
+            request_id: request_id.into(),
+        };
+        answer(self.runspaces().create_runspace(req)).await
+    }
+
+    pub async fn get_runspace(&self, name: &str) -> Result<Runspace, Status> {
+        let req = GetRunspaceRequest { name: name.into() };
+        answer(self.runspaces().get_runspace(req)).await
+    }
+
     pub fn clock(&self) -> &SimClock {
         self.sim.vcenter.clock()
     }
@@ -109,21 +178,38 @@ impl Env {
     }
 }
 
+/// The message of a unary call's answer.
+pub async fn answer<T>(
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, Status> {
+    call.await.map(Response::into_inner)
+}
+
+pub type UpstreamsPage = Result<ListUpstreamsResponse, Status>;
+
+/// A GetTaskRequest of `name` in the default view.
+pub fn get_req(name: &str) -> GetTaskRequest {
+    GetTaskRequest {
+        name: name.into(),
+        view: 0,
+    }
+}
+
 pub fn task_name(id: &str) -> String {
     format!("upstreams/vc1/tasks/{id}")
 }
 
 /// A task that runs from 0 to 100 % over `secs` seconds, then succeeds.
 pub fn running_for(secs: u64) -> TaskSpec {
-    TaskSpec::new(
-        VM,
-        "clone",
-        "Clone virtual machine",
-        vec![
-            Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
-            Step::new(Duration::from_secs(secs), Phase::Succeeded { result: None }),
-        ],
-    )
+    TaskSpec::new(VM, "clone", "Clone virtual machine", run_then_succeed(secs))
+}
+
+/// Steps from 0 to 100 % over `secs` seconds, then success.
+pub fn run_then_succeed(secs: u64) -> Vec<Step> {
+    vec![
+        Step::new(Duration::ZERO, Phase::Running { from: 0, to: 100 }),
+        Step::new(Duration::from_secs(secs), Phase::Succeeded { result: None }),
+    ]
 }
 
 /// A task that has been finished (SUCCEEDED) for a while.
@@ -160,4 +246,15 @@ pub fn assert_error(status: &Status, code: Code, reason: &str) -> ErrorInfo {
     let info = error_info(status);
     assert_eq!(info.reason, reason, "{status:?}");
     info
+}
+
+/// Asserts that a call failed with `code` and ErrorInfo `reason`; returns the status and info.
+pub fn expect_error<T: Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> (Status, ErrorInfo) {
+    let status = result.expect_err("the call fails");
+    let info = assert_error(&status, code, reason);
+    (status, info)
 }
