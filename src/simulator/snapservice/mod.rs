@@ -162,7 +162,6 @@ fn parse_filter(query: &[(String, String)]) -> Result<TaskFilter, String> {
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
     use http::Method;
 
     use super::*;
@@ -197,33 +196,26 @@ mod tests {
     #[tokio::test]
     async fn cancel_is_not_a_route() {
         let p = Probe::<Snapservice>::new();
-        let sessions = [
+        let keys = [
             ROUTE_SESSION_CREATE,
             ROUTE_SESSION_GET,
             ROUTE_SESSION_DELETE,
+            ROUTE_TASK_GET,
+            ROUTE_TASK_LIST,
         ];
-        p.assert_routes(SESSION_HEADER, &sessions).await;
-        p.assert_routes(SESSION_HEADER, &[ROUTE_TASK_GET, ROUTE_TASK_LIST])
-            .await;
         let cancels = [
             (Method::POST, "/api/snapservice/tasks/x"),
             (Method::POST, "/api/snapservice/tasks/x?action=cancel"),
         ];
-        p.assert_unmatched(SESSION_HEADER, &cancels).await;
+        p.assert_table(SESSION_HEADER, &keys, &cancels).await;
         let sid = p.login();
-        let list = p.key(
-            Method::GET,
-            "/api/snapservice/tasks/",
-            Some((SESSION_HEADER, &sid)),
-        );
-        assert_eq!(list.await, ROUTE_TASK_LIST);
-        let req = http::Request::get("/api/snapservice/tasks/a%2Fb")
-            .header(SESSION_HEADER, sid.as_str())
-            .body(Body::empty())
-            .unwrap_or_default();
-        let (key, status, body) = p.send(req).await;
+        let s = Some((SESSION_HEADER, sid.as_str()));
+        let list = p.key(Method::GET, "/api/snapservice/tasks/", s).await;
+        assert_eq!(list, ROUTE_TASK_LIST);
+        let (key, status, body) = p
+            .call_json(Method::GET, "/api/snapservice/tasks/a%2Fb", s)
+            .await;
         assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["messages"][0]["args"], json!(["a/b"]));
     }
 }

@@ -294,7 +294,6 @@ fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String
 #[cfg(test)]
 mod tests {
     use http::Method;
-    use serde_json::Value;
 
     use super::*;
     use crate::simulator::part::probe::Probe;
@@ -302,20 +301,20 @@ mod tests {
     #[tokio::test]
     async fn routes_resolve_by_method_path_and_action() {
         let p = Probe::<Vcenter>::new();
-        let all = [
+        let keys = [
             ROUTE_SESSION_CREATE,
             ROUTE_SESSION_GET,
             ROUTE_SESSION_DELETE,
+            ROUTE_TASK_GET,
+            ROUTE_TASK_LIST,
+            ROUTE_TASK_CANCEL,
         ];
-        p.assert_routes(SESSION_HEADER, &all).await;
-        let tasks = [ROUTE_TASK_GET, ROUTE_TASK_LIST, ROUTE_TASK_CANCEL];
-        p.assert_routes(SESSION_HEADER, &tasks).await;
         let unmatched = [
             (Method::GET, "/api/cis/tasks"),
             (Method::PUT, "/api/session"),
             (Method::GET, "/api/cis/tasks/x/y"),
         ];
-        p.assert_unmatched(SESSION_HEADER, &unmatched).await;
+        p.assert_table(SESSION_HEADER, &keys, &unmatched).await;
         let sid = p.login();
         let s = Some((SESSION_HEADER, sid.as_str()));
         let key = |m: Method, uri: &'static str| p.key(m, uri, s);
@@ -330,31 +329,23 @@ mod tests {
     async fn path_ids_are_decoded_and_bad_actions_are_400_after_auth() {
         let p = Probe::<Vcenter>::new();
         let sid = p.login();
-        let send = |m: Method, uri: &str, session: bool| {
-            let mut req = http::Request::builder().method(m).uri(uri);
-            if session {
-                req = req.header(SESSION_HEADER, sid.as_str());
-            }
-            p.send(req.body(Body::empty()).unwrap_or_default())
-        };
-        let (key, status, body) = send(Method::GET, "/api/cis/tasks/a%2Fb", true).await;
+        let s = Some((SESSION_HEADER, sid.as_str()));
+        let (key, status, body) = p.call_json(Method::GET, "/api/cis/tasks/a%2Fb", s).await;
         assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["messages"][0]["args"], serde_json::json!(["a/b"]));
 
-        let (key, status, _) = send(Method::POST, "/api/cis/tasks/x?action=frob", false).await;
+        let frob = "/api/cis/tasks/x?action=frob";
+        let (key, status, _) = p.call(Method::POST, frob, None).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::UNAUTHORIZED));
-        let (key, status, body) = send(Method::POST, "/api/cis/tasks/x?action=frob", true).await;
+        let (key, status, body) = p.call_json(Method::POST, frob, s).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::BAD_REQUEST));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["error_type"], "INVALID_ARGUMENT");
-        let (_, status, body) = send(Method::POST, "/api/cis/tasks", true).await;
+        let (_, status, body) = p.call(Method::POST, "/api/cis/tasks", s).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(String::from_utf8_lossy(&body).contains("Unsupported value ''"));
 
-        let (key, status, body) = send(Method::GET, "/api/cis/tasks/", false).await;
+        let (key, status, body) = p.call_json(Method::GET, "/api/cis/tasks/", None).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["error_type"], "OPERATION_NOT_FOUND");
         assert_eq!(
             body["messages"][0]["default_message"], "Operation GET /api/cis/tasks/ not found.",
