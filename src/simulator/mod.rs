@@ -19,6 +19,7 @@ pub mod ids;
 pub mod listener;
 pub mod part;
 pub mod script_runtime;
+mod seed;
 pub mod snapservice;
 pub mod tasks;
 pub mod vapi;

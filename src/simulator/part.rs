@@ -446,6 +446,35 @@ pub(crate) mod probe {
             (key, status, body)
         }
 
+        /// Sends `method uri` with an empty body, and `header: session` when given.
+        pub async fn call(
+            &self,
+            method: Method,
+            uri: &str,
+            session: Option<(&str, &str)>,
+        ) -> (&'static str, StatusCode, Bytes) {
+            let mut req = http::Request::builder().method(method).uri(uri);
+            if let Some((name, value)) = session {
+                req = req.header(name, value);
+            }
+            self.send(req.body(Body::empty()).unwrap_or_default()).await
+        }
+
+        /// [`Probe::call`] with a JSON answer (`Null` when the body is not JSON).
+        pub async fn call_json(
+            &self,
+            method: Method,
+            uri: &str,
+            session: Option<(&str, &str)>,
+        ) -> (&'static str, StatusCode, serde_json::Value) {
+            let (key, status, body) = self.call(method, uri, session).await;
+            (
+                key,
+                status,
+                serde_json::from_slice(&body).unwrap_or_default(),
+            )
+        }
+
         /// The route key of `method uri`, sent with `header: session` when given.
         pub async fn key(
             &self,
@@ -453,12 +482,20 @@ pub(crate) mod probe {
             uri: &str,
             session: Option<(&str, &str)>,
         ) -> &'static str {
-            let mut req = http::Request::builder().method(method).uri(uri);
-            if let Some((name, value)) = session {
-                req = req.header(name, value);
-            }
-            let req = req.body(Body::empty()).unwrap_or_default();
-            self.send(req).await.0
+            self.call(method, uri, session).await.0
+        }
+
+        /// A kind's route table test: every key of `keys` is counted under itself
+        /// ([`Probe::assert_routes`]) and every request of `unmatched` under [`ROUTE_OTHER`]
+        /// ([`Probe::assert_unmatched`]), each with a live session in `header`.
+        pub async fn assert_table(
+            &self,
+            header: &str,
+            keys: &[&'static str],
+            unmatched: &[(Method, &str)],
+        ) {
+            self.assert_routes(header, keys).await;
+            self.assert_unmatched(header, unmatched).await;
         }
 
         /// Asserts that each route key, requested as itself (`{param}`s filled in, the action

@@ -1,8 +1,11 @@
 //! The vAPI `/api` wire format shared by the simulated vCenter and snapshot service
-//! (sections 2–4 of `UPSTREAM_APIS.md`): the guard [`Rules`] of both (session header, `401
-//! UNAUTHENTICATED`, `404 OPERATION_NOT_FOUND`), the Basic → session-id login and the other
-//! session handlers, error bodies, `Cis.Task.Info`-shaped task rendering and task-list
-//! filtering.
+//! (sections 2–4 of `UPSTREAM_APIS.md`): the one vAPI [`Kind`], [`Endpoint`], whose
+//! [`Dialect`] is all that differs between the two (name, session paths, seed mix, task
+//! routes); the guard [`Rules`] of both (session header, `401 UNAUTHENTICATED`, `404
+//! OPERATION_NOT_FOUND`), the Basic → session-id login and the other session handlers, error
+//! bodies, `Cis.Task.Info`-shaped task rendering and task-list filtering.
+
+use std::marker::PhantomData;
 
 use axum::Extension;
 use axum::extract::{Request, State};
@@ -11,6 +14,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use super::SimOptions;
 use super::part::{Authenticated, Kind, Routes, Rules, Shared, admit_all};
 use super::tasks::{TaskSnapshot, TaskStatus, TaskStore};
 use super::web::{basic_credentials, empty, header_str, json as json_resp};
@@ -20,6 +24,47 @@ pub const SESSION_HEADER: &str = "vmware-api-session-id";
 /// At most this many tasks in one list answer (vAPI task lists have no paging).
 pub const LIST_LIMIT: usize = 1000;
 const UNAUTHENTICATED_CHALLENGE: &str = "Basic realm=\"VAPI endpoint\"";
+
+/// What one vAPI endpoint adds to the shared [`Endpoint`] kind.
+pub trait Dialect: Sized + Send + Sync + 'static {
+    /// For logs, e.g. `"vCenter"`.
+    const NAME: &'static str;
+    /// The route keys of session create (Basic, public), get and delete.
+    const SESSION_ROUTES: [&'static str; 3];
+    /// Adds the demo task mix (when the options ask for it).
+    const SEED: fn(&TaskStore);
+    /// The task routes, added after the session routes.
+    fn task_routes(routes: Routes<Endpoint<Self>>) -> Routes<Endpoint<Self>>;
+}
+
+/// The kind of a vAPI endpoint: its task store, served with the vAPI rules and session routes
+/// plus the dialect's task routes.
+pub struct Endpoint<D> {
+    pub(super) tasks: TaskStore,
+    // `fn() -> D`: the endpoint holds no `D`, so it is `Send + Sync` whatever `D` is.
+    dialect: PhantomData<fn() -> D>,
+}
+
+impl<D: Dialect> Kind for Endpoint<D> {
+    const RULES: Rules = rules(D::NAME);
+
+    fn new(opts: &SimOptions) -> Self {
+        Endpoint {
+            tasks: TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, D::SEED),
+            dialect: PhantomData,
+        }
+    }
+
+    fn routes() -> Routes<Self> {
+        D::task_routes(session_routes(Routes::new(), D::SESSION_ROUTES))
+    }
+}
+
+impl<D> AsRef<TaskStore> for Endpoint<D> {
+    fn as_ref(&self) -> &TaskStore {
+        &self.tasks
+    }
+}
 
 /// The guard rules of a vAPI endpoint named `name`.
 pub const fn rules(name: &'static str) -> Rules {

@@ -322,42 +322,31 @@ mod tests {
     #[tokio::test]
     async fn routes_resolve() {
         let p = Probe::<ScriptRuntime>::new();
-        let runspaces = [
+        let keys = [
             ROUTE_RUNSPACE_CREATE,
             ROUTE_RUNSPACE_LIST,
             ROUTE_RUNSPACE_GET,
             ROUTE_RUNSPACE_DELETE,
+            ROUTE_LOGIN,
+            ROUTE_LOGOUT,
         ];
-        p.assert_routes(API_KEY_HEADER, &runspaces).await;
-        p.assert_routes(API_KEY_HEADER, &[ROUTE_LOGIN, ROUTE_LOGOUT])
-            .await;
         let unmatched = [
             (Method::PUT, "/api/runspaces/x"),
             (Method::GET, "/api/auth/login"),
         ];
-        p.assert_unmatched(API_KEY_HEADER, &unmatched).await;
+        p.assert_table(API_KEY_HEADER, &keys, &unmatched).await;
         let key = p.login();
         let s = Some((API_KEY_HEADER, key.as_str()));
         let list = p.key(Method::GET, "/api/runspaces/", s).await;
         assert_eq!(list, ROUTE_RUNSPACE_LIST);
         // The id is percent-decoded: the delete refusal names it.
-        let req = http::Request::delete("/api/runspaces/ab%20c")
-            .header(API_KEY_HEADER, key.as_str())
-            .body(Body::empty())
-            .unwrap_or_default();
-        let (route, status, body) = p.send(req).await;
+        let (route, status, body) = p.call(Method::DELETE, "/api/runspaces/ab%20c", s).await;
         assert_eq!(
             (route, status),
             (ROUTE_RUNSPACE_DELETE, StatusCode::INTERNAL_SERVER_ERROR)
         );
         assert!(String::from_utf8_lossy(&body).contains("id 'ab c'"));
-        let (route, status, body) = p
-            .send(
-                http::Request::get("/nope")
-                    .body(Body::empty())
-                    .unwrap_or_default(),
-            )
-            .await;
+        let (route, status, body) = p.call(Method::GET, "/nope", None).await;
         assert_eq!((route, status), (ROUTE_OTHER, StatusCode::NOT_FOUND));
         assert!(body.is_empty(), "unknown paths answer an empty 404");
     }

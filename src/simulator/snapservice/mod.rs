@@ -20,10 +20,9 @@ use axum::response::Response;
 use http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use super::SimOptions;
-use super::part::{Kind, Part, Routes, Rules, Shared};
+use super::part::{Part, Routes, Shared};
 use super::tasks::{TaskSnapshot, TaskStore};
-use super::vapi::{self, GetSpec, TaskFilter};
+use super::vapi::{self, Dialect, GetSpec, TaskFilter};
 use super::web::{json as json_resp, query_pairs};
 
 pub use super::part::ROUTE_OTHER;
@@ -59,48 +58,38 @@ const MSG_PREFIX: &str = "com.vmware.snapservice.tasks";
 
 /// The running simulated snapshot service (see [`Part`]); `logins` counts successful
 /// `POST /api/snapservice/sessions` calls.
-pub type SnapserviceSim = Part<Snapservice>;
+pub type SnapserviceSim = Part<Endpoint>;
 
-/// The snapshot-service kind: its task store.
-pub struct Snapservice {
-    tasks: TaskStore,
-}
+/// The snapshot-service dialect of the vAPI kind: a read-only tasks API listed by GET.
+pub struct Snapservice;
 
-impl Kind for Snapservice {
-    const RULES: Rules = vapi::rules("snapshot service");
+/// The snapshot-service kind: a vAPI endpoint and its task store.
+type Endpoint = vapi::Endpoint<Snapservice>;
 
-    fn new(opts: &SimOptions) -> Self {
-        let tasks = TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, seed::seed_demo_tasks);
-        Snapservice { tasks }
-    }
+impl Dialect for Snapservice {
+    const NAME: &'static str = "snapshot service";
+    const SESSION_ROUTES: [&'static str; 3] = [
+        ROUTE_SESSION_CREATE,
+        ROUTE_SESSION_GET,
+        ROUTE_SESSION_DELETE,
+    ];
 
-    fn routes() -> Routes<Self> {
-        let sessions = [
-            ROUTE_SESSION_CREATE,
-            ROUTE_SESSION_GET,
-            ROUTE_SESSION_DELETE,
-        ];
-        vapi::session_routes(Routes::new(), sessions)
-            .session(ROUTE_TASK_GET, task_get)
-            .session(
-                ROUTE_TASK_LIST,
-                |State(st): State<Shared<Self>>, uri: Uri| async move {
-                    task_list(&st, &query_pairs(&uri))
-                },
-            )
-    }
-}
+    const SEED: fn(&TaskStore) = seed::seed_demo_tasks;
 
-impl AsRef<TaskStore> for Snapservice {
-    fn as_ref(&self) -> &TaskStore {
-        &self.tasks
+    fn task_routes(routes: Routes<Endpoint>) -> Routes<Endpoint> {
+        routes.session(ROUTE_TASK_GET, task_get).session(
+            ROUTE_TASK_LIST,
+            |State(st): State<Shared<Endpoint>>, uri: Uri| async move {
+                task_list(&st, &query_pairs(&uri))
+            },
+        )
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tasks
 
-async fn task_get(State(st): State<Shared<Snapservice>>, Path(id): Path<String>) -> Response {
+async fn task_get(State(st): State<Shared<Endpoint>>, Path(id): Path<String>) -> Response {
     match st.tasks.snapshot(&id) {
         Some(snap) => json_resp(StatusCode::OK, &task_info(&snap)),
         None => vapi::not_found(&id, &format!("{MSG_PREFIX}.not_found")),
@@ -116,7 +105,7 @@ pub(crate) fn task_info(s: &TaskSnapshot) -> Value {
     info
 }
 
-fn task_list(st: &Snapservice, query: &[(String, String)]) -> Response {
+fn task_list(st: &Endpoint, query: &[(String, String)]) -> Response {
     let filter = match parse_filter(query) {
         Ok(f) => f,
         Err(msg) => return vapi::invalid_argument(&msg),
@@ -162,7 +151,6 @@ fn parse_filter(query: &[(String, String)]) -> Result<TaskFilter, String> {
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
     use http::Method;
 
     use super::*;
@@ -196,34 +184,23 @@ mod tests {
 
     #[tokio::test]
     async fn cancel_is_not_a_route() {
-        let p = Probe::<Snapservice>::new();
-        let sessions = [
-            ROUTE_SESSION_CREATE,
-            ROUTE_SESSION_GET,
-            ROUTE_SESSION_DELETE,
-        ];
-        p.assert_routes(SESSION_HEADER, &sessions).await;
-        p.assert_routes(SESSION_HEADER, &[ROUTE_TASK_GET, ROUTE_TASK_LIST])
-            .await;
+        let p = Probe::<Endpoint>::new();
         let cancels = [
             (Method::POST, "/api/snapservice/tasks/x"),
             (Method::POST, "/api/snapservice/tasks/x?action=cancel"),
         ];
-        p.assert_unmatched(SESSION_HEADER, &cancels).await;
+        p.assert_table(SESSION_HEADER, &Snapservice::SESSION_ROUTES, &cancels)
+            .await;
+        p.assert_routes(SESSION_HEADER, &[ROUTE_TASK_GET, ROUTE_TASK_LIST])
+            .await;
         let sid = p.login();
-        let list = p.key(
-            Method::GET,
-            "/api/snapservice/tasks/",
-            Some((SESSION_HEADER, &sid)),
-        );
-        assert_eq!(list.await, ROUTE_TASK_LIST);
-        let req = http::Request::get("/api/snapservice/tasks/a%2Fb")
-            .header(SESSION_HEADER, sid.as_str())
-            .body(Body::empty())
-            .unwrap_or_default();
-        let (key, status, body) = p.send(req).await;
+        let s = Some((SESSION_HEADER, sid.as_str()));
+        let list = p.key(Method::GET, "/api/snapservice/tasks/", s).await;
+        assert_eq!(list, ROUTE_TASK_LIST);
+        let (key, status, body) = p
+            .call_json(Method::GET, "/api/snapservice/tasks/a%2Fb", s)
+            .await;
         assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["messages"][0]["args"], json!(["a/b"]));
     }
 }

@@ -25,10 +25,9 @@ use axum::response::Response;
 use http::{StatusCode, Uri};
 use serde_json::{Map, Value};
 
-use super::SimOptions;
-use super::part::{Kind, Part, RouteKey, Routes, Rules, Shared};
+use super::part::{Part, RouteKey, Routes, Shared};
 use super::tasks::{CancelRefusal, TaskStore};
-use super::vapi::{self, GetSpec, TaskFilter};
+use super::vapi::{self, Dialect, GetSpec, TaskFilter};
 use super::web::{empty, json as json_resp, query_last, query_pairs, read_body};
 
 pub use super::common::Fault;
@@ -73,37 +72,29 @@ const MSG_PREFIX: &str = "com.vmware.api.cis.tasks";
 
 /// The running simulated vCenter (see [`Part`]); `logins` counts successful
 /// `POST /api/session` calls.
-pub type VcenterSim = Part<Vcenter>;
+pub type VcenterSim = Part<Endpoint>;
 
-/// The vCenter kind: its task store.
-pub struct Vcenter {
-    tasks: TaskStore,
-}
+/// The vCenter dialect of the vAPI kind: the CIS tasks API with its `action` routes.
+pub struct Vcenter;
 
-impl Kind for Vcenter {
-    const RULES: Rules = vapi::rules("vCenter");
+/// The vCenter kind: a vAPI endpoint and its task store.
+type Endpoint = vapi::Endpoint<Vcenter>;
 
-    fn new(opts: &SimOptions) -> Self {
-        let tasks = TaskStore::seeded(&opts.clock, opts.seed_demo_tasks, seed::seed_demo_tasks);
-        Vcenter { tasks }
-    }
+impl Dialect for Vcenter {
+    const NAME: &'static str = "vCenter";
+    const SESSION_ROUTES: [&'static str; 3] = [
+        ROUTE_SESSION_CREATE,
+        ROUTE_SESSION_GET,
+        ROUTE_SESSION_DELETE,
+    ];
 
-    fn routes() -> Routes<Self> {
-        let sessions = [
-            ROUTE_SESSION_CREATE,
-            ROUTE_SESSION_GET,
-            ROUTE_SESSION_DELETE,
-        ];
-        vapi::session_routes(Routes::new(), sessions)
+    const SEED: fn(&TaskStore) = seed::seed_demo_tasks;
+
+    fn task_routes(routes: Routes<Endpoint>) -> Routes<Endpoint> {
+        routes
             .session(ROUTE_TASK_GET, task_get)
             .actions(&[ROUTE_TASK_LIST], tasks_action)
             .actions(&[ROUTE_TASK_CANCEL], task_action)
-    }
-}
-
-impl AsRef<TaskStore> for Vcenter {
-    fn as_ref(&self) -> &TaskStore {
-        &self.tasks
     }
 }
 
@@ -121,7 +112,7 @@ fn bad_action(uri: &Uri) -> Response {
 
 /// `POST /api/cis/tasks?action=...`.
 async fn tasks_action(
-    State(st): State<Shared<Vcenter>>,
+    State(st): State<Shared<Endpoint>>,
     Extension(RouteKey(route)): Extension<RouteKey>,
     uri: Uri,
     body: Body,
@@ -137,7 +128,7 @@ async fn tasks_action(
 
 /// `POST /api/cis/tasks/{task}?action=...`.
 async fn task_action(
-    State(st): State<Shared<Vcenter>>,
+    State(st): State<Shared<Endpoint>>,
     Extension(RouteKey(route)): Extension<RouteKey>,
     Path(id): Path<String>,
     uri: Uri,
@@ -170,7 +161,11 @@ fn not_found(id: &str) -> Response {
 }
 
 /// `GET /api/cis/tasks/{task}` with the `GetSpec` flags as query parameters.
-async fn task_get(State(st): State<Shared<Vcenter>>, Path(id): Path<String>, uri: Uri) -> Response {
+async fn task_get(
+    State(st): State<Shared<Endpoint>>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Response {
     let mut spec = GetSpec::default();
     for (k, v) in query_pairs(&uri) {
         let slot = match k.as_str() {
@@ -195,7 +190,7 @@ async fn task_get(State(st): State<Shared<Vcenter>>, Path(id): Path<String>, uri
 }
 
 /// `Cis.Tasks.list`: the tasks matching the body's `filter_spec`, keyed by id.
-fn task_list(st: &Vcenter, body: &[u8]) -> Response {
+fn task_list(st: &Endpoint, body: &[u8]) -> Response {
     let (filter, spec) = match parse_list_body(body) {
         Ok(v) => v,
         Err(msg) => return vapi::invalid_argument(&msg),
@@ -294,28 +289,22 @@ fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String
 #[cfg(test)]
 mod tests {
     use http::Method;
-    use serde_json::Value;
 
     use super::*;
     use crate::simulator::part::probe::Probe;
 
     #[tokio::test]
     async fn routes_resolve_by_method_path_and_action() {
-        let p = Probe::<Vcenter>::new();
-        let all = [
-            ROUTE_SESSION_CREATE,
-            ROUTE_SESSION_GET,
-            ROUTE_SESSION_DELETE,
-        ];
-        p.assert_routes(SESSION_HEADER, &all).await;
-        let tasks = [ROUTE_TASK_GET, ROUTE_TASK_LIST, ROUTE_TASK_CANCEL];
-        p.assert_routes(SESSION_HEADER, &tasks).await;
+        let p = Probe::<Endpoint>::new();
         let unmatched = [
             (Method::GET, "/api/cis/tasks"),
             (Method::PUT, "/api/session"),
             (Method::GET, "/api/cis/tasks/x/y"),
         ];
-        p.assert_unmatched(SESSION_HEADER, &unmatched).await;
+        p.assert_table(SESSION_HEADER, &Vcenter::SESSION_ROUTES, &unmatched)
+            .await;
+        let tasks = [ROUTE_TASK_GET, ROUTE_TASK_LIST, ROUTE_TASK_CANCEL];
+        p.assert_routes(SESSION_HEADER, &tasks).await;
         let sid = p.login();
         let s = Some((SESSION_HEADER, sid.as_str()));
         let key = |m: Method, uri: &'static str| p.key(m, uri, s);
@@ -328,33 +317,25 @@ mod tests {
 
     #[tokio::test]
     async fn path_ids_are_decoded_and_bad_actions_are_400_after_auth() {
-        let p = Probe::<Vcenter>::new();
+        let p = Probe::<Endpoint>::new();
         let sid = p.login();
-        let send = |m: Method, uri: &str, session: bool| {
-            let mut req = http::Request::builder().method(m).uri(uri);
-            if session {
-                req = req.header(SESSION_HEADER, sid.as_str());
-            }
-            p.send(req.body(Body::empty()).unwrap_or_default())
-        };
-        let (key, status, body) = send(Method::GET, "/api/cis/tasks/a%2Fb", true).await;
+        let s = Some((SESSION_HEADER, sid.as_str()));
+        let (key, status, body) = p.call_json(Method::GET, "/api/cis/tasks/a%2Fb", s).await;
         assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["messages"][0]["args"], serde_json::json!(["a/b"]));
 
-        let (key, status, _) = send(Method::POST, "/api/cis/tasks/x?action=frob", false).await;
+        let frob = "/api/cis/tasks/x?action=frob";
+        let (key, status, _) = p.call(Method::POST, frob, None).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::UNAUTHORIZED));
-        let (key, status, body) = send(Method::POST, "/api/cis/tasks/x?action=frob", true).await;
+        let (key, status, body) = p.call_json(Method::POST, frob, s).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::BAD_REQUEST));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["error_type"], "INVALID_ARGUMENT");
-        let (_, status, body) = send(Method::POST, "/api/cis/tasks", true).await;
+        let (_, status, body) = p.call(Method::POST, "/api/cis/tasks", s).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(String::from_utf8_lossy(&body).contains("Unsupported value ''"));
 
-        let (key, status, body) = send(Method::GET, "/api/cis/tasks/", false).await;
+        let (key, status, body) = p.call_json(Method::GET, "/api/cis/tasks/", None).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::NOT_FOUND));
-        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(body["error_type"], "OPERATION_NOT_FOUND");
         assert_eq!(
             body["messages"][0]["default_message"], "Operation GET /api/cis/tasks/ not found.",
