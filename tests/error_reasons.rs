@@ -22,26 +22,24 @@ struct Kind {
     part: fn(&Simulator) -> &SimHandle,
 }
 
-const VC: Kind = Kind {
-    upstream: "vc1",
-    route: "GET /api/cis/tasks/{task}",
-    part: |s| &s.vcenter,
-};
-const SNAP: Kind = Kind {
-    upstream: "snap1",
-    route: "GET /api/snapservice/tasks/{task}",
-    part: |s| &s.snapservice,
-};
-const VCD: Kind = Kind {
-    upstream: "vcd1",
-    route: "GET /api/task/{task}",
-    part: |s| &s.cloud_director,
-};
-const SRS: Kind = Kind {
-    upstream: "srs1",
-    route: "GET /api/runspaces/{id}",
-    part: |s| &s.script_runtime,
-};
+const fn kind(
+    upstream: &'static str,
+    route: &'static str,
+    part: fn(&Simulator) -> &SimHandle,
+) -> Kind {
+    Kind {
+        upstream,
+        route,
+        part,
+    }
+}
+
+const VC: Kind = kind("vc1", "GET /api/cis/tasks/{task}", |s| &s.vcenter);
+const SNAP: Kind = kind("snap1", "GET /api/snapservice/tasks/{task}", |s| {
+    &s.snapservice
+});
+const VCD: Kind = kind("vcd1", "GET /api/task/{task}", |s| &s.cloud_director);
+const SRS: Kind = kind("srs1", "GET /api/runspaces/{id}", |s| &s.script_runtime);
 
 fn vapi(kind: &str) -> String {
     format!(
@@ -153,67 +151,35 @@ async fn server_errors_are_upstream_unavailable_on_every_kind() {
 #[tokio::test]
 async fn refusals_rate_limits_and_redirects_map_alike_on_every_kind() {
     let env = Env::start_all().await;
-    let forbidden = "UPSTREAM_PERMISSION_DENIED";
+    let forbidden = (Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED");
+    let limited = (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED");
+    let redirect = (Code::Internal, "UPSTREAM_BAD_RESPONSE");
+    let conflict = (Code::FailedPrecondition, "UPSTREAM_STATE_CONFLICT");
+    let vcd_forbidden = "ACCESS_TO_RESOURCE_IS_FORBIDDEN";
     let rows = [
         (
             VC,
-            (403, vapi("UNAUTHORIZED")),
-            Code::PermissionDenied,
+            403,
+            vapi("UNAUTHORIZED"),
             forbidden,
             Some("UNAUTHORIZED"),
         ),
         (
             VCD,
-            (403, vcd(403, "ACCESS_TO_RESOURCE_IS_FORBIDDEN")),
-            Code::PermissionDenied,
+            403,
+            vcd(403, vcd_forbidden),
             forbidden,
-            Some("ACCESS_TO_RESOURCE_IS_FORBIDDEN"),
+            Some(vcd_forbidden),
         ),
-        (
-            SRS,
-            (403, String::new()),
-            Code::PermissionDenied,
-            forbidden,
-            None,
-        ),
-        (
-            SNAP,
-            (429, String::new()),
-            Code::ResourceExhausted,
-            "UPSTREAM_RATE_LIMITED",
-            None,
-        ),
-        (
-            SRS,
-            (429, String::new()),
-            Code::ResourceExhausted,
-            "UPSTREAM_RATE_LIMITED",
-            None,
-        ),
-        (
-            VCD,
-            (302, String::new()),
-            Code::Internal,
-            "UPSTREAM_BAD_RESPONSE",
-            None,
-        ),
-        (
-            SRS,
-            (307, String::new()),
-            Code::Internal,
-            "UPSTREAM_BAD_RESPONSE",
-            None,
-        ),
-        (
-            SRS,
-            (400, srs(2031)),
-            Code::FailedPrecondition,
-            "UPSTREAM_STATE_CONFLICT",
-            Some("SRS_2031"),
-        ),
+        (SRS, 403, String::new(), forbidden, None),
+        (SNAP, 429, String::new(), limited, None),
+        (SRS, 429, String::new(), limited, None),
+        (VCD, 302, String::new(), redirect, None),
+        (SRS, 307, String::new(), redirect, None),
+        (SRS, 400, srs(2031), conflict, Some("SRS_2031")),
     ];
-    for (kind, fault, code, reason, own) in rows {
-        let err = read_with(&env, &kind, &[fault]).await;
+    for (kind, status, body, (code, reason), own) in rows {
+        let err = read_with(&env, &kind, &[(status, body)]).await;
         expect(&err, &kind, code, reason, own);
     }
 }

@@ -13,7 +13,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// `page_size` as AIP-158 says: 0 is the default, above the maximum is coerced down.
-pub fn page_size(raw: i32) -> Result<usize> {
+fn page_size(raw: i32) -> Result<usize> {
     match raw {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n < 0 => Err(GatewayError::invalid(
@@ -22,6 +22,39 @@ pub fn page_size(raw: i32) -> Result<usize> {
             format!("must not be negative, got {n}"),
         )),
         n => Ok((n as usize).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// One List request's paging, validated: where it continues, how many it wants, and the
+/// parent and filter fingerprint the next token is tied to.
+pub struct PageRequest<K> {
+    after: Option<K>,
+    size: usize,
+    parent: String,
+    fingerprint: String,
+}
+
+impl<K: Ord + Serialize + DeserializeOwned> PageRequest<K> {
+    /// Reads `page_token` and `page_size` of a List on `parent` with a filter of `fingerprint`.
+    pub fn new(page_token: &str, page_size: i32, parent: &str, fingerprint: &str) -> Result<Self> {
+        Ok(PageRequest {
+            size: self::page_size(page_size)?,
+            after: decode_token(page_token, parent, fingerprint)?,
+            parent: parent.to_string(),
+            fingerprint: fingerprint.to_string(),
+        })
+    }
+
+    /// The page of `items` (in `key` order) and the next page's token.
+    pub fn take<T>(&self, items: Vec<T>, key: impl Fn(&T) -> K) -> (Vec<T>, String) {
+        paginate(
+            items,
+            key,
+            self.after.as_ref(),
+            self.size,
+            &self.parent,
+            &self.fingerprint,
+        )
     }
 }
 
@@ -36,7 +69,7 @@ struct Token<K> {
 }
 
 /// Reads a page token: `None` for the first page, else the last key of the previous page.
-pub fn decode_token<K: DeserializeOwned>(
+fn decode_token<K: DeserializeOwned>(
     token: &str,
     parent: &str,
     filter_fingerprint: &str,
@@ -102,7 +135,7 @@ pub fn newest_first_key(time: Option<&prost_types::Timestamp>, tie: String) -> N
 }
 
 /// One page of `items` in key order, after `after`; the token is empty on the last page.
-pub fn paginate<T, K>(
+fn paginate<T, K>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> K,
     after: Option<&K>,

@@ -11,7 +11,7 @@ use tonic::metadata::MetadataMap;
 
 use super::{
     Shared, list_parent,
-    paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
+    paging::{NewestFirstKey, PageRequest, newest_first_key},
     streams,
 };
 use crate::{
@@ -118,21 +118,14 @@ impl RunspaceApi {
 
     async fn list(&self, req: &ListRunspacesRequest) -> Result<ListRunspacesResponse> {
         let parent = names::parse_upstream(&req.parent, "parent")?;
-        let size = paging::page_size(req.page_size)?;
-        let after: Option<NewestFirstKey> = decode_token(&req.page_token, &req.parent, "")?;
+        let page =
+            PageRequest::<NewestFirstKey>::new(&req.page_token, req.page_size, &req.parent, "")?;
         let merged = parent == UpstreamRef::Any;
         let runspaces =
             list_parent::<Runspaces, _, _>(&self.ctx.registry, &parent, |s| s.list()).await?;
-        let (page, next_page_token) = paginate(
-            runspaces,
-            |r| runspace_key(r, merged),
-            after.as_ref(),
-            size,
-            &req.parent,
-            "",
-        );
+        let (runspaces, next_page_token) = page.take(runspaces, |r| runspace_key(r, merged));
         Ok(ListRunspacesResponse {
-            runspaces: page,
+            runspaces,
             next_page_token,
         })
     }

@@ -7,7 +7,7 @@ use tonic::metadata::MetadataMap;
 
 use super::{
     Shared, duration_field, enum_field, list_parent,
-    paging::{self, NewestFirstKey, decode_token, newest_first_key, paginate},
+    paging::{self, NewestFirstKey, PageRequest, newest_first_key},
     streams,
 };
 use crate::{
@@ -53,10 +53,13 @@ impl TaskApi {
         for s in &filter.states {
             enum_field::<TaskState>(*s, "filter.states")?;
         }
-        let size = paging::page_size(req.page_size)?;
         let fingerprint = filter_fingerprint(&filter);
-        let after: Option<NewestFirstKey> =
-            decode_token(&req.page_token, &req.parent, &fingerprint)?;
+        let page = PageRequest::<NewestFirstKey>::new(
+            &req.page_token,
+            req.page_size,
+            &req.parent,
+            &fingerprint,
+        )?;
         let merged = parent == UpstreamRef::Any;
         let mut tasks =
             list_parent::<Tasks, _, _>(&self.ctx.registry, &parent, |s| s.list(&filter)).await?;
@@ -64,16 +67,9 @@ impl TaskApi {
         if !filter.states.is_empty() {
             tasks.retain(|t| filter.states.contains(&t.state));
         }
-        let (page, next_page_token) = paginate(
-            tasks,
-            |t| task_key(t, merged),
-            after.as_ref(),
-            size,
-            &req.parent,
-            &fingerprint,
-        );
+        let (tasks, next_page_token) = page.take(tasks, |t| task_key(t, merged));
         Ok(ListTasksResponse {
-            tasks: page.into_iter().map(|t| with_view(t, view)).collect(),
+            tasks: tasks.into_iter().map(|t| with_view(t, view)).collect(),
             next_page_token,
         })
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::paging::{self, decode_token, paginate};
+use super::paging::PageRequest;
 use crate::{
     error::{GatewayError, Reason, Result},
     names::{self, UpstreamRef},
@@ -23,17 +23,9 @@ impl UpstreamApi {
     }
 
     async fn list(&self, req: &ListUpstreamsRequest) -> Result<ListUpstreamsResponse> {
-        let size = paging::page_size(req.page_size)?;
-        let after: Option<String> = decode_token(&req.page_token, "upstreams", "")?;
+        let page = PageRequest::<String>::new(&req.page_token, req.page_size, "upstreams", "")?;
         let all: Vec<Upstream> = self.registry.all().map(|u| u.info()).collect();
-        let (upstreams, next_page_token) = paginate(
-            all,
-            |u| u.name.clone(),
-            after.as_ref(),
-            size,
-            "upstreams",
-            "",
-        );
+        let (upstreams, next_page_token) = page.take(all, |u| u.name.clone());
         Ok(ListUpstreamsResponse {
             upstreams,
             next_page_token,
