@@ -10,8 +10,8 @@ use tokio::{sync::OnceCell, time::Instant};
 use tonic::metadata::MetadataMap;
 
 use super::{
-    Shared, list_parent,
     paging::{NewestFirstKey, PageRequest, newest_first_key},
+    rpc::{Shared, list_parent},
     streams,
 };
 use crate::{

@@ -65,7 +65,7 @@ pub async fn open<R: Resource, M: Send + 'static>(
     setup: Result<Watch<R>>,
     to_msg: fn(Event<R>) -> M,
 ) -> std::result::Result<Response<EventStream<M>>, Status> {
-    super::record_resource(resource);
+    super::rpc::record_resource(resource);
     let fail = |e: GatewayError| e.into_status(resource);
     let mut watch = setup.map_err(fail)?;
     let first = match watch.next().await {
@@ -110,8 +110,8 @@ pub fn watch_options(
     metadata: &MetadataMap,
 ) -> Result<WatchOptions> {
     Ok(WatchOptions {
-        min_poll_interval: super::duration_field(min_poll_interval, "min_poll_interval")?,
-        heartbeat_interval: super::duration_field(heartbeat_interval, "heartbeat_interval")?,
+        min_poll_interval: super::rpc::duration_field(min_poll_interval, "min_poll_interval")?,
+        heartbeat_interval: super::rpc::duration_field(heartbeat_interval, "heartbeat_interval")?,
         deadline: call::deadline(metadata),
     })
 }

@@ -6,8 +6,8 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 
 use super::{
-    Shared, duration_field, enum_field, list_parent,
     paging::{self, NewestFirstKey, PageRequest, newest_first_key},
+    rpc::{Shared, duration_field, enum_field, list_parent},
     streams,
 };
 use crate::{
