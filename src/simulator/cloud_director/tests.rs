@@ -61,10 +61,12 @@ impl T {
             .header("accept", "application/json;version=38.0")
     }
 
-    async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+    /// `method path` with `token` as bearer and the test `Accept`: the status and JSON body
+    /// (`Null` when there is none).
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(format!("{}{path}", self.sim.url()))
+            .request(method, format!("{}{path}", self.sim.url()))
             .bearer_auth(token)
             .header("accept", ACCEPT)
             .send()
@@ -72,6 +74,10 @@ impl T {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -85,16 +91,8 @@ impl T {
     }
 
     async fn cancel(&self, id: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/task/{id}/action/cancel", self.sim.url()))
-            .bearer_auth(&self.token)
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let path = format!("/api/task/{id}/action/cancel");
+        self.call(reqwest::Method::POST, &path, &self.token).await
     }
 }
 
