@@ -81,6 +81,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The instant an RFC 3339 text names, for the tests of each part's datetime format (a typo
+/// in the text fails the test here rather than comparing a default instant).
+#[cfg(test)]
+pub(crate) fn utc(rfc3339: &str) -> DateTime<Utc> {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => panic!("{rfc3339}: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

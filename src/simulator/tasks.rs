@@ -540,42 +540,6 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
     }
 }
 
-/// Short constructors for writing task scripts (seed data and tests).
-pub mod script {
-    use std::time::Duration;
-
-    use serde_json::Value;
-
-    use super::{Phase, Step};
-
-    pub fn secs(s: u64) -> Duration {
-        Duration::from_secs(s)
-    }
-
-    pub fn mins(m: u64) -> Duration {
-        Duration::from_secs(m * 60)
-    }
-
-    pub fn at(t: Duration, phase: Phase) -> Step {
-        Step::new(t, phase)
-    }
-
-    pub fn running(from: u32, to: u32) -> Phase {
-        Phase::Running { from, to }
-    }
-
-    pub fn succeeded(result: Option<Value>) -> Phase {
-        Phase::Succeeded { result }
-    }
-
-    pub fn failed(error_type: &str, message: &str) -> Phase {
-        Phase::Failed {
-            error_type: error_type.to_string(),
-            message: message.to_string(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -361,3 +361,38 @@ pub fn unauthenticated() -> Response {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::simulator::part::probe::Probe;
+    use crate::simulator::{snapservice, vcenter};
+
+    /// `GET <tasks>/a%2Fb` of dialect `D` reaches its task route with the id decoded, and the
+    /// `404 NOT_FOUND` names the decoded id.
+    async fn task_path_ids_are_decoded<D: Dialect>(task_get: &str, uri: &str) {
+        let p = Probe::<Endpoint<D>>::new();
+        let sid = p.login();
+        let (key, status, body) = p
+            .call_json(Method::GET, uri, Some((SESSION_HEADER, sid.as_str())))
+            .await;
+        assert_eq!((key, status), (task_get, StatusCode::NOT_FOUND), "{uri}");
+        assert_eq!(body["messages"][0]["args"], json!(["a/b"]), "{uri}");
+    }
+
+    #[tokio::test]
+    async fn task_path_ids_are_decoded_in_every_dialect() {
+        task_path_ids_are_decoded::<vcenter::Vcenter>(
+            vcenter::ROUTE_TASK_GET,
+            "/api/cis/tasks/a%2Fb",
+        )
+        .await;
+        task_path_ids_are_decoded::<snapservice::Snapservice>(
+            snapservice::ROUTE_TASK_GET,
+            "/api/snapservice/tasks/a%2Fb",
+        )
+        .await;
+    }
+}

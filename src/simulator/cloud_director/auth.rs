@@ -157,13 +157,7 @@ fn basic_login(
     } else {
         st.org.clone()
     };
-    let who = Who {
-        user: user.to_string(),
-        org,
-    };
-    let token = jwt(st, &who);
-    st.core
-        .login_with_id(token.clone(), &format!("{}@{}", who.user, who.org));
+    let (token, who) = open_session(st, user, org);
     let mut resp = vcd_json(
         StatusCode::OK,
         &session_json(st, &token, &who),
@@ -199,13 +193,7 @@ fn exchange(st: &Ctx<CloudDirector>, org: Option<&str>, body: &[u8]) -> Response
             );
         }
     };
-    let who = Who {
-        user: st.core.username.clone(),
-        org,
-    };
-    let access = jwt(st, &who);
-    st.core
-        .login_with_id(access.clone(), &format!("{}@{}", who.user, who.org));
+    let (access, _) = open_session(st, &st.core.username, org);
     let mut resp = raw_json(
         StatusCode::OK,
         json!({
@@ -219,6 +207,19 @@ fn exchange(st: &Ctx<CloudDirector>, org: Option<&str>, body: &[u8]) -> Response
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Mints a bearer token for `user@org` and opens a session under it, stored as `user@org`
+/// (what [`Who::from_session`] reads back): both login flows end here.
+fn open_session(st: &Ctx<CloudDirector>, user: &str, org: String) -> (String, Who) {
+    let who = Who {
+        user: user.to_string(),
+        org,
+    };
+    let token = jwt(st, &who);
+    st.core
+        .login_with_id(token.clone(), &format!("{}@{}", who.user, who.org));
+    (token, who)
 }
 
 /// A JWT-shaped bearer token (header.payload.signature, base64url); never verified as one.

@@ -67,28 +67,30 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn or(&mut self) -> Result<Expr, String> {
-        let mut parts = vec![self.and()?];
-        while self.s.get(self.i) == Some(&b',') {
-            self.i += 1;
-            parts.push(self.and()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::Or(parts)
-        })
+        self.joined(b',', Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut parts = vec![self.primary()?];
-        while self.s.get(self.i) == Some(&b';') {
+        self.joined(b';', Self::primary, Expr::And)
+    }
+
+    /// `operand (sep operand)*`: one operand stands alone, several are joined by `join`
+    /// (`,` and `;` differ only in separator, operand and node, which is how `;` binds tighter).
+    fn joined(
+        &mut self,
+        sep: u8,
+        operand: fn(&mut Self) -> Result<Expr, String>,
+        join: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, String> {
+        let mut parts = vec![operand(self)?];
+        while self.s.get(self.i) == Some(&sep) {
             self.i += 1;
-            parts.push(self.primary()?);
+            parts.push(operand(self)?);
         }
         Ok(if parts.len() == 1 {
             parts.remove(0)
         } else {
-            Expr::And(parts)
+            join(parts)
         })
     }
 

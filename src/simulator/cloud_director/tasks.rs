@@ -2,10 +2,11 @@
 //! the session's org) and the TaskType JSON of `UPSTREAM_APIS.md` 5.3 rendered from engine
 //! snapshots, with VCD's status strings and datetimes.
 
-use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Offset as _, Utc};
 use http::StatusCode;
+use http::request::Parts;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
@@ -24,64 +25,78 @@ pub(super) fn task_org(st: &CloudDirector, s: &TaskSnapshot) -> String {
         .map_or_else(|| st.org.clone(), str::to_string)
 }
 
-fn not_visible(id: &str, version: &str) -> Response {
-    legacy_error(
-        StatusCode::FORBIDDEN,
-        "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
-        &format!(
-            "[ {} ] Either you need some or all of the following rights [Task: View] to perform operations [TASK_VIEW] for urn:vcloud:task:{id} or the target entity is invalid.",
-            ids::uuid()
-        ),
-        Some(version),
-    )
+/// A call on one legacy task by id: the id and the caller. A task of an org the caller does
+/// not see answers like an unknown one (`403`, as VCD does not tell them apart).
+pub(super) struct TaskCall {
+    id: String,
+    caller: Caller,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskCall {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(TaskCall { id, caller })
+    }
+}
+
+impl TaskCall {
+    /// Whether `s` is the task this call names and the caller may see it.
+    fn sees(&self, st: &CloudDirector, s: &TaskSnapshot) -> bool {
+        s.id == self.id && self.caller.who.sees(&task_org(st, s))
+    }
+
+    fn not_visible(&self) -> Response {
+        legacy_error(
+            StatusCode::FORBIDDEN,
+            "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
+            &format!(
+                "[ {} ] Either you need some or all of the following rights [Task: View] to perform operations [TASK_VIEW] for urn:vcloud:task:{} or the target entity is invalid.",
+                ids::uuid(),
+                self.id
+            ),
+            Some(self.caller.version.as_str()),
+        )
+    }
 }
 
 /// `GET /api/task/{task}`.
-pub(super) async fn task_get(
-    State(st): State<Shared<CloudDirector>>,
-    Caller { who, version, .. }: Caller,
-    Path(id): Path<String>,
-) -> Response {
-    let (st, id, version): (&CloudDirector, _, _) = (&st, id.as_str(), version.as_str());
+pub(super) async fn task_get(State(st): State<Shared<CloudDirector>>, call: TaskCall) -> Response {
     let all = st.tasks.snapshots();
-    match all
-        .iter()
-        .find(|s| s.id == id && who.sees(&task_org(st, s)))
-    {
+    match all.iter().find(|s| call.sees(&st, s)) {
         Some(s) => vcd_json(
             StatusCode::OK,
-            &task_json(st, s, &all, 0),
-            &format!("{TASK_TYPE};version={version}"),
+            &task_json(&st, s, &all, 0),
+            &format!("{TASK_TYPE};version={}", call.caller.version),
         ),
-        None => not_visible(id, version),
+        None => call.not_visible(),
     }
 }
 
 /// `POST /api/task/{task}/action/cancel`.
 pub(super) async fn task_cancel(
     State(st): State<Shared<CloudDirector>>,
-    Caller { who, version, .. }: Caller,
-    Path(id): Path<String>,
+    call: TaskCall,
 ) -> Response {
-    let (st, id, version): (&CloudDirector, _, _) = (&st, id.as_str(), version.as_str());
-    let visible = st
-        .tasks
-        .snapshot(id)
-        .is_some_and(|s| who.sees(&task_org(st, &s)));
-    if !visible {
-        return not_visible(id, version);
+    let id = call.id.as_str();
+    if !st.tasks.snapshot(id).is_some_and(|s| call.sees(&st, &s)) {
+        return call.not_visible();
     }
     let refuse = |msg: String| {
         legacy_error(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             &format!("[ {} ] {msg}", ids::uuid()),
-            Some(version),
+            Some(call.caller.version.as_str()),
         )
     };
     match st.tasks.cancel_after(id, CANCEL_DELAY) {
         Ok(()) => empty(StatusCode::NO_CONTENT),
-        Err(CancelRefusal::NotFound) => not_visible(id, version),
+        Err(CancelRefusal::NotFound) => call.not_visible(),
         Err(CancelRefusal::Finished) => refuse(format!(
             "Task urn:vcloud:task:{id} has already finished and cannot be canceled."
         )),

@@ -2,10 +2,11 @@
 //! visibility, `Accept` negotiation, logins, tokens, logouts and expiry, the query service and
 //! FIQL filters.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::*;
 use crate::simulator::SimClock;
+use crate::simulator::clock::utc;
 use crate::simulator::web::encode_query_value as percent_encode;
 
 const ACCEPT: &str = "application/*+json;version=38.0";
@@ -60,10 +61,12 @@ impl T {
             .header("accept", "application/json;version=38.0")
     }
 
-    async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+    /// `method path` with `token` as bearer and the test `Accept`: the status and JSON body
+    /// (`Null` when there is none).
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(format!("{}{path}", self.sim.url()))
+            .request(method, format!("{}{path}", self.sim.url()))
             .bearer_auth(token)
             .header("accept", ACCEPT)
             .send()
@@ -71,6 +74,10 @@ impl T {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -84,17 +91,19 @@ impl T {
     }
 
     async fn cancel(&self, id: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/task/{id}/action/cancel", self.sim.url()))
-            .bearer_auth(&self.token)
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let path = format!("/api/task/{id}/action/cancel");
+        self.call(reqwest::Method::POST, &path, &self.token).await
     }
+}
+
+/// The entries of the array `v[key]` (none when it is absent or not an array).
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v[key].as_array().into_iter().flatten()
+}
+
+/// The string `field` of every entry of `v[key]` that has one.
+fn strings<'a>(v: &'a Value, key: &str, field: &str) -> Vec<&'a str> {
+    items(v, key).filter_map(|e| e[field].as_str()).collect()
 }
 
 /// `dddd-dd-ddTdd:dd:dd.ddd+dddd` (offset without colon).
@@ -172,15 +181,8 @@ async fn seeded_tasks_use_vcd_status_strings_and_task_shape() {
     assert!(t.task(VCD_DEMO_PRE_RUNNING_TASK).await["progress"].is_null());
     assert_eq!(t.task(VCD_DEMO_ABORTED_TASK).await["cancelRequested"], true);
     let parent = t.task(VCD_DEMO_PARENT_TASK).await;
-    let subtasks = parent["tasks"]["task"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(subtasks.len(), 2);
-    let sub_status: Vec<&str> = subtasks
-        .iter()
-        .filter_map(|s| s["status"].as_str())
-        .collect();
+    assert_eq!(items(&parent["tasks"], "task").count(), 2);
+    let sub_status = strings(&parent["tasks"], "task", "status");
     assert_eq!(sub_status, ["success", "running"]);
 }
 
@@ -465,13 +467,7 @@ async fn query_pages_with_links_and_clamps_page_size() {
         .get("/api/query?type=task&page=1&pageSize=4&sortDesc=startDate")
         .await;
     assert_eq!(p1["record"].as_array().map(Vec::len), Some(4));
-    let rels: Vec<&str> = p1["link"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["rel"].as_str())
-        .collect();
-    assert_eq!(rels, ["nextPage", "lastPage"]);
+    assert_eq!(strings(&p1, "link", "rel"), ["nextPage", "lastPage"]);
     let next = p1["link"][0]["href"].as_str().unwrap_or("");
     assert!(
         next.contains("page=2") && next.contains("sortDesc=startDate"),
@@ -479,24 +475,13 @@ async fn query_pages_with_links_and_clamps_page_size() {
     );
     let last = p1["link"][1]["href"].as_str().unwrap_or("");
     assert!(last.contains("page=3"), "{last}");
-    let dates: Vec<&str> = p1["record"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["startDate"].as_str())
-        .collect();
+    let dates = strings(&p1, "record", "startDate");
     let mut sorted = dates.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(dates, sorted, "newest first");
     let (_, p3) = t.get("/api/query?type=task&page=3&pageSize=4").await;
     assert_eq!(p3["record"].as_array().map(Vec::len), Some(3));
-    let rels: Vec<&str> = p3["link"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["rel"].as_str())
-        .collect();
-    assert_eq!(rels, ["firstPage", "previousPage"]);
+    assert_eq!(strings(&p3, "link", "rel"), ["firstPage", "previousPage"]);
     let (s, beyond) = t.get("/api/query?type=task&page=9&pageSize=4").await;
     assert_eq!(
         (s, beyond["record"].as_array().map(Vec::len)),
@@ -524,10 +509,7 @@ async fn query_pages_with_links_and_clamps_page_size() {
 async fn fiql_filters_select_records_and_bad_filters_are_400() {
     let t = T::start().await;
     let names = |v: &Value| -> Vec<String> {
-        v["record"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        items(v, "record")
             .filter_map(|r| {
                 r["href"]
                     .as_str()
@@ -538,13 +520,7 @@ async fn fiql_filters_select_records_and_bad_filters_are_400() {
     };
     let q = |f: &str| format!("/api/query?type=task&filter={}", percent_encode(f));
     let (_, running) = t.get(&q("status==running")).await;
-    assert!(
-        running["record"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|r| r["status"] == "running")
-    );
+    assert!(items(&running, "record").all(|r| r["status"] == "running"));
     assert_eq!(running["total"], 4);
     let (_, mix) = t
         .get(&q("(status==success,status==error);name==vdcUpdateVdc"))
@@ -599,9 +575,7 @@ async fn fiql_filters_select_records_and_bad_filters_are_400() {
 
 #[test]
 fn datetimes_have_the_vcd_offsets() {
-    let t = DateTime::parse_from_rfc3339("2024-03-06T12:11:57.473Z")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap();
+    let t = utc("2024-03-06T12:11:57.473Z");
     assert_eq!(vcd_datetime(t), "2024-03-06T14:11:57.473+0200");
     assert_eq!(vcd_record_datetime(t), "2024-03-06T14:11:57.473+02:00");
     assert_eq!(

@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::response::Response;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -248,43 +249,63 @@ async fn list(
     json_resp(StatusCode::OK, &Value::Array(items))
 }
 
-async fn get(
-    State(st): State<Shared<ScriptRuntime>>,
-    Extension(auth): Extension<Authenticated>,
-    Path(id): Path<String>,
-) -> Response {
-    let session = &auth.session;
+/// A call on one runspace by id: the id and the caller. Get and delete see only the caller's
+/// own runspaces; another user's runspace is "not found" too, as on the real server.
+struct RunspaceCall {
+    id: String,
+    user: String,
+}
+
+impl RunspaceCall {
+    /// Whether `r` is the runspace this call names.
+    fn names(&self, r: &Runspace) -> bool {
+        r.id == self.id && r.owner == self.user
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RunspaceCall {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match parts.extensions.get::<Authenticated>() {
+            Some(auth) => Ok(RunspaceCall {
+                id,
+                user: auth.session.user.clone(),
+            }),
+            // Only a route registered as public could get here: a simulator bug, not a 401.
+            None => Err(empty(StatusCode::INTERNAL_SERVER_ERROR)),
+        }
+    }
+}
+
+async fn get(State(st): State<Shared<ScriptRuntime>>, call: RunspaceCall) -> Response {
     let now = st.core.clock.now();
-    let runspaces = lock(&st.runspaces);
-    // Another user's runspace is "not found" too, as on the real server.
-    match runspaces
-        .iter()
-        .find(|r| r.id == id && r.owner == session.user)
-    {
+    match lock(&st.runspaces).iter().find(|r| call.names(r)) {
         Some(r) => json_resp(StatusCode::OK, &r.render(now)),
         None => error_details(
             StatusCode::NOT_FOUND,
             CODE_NOT_FOUND,
-            &format!("Runspace with id '{id}' not found"),
+            &format!("Runspace with id '{}' not found", call.id),
         ),
     }
 }
 
-async fn delete(
-    State(st): State<Shared<ScriptRuntime>>,
-    Extension(auth): Extension<Authenticated>,
-    Path(id): Path<String>,
-) -> Response {
-    let session = &auth.session;
+async fn delete(State(st): State<Shared<ScriptRuntime>>, call: RunspaceCall) -> Response {
     let mut runspaces = lock(&st.runspaces);
     let before = runspaces.len();
-    runspaces.retain(|r| !(r.id == id && r.owner == session.user));
+    runspaces.retain(|r| !call.names(r));
     if runspaces.len() == before {
         // The real server has no 404 here: any failure, unknown ids included, is 2040.
         return error_details(
             StatusCode::INTERNAL_SERVER_ERROR,
             CODE_DELETE_FAILED,
-            &format!("Failed to delete runspace with id '{id}': runspace not found"),
+            &format!(
+                "Failed to delete runspace with id '{}': runspace not found",
+                call.id
+            ),
         );
     }
     empty(StatusCode::OK)

@@ -22,7 +22,10 @@ mod tests {
         SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SNAP_DEMO_SUCCEEDED_TASK, task_info,
     };
     use crate::simulator::tasks::TaskStatus;
-    use crate::simulator::tasks::script::mins;
+
+    fn mins(m: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(m * 60)
+    }
 
     #[test]
     fn seeded_tasks_cover_every_status_over_the_clock() {

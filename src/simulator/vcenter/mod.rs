@@ -316,14 +316,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn path_ids_are_decoded_and_bad_actions_are_400_after_auth() {
+    async fn bad_actions_are_400_after_auth() {
         let p = Probe::<Endpoint>::new();
         let sid = p.login();
         let s = Some((SESSION_HEADER, sid.as_str()));
-        let (key, status, body) = p.call_json(Method::GET, "/api/cis/tasks/a%2Fb", s).await;
-        assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
-        assert_eq!(body["messages"][0]["args"], serde_json::json!(["a/b"]));
-
         let frob = "/api/cis/tasks/x?action=frob";
         let (key, status, _) = p.call(Method::POST, frob, None).await;
         assert_eq!((key, status), (ROUTE_OTHER, StatusCode::UNAUTHORIZED));
