@@ -12,7 +12,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::tasks::base;
 use super::{
     ACCESS_TOKEN_HEADER, ApiVersion, BODY_LIMIT, CloudDirector, PROVIDER_ORG, ROUTE_PROVIDER_LOGIN,
     SUPPORTED_VERSIONS, TOKEN_TYPE_HEADER, cloudapi_error, legacy_error, oauth_error, vcd_json,
@@ -260,7 +259,7 @@ fn session_json(st: &Ctx<CloudDirector>, token: &str, who: &Who) -> Value {
 
 /// `GET /api/versions` (public, no `Accept` version needed).
 pub(super) async fn versions(State(st): State<Shared<CloudDirector>>) -> Response {
-    let login = format!("{}/api/sessions", base(&st));
+    let login = format!("{}/api/sessions", st.base());
     let infos: Vec<Value> = SUPPORTED_VERSIONS
         .iter()
         .map(|v| {

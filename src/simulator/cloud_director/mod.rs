@@ -197,6 +197,13 @@ impl Kind for CloudDirector {
     }
 }
 
+impl CloudDirector {
+    /// The listener's URL, the start of every `href` (empty until the listener is bound).
+    pub(super) fn base(&self) -> &str {
+        self.base.get().map_or("", String::as_str)
+    }
+}
+
 impl AsRef<TaskStore> for CloudDirector {
     fn as_ref(&self) -> &TaskStore {
         &self.tasks

@@ -7,7 +7,7 @@ use http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::tasks::{base, org_href, owner, task_org, vcd_record_datetime, vcd_status};
+use super::tasks::{org_href, owner, task_org, vcd_record_datetime, vcd_status};
 use super::{
     CloudDirector, QUERY_DEFAULT_PAGE_SIZE, QUERY_MAX_PAGE_SIZE, RECORDS_TYPE, fiql, legacy_error,
     vcd_json,
@@ -30,7 +30,7 @@ fn task_record(st: &CloudDirector, s: &TaskSnapshot, admin: bool) -> Value {
         "link": [],
         "metadata": null,
         "otherAttributes": {},
-        "href": format!("{}/api/task/{}", base(st), s.id),
+        "href": format!("{}/api/task/{}", st.base(), s.id),
         "id": null,
         "type": null,
         "org": org_href(st, &org),
@@ -161,7 +161,7 @@ pub(super) async fn query(
     let page_href = |p: usize| {
         format!(
             "{}/api/query?type={name}&page={p}&pageSize={page_size}&format=records{extra}",
-            base(st)
+            st.base()
         )
     };
     let link = |rel: &str, p: usize| {

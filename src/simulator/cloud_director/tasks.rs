@@ -147,10 +147,6 @@ pub fn vcd_record_datetime(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
-pub(super) fn base(st: &CloudDirector) -> &str {
-    st.base.get().map_or("", String::as_str)
-}
-
 fn reference(href: String, id: String, ty: &str, name: &str) -> Value {
     json!({"otherAttributes": {}, "href": href, "id": id, "type": ty, "name": name,
            "vCloudExtension": []})
@@ -180,7 +176,7 @@ pub(super) fn owner(st: &CloudDirector, s: &TaskSnapshot) -> Option<Owner> {
         .and_then(Value::as_str)
         .unwrap_or(id.as_str());
     Some(Owner {
-        href: format!("{}/api/{path}", base(st)),
+        href: format!("{}/api/{path}", st.base()),
         urn: format!("urn:vcloud:{lower}:{bare}"),
         media: format!("application/vnd.vmware.vcloud.{kind}+xml"),
         name: name.to_string(),
@@ -189,7 +185,7 @@ pub(super) fn owner(st: &CloudDirector, s: &TaskSnapshot) -> Option<Owner> {
 }
 
 pub(super) fn org_href(st: &CloudDirector, org: &str) -> String {
-    format!("{}/api/org/{}", base(st), stable_uuid("org", org))
+    format!("{}/api/org/{}", st.base(), stable_uuid("org", org))
 }
 
 /// The legacy Error object (also used inside `task.error`).
@@ -213,7 +209,7 @@ pub(super) fn task_json(
     all: &[TaskSnapshot],
     depth: usize,
 ) -> Value {
-    let href = format!("{}/api/task/{}", base(st), s.id);
+    let href = format!("{}/api/task/{}", st.base(), s.id);
     let status = vcd_status(s);
     let org = task_org(st, s);
     let link = if s.cancelable {
@@ -226,7 +222,7 @@ pub(super) fn task_json(
     let owner = owner(st, s).map_or(Value::Null, |o| reference(o.href, o.urn, &o.media, &o.name));
     let user = s.user.as_ref().map_or(Value::Null, |u| {
         reference(
-            format!("{}/api/admin/user/{}", base(st), stable_uuid("user", u)),
+            format!("{}/api/admin/user/{}", st.base(), stable_uuid("user", u)),
             format!("urn:vcloud:user:{}", stable_uuid("user", u)),
             "application/vnd.vmware.admin.user+xml",
             u,
