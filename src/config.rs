@@ -251,7 +251,7 @@ impl UpstreamKind {
 
 impl std::fmt::Display for UpstreamKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
