@@ -436,6 +436,19 @@ async fn wait_task_returns_the_latest_snapshot_at_its_timeout_or_before_the_dead
 }
 
 #[tokio::test]
+async fn wait_task_with_a_zero_timeout_reads_the_current_state_every_time() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    env.clock().advance(Duration::from_secs(40));
+    // Zero means "the current state now": a read, never an upstream timeout (API.md).
+    for _ in 0..30 {
+        let t = wait(&env, wait_req(&name, Some(dur(0)))).await.unwrap();
+        assert!(!t.done);
+        assert_eq!(t.progress.unwrap().percent, 40);
+    }
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_stops_the_polling() {
     let env = start().await;
     let name = env.add(running_for(100));

@@ -127,16 +127,19 @@ impl TaskApi {
             timeout,
             self.ctx.watch.settings().max_wait,
         );
-        let task = self
-            .ctx
-            .watch
-            .tasks
-            .wait(
-                task_target(upstream, source, id),
-                until,
-                self.ctx.stopping.clone(),
-            )
-            .await?;
+        // Zero means "the current state now": a read, not a wait that may end before it.
+        let latest = if timeout.is_some_and(|t| t.is_zero()) {
+            None
+        } else {
+            let target = task_target(upstream, source, id.clone());
+            let stopping = self.ctx.stopping.clone();
+            self.ctx.watch.tasks.wait(target, until, stopping).await?
+        };
+        let task = match latest {
+            Some(task) => task,
+            // Nothing read yet when the time ran out: read it now, under the call's deadline.
+            None => source.get(&id).await?,
+        };
         Ok(with_view(task, view))
     }
 }

@@ -169,17 +169,20 @@ impl<R: Resource> Engine<R> {
     }
 
     /// Waits until the resource reaches a final state or `until`, sharing its poller, and
-    /// returns the latest state either way (also when shutdown starts).
+    /// returns the latest state either way (also when shutdown starts); `None` when nothing
+    /// was read by `until` (the caller reads it itself, under its own deadline).
     pub async fn wait(
         &self,
         target: Target<R>,
         until: Instant,
         mut stopping: watch::Receiver<bool>,
-    ) -> Result<R> {
+    ) -> Result<Option<R>> {
         let mut membership = self.join(&target, None);
         loop {
             match membership.current() {
-                Observed::Seen { value, .. } if value.is_final() => return Ok((*value).clone()),
+                Observed::Seen { value, .. } if value.is_final() => {
+                    return Ok(Some((*value).clone()));
+                }
                 Observed::Failed(e) => return Err(e),
                 _ => {}
             }
@@ -193,10 +196,10 @@ impl<R: Resource> Engine<R> {
             }
         }
         match membership.current() {
-            Observed::Seen { value, .. } => Ok((*value).clone()),
+            Observed::Seen { value, .. } => Ok(Some((*value).clone())),
             Observed::Failed(e) => Err(e),
             Observed::Pending if *stopping.borrow() => Err(GatewayError::ShuttingDown),
-            Observed::Pending => Err(deadline_exceeded(&target.upstream)),
+            Observed::Pending => Ok(None),
         }
     }
 }

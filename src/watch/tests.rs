@@ -176,6 +176,7 @@ impl<R: Resource> Rig<R> {
         self.engine
             .wait(target(&self.fake, id), until, self.stopping())
             .await
+            .map(|latest| latest.expect("a state was read before the wait ended"))
     }
 }
 
