@@ -232,3 +232,40 @@ async fn the_srs_runspace_limit_is_upstream_resource_exhausted() {
         Some("SRS_2020"),
     );
 }
+
+#[tokio::test]
+async fn a_name_of_the_wrong_kind_names_the_request_field_it_came_in() {
+    let env = Env::start_all().await;
+    let field_of = |err: &Status| {
+        let info = assert_error(err, Code::InvalidArgument, "WRONG_UPSTREAM_KIND");
+        assert_eq!(info.reason, "WRONG_UPSTREAM_KIND");
+        let bad = err.get_details_bad_request().expect("a BadRequest");
+        bad.field_violations[0].field.clone()
+    };
+    let list = env
+        .tasks()
+        .list_tasks(vmware_grpc_gateway::proto::ListTasksRequest {
+            parent: "upstreams/srs1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&list), "parent");
+    let create = RunspaceServiceClient::new(env.channel.clone())
+        .create_runspace(CreateRunspaceRequest {
+            parent: "upstreams/vc1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&create), "parent");
+    let get = env
+        .tasks()
+        .get_task(GetTaskRequest {
+            name: "upstreams/srs1/tasks/x".into(),
+            view: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&get), "name");
+}
