@@ -308,6 +308,29 @@ async fn cloud_director_tasks_get_by_uuid_or_urn_and_list_paged() {
 }
 
 #[tokio::test]
+async fn a_cloud_director_target_is_the_same_urn_in_lists_and_gets() {
+    let env = all_upstreams().await;
+    let vapp = "vapp-77a1c0de-5b1e-4f6a-9c3d-2e1f0a9b8c70";
+    let id = add_vcd_task(&env, vcd_running(600).with_target("vApp", vapp));
+    let got = env.get_task(&format!("upstreams/vcd1/tasks/{id}")).await;
+    let got = got.unwrap().target.expect("GetTask names the owner");
+    assert_eq!(
+        got.id,
+        "urn:vcloud:vapp:77a1c0de-5b1e-4f6a-9c3d-2e1f0a9b8c70"
+    );
+    let listed = env.list_tasks(vcd_list(None, 0)).await.unwrap();
+    let listed = listed
+        .tasks
+        .into_iter()
+        .find(|t| t.id == id)
+        .expect("listed");
+    let listed = listed.target.expect("the record names the object");
+    assert_eq!(listed.id, got.id, "one shape for one task in every RPC");
+    assert_eq!(listed.r#type, got.r#type);
+    assert_eq!(listed.name, got.name);
+}
+
+#[tokio::test]
 async fn cloud_director_cancel_shows_cancel_requested_then_ends_cancelled() {
     let env = all_upstreams().await;
     let id = add_vcd_task(&env, vcd_running(3600).cancelable());

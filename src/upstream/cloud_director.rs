@@ -144,6 +144,23 @@ fn str_field<'a>(o: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a 
     o.get(key)?.as_str().filter(|s| !s.is_empty())
 }
 
+/// The URN of an object a query record names by href, as `GET /api/task` names a task's
+/// owner: `…/api/vApp/vapp-77a1…` of type `vApp` → `urn:vcloud:vapp:77a1…`. The last path
+/// segment is the id, less a `{type}-` prefix; an href without a segment stays as it is.
+fn urn_of(href: &str, kind: &str) -> String {
+    let kind = kind.to_ascii_lowercase();
+    match href.trim_end_matches('/').rsplit('/').next() {
+        Some(segment) if !segment.is_empty() && !kind.is_empty() => {
+            let id = match segment.split_once('-') {
+                Some((prefix, rest)) if prefix.eq_ignore_ascii_case(&kind) => rest,
+                _ => segment,
+            };
+            format!("urn:vcloud:{kind}:{id}")
+        }
+        _ => href.to_string(),
+    }
+}
+
 /// `application/vnd.vmware.vcloud.vApp+xml` → `vApp`.
 fn short_type(media: &str) -> String {
     media
@@ -360,10 +377,13 @@ fn task_from_record(answer: Answer<'_>) -> std::result::Result<proto::Task, Upst
             .unwrap_or_default()
             .to_string(),
         operation_name: str_field(o, "name").unwrap_or_default().to_string(),
-        target: str_field(o, "object").map(|obj| proto::TaskTarget {
-            r#type: str_field(o, "objectType").unwrap_or_default().to_string(),
-            id: obj.to_string(),
-            name: str_field(o, "objectName").unwrap_or_default().to_string(),
+        target: str_field(o, "object").map(|href| {
+            let kind = str_field(o, "objectType").unwrap_or_default();
+            proto::TaskTarget {
+                r#type: kind.to_string(),
+                id: urn_of(href, kind),
+                name: str_field(o, "objectName").unwrap_or_default().to_string(),
+            }
         }),
         start_time,
         end_time,
@@ -696,6 +716,25 @@ mod tests {
         assert_eq!(t.organization, "acme");
         assert_eq!(t.subtasks.len(), 1);
         assert_eq!(t.start_time.unwrap().seconds, 1709727117);
+    }
+
+    #[test]
+    fn record_objects_are_named_by_urn_like_task_owners() {
+        let vapp = "https://vcd/api/vApp/vapp-77a1c0de-5b1e-4f6a-9c3d-2e1f0a9b8c70";
+        assert_eq!(
+            urn_of(vapp, "vApp"),
+            "urn:vcloud:vapp:77a1c0de-5b1e-4f6a-9c3d-2e1f0a9b8c70"
+        );
+        let template = "https://vcd/api/vAppTemplate/vappTemplate-5c1d2e3f";
+        assert_eq!(
+            urn_of(template, "vAppTemplate"),
+            "urn:vcloud:vapptemplate:5c1d2e3f"
+        );
+        assert_eq!(
+            urn_of("https://vcd/api/vdc/5d6e7f80", "vdc"),
+            "urn:vcloud:vdc:5d6e7f80"
+        );
+        assert_eq!(urn_of("odd", ""), "odd");
     }
 
     #[test]

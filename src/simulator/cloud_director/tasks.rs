@@ -164,7 +164,11 @@ pub(super) struct Owner {
 pub(super) fn owner(st: &CloudDirector, s: &TaskSnapshot) -> Option<Owner> {
     let (kind, id) = s.target.as_ref()?;
     let lower = kind.to_ascii_lowercase();
-    let bare = id.strip_prefix(&format!("{lower}-")).unwrap_or(id.as_str());
+    // Real URNs carry the bare uuid: `vappTemplate-5c1d…` → `urn:vcloud:vapptemplate:5c1d…`.
+    let bare = match id.split_once('-') {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(&lower) => rest,
+        _ => id.as_str(),
+    };
     let path = match kind.as_str() {
         "vApp" | "vm" => format!("vApp/{id}"),
         "vAppTemplate" => format!("vAppTemplate/{id}"),
