@@ -292,7 +292,8 @@ async fn heartbeat_repeats_the_task_when_nothing_changes() {
     let mut s = open(
         &env,
         WatchTaskRequest {
-            heartbeat_interval: Some(dur(150)),
+            // The shortest heartbeat the contract allows.
+            heartbeat_interval: Some(dur(1000)),
             ..watch_req(&name)
         },
     )

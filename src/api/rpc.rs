@@ -37,6 +37,24 @@ pub async fn unary<T>(
         .map_err(|e| e.into_status(resource))
 }
 
+/// A Duration as its JSON form spells it (`-1s`, `1.500s`), to echo what the client wrote.
+fn duration_text(d: &prost_types::Duration) -> String {
+    if d.nanos == 0 {
+        return format!("{}s", d.seconds);
+    }
+    let sign = if d.seconds < 0 || d.nanos < 0 {
+        "-"
+    } else {
+        ""
+    };
+    let fraction = format!("{:09}", d.nanos.unsigned_abs());
+    format!(
+        "{sign}{}.{}s",
+        d.seconds.unsigned_abs(),
+        fraction.trim_end_matches('0')
+    )
+}
+
 /// Everything a List's `parent` holds: its one upstream's list, or for `-` the lists of every
 /// upstream serving `C` in one. In a merged list an upstream that fails or cannot apply the
 /// filter fails the call, named: no silent partial lists.
@@ -100,7 +118,29 @@ pub fn duration_field(d: Option<&prost_types::Duration>, field: &str) -> Result<
         GatewayError::invalid(
             Reason::InvalidDuration,
             field,
-            format!("{}s {}ns is negative or out of range", d.seconds, d.nanos),
+            format!("{} is negative or out of range", duration_text(d)),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(seconds: i64, nanos: i32) -> prost_types::Duration {
+        prost_types::Duration { seconds, nanos }
+    }
+
+    #[test]
+    fn a_bad_duration_is_echoed_as_the_client_wrote_it() {
+        let err = duration_field(Some(&d(-1, 0)), "timeout").unwrap_err();
+        assert_eq!(err.to_string(), "timeout: -1s is negative or out of range");
+        assert_eq!(duration_text(&d(-1, -500_000_000)), "-1.5s");
+        assert_eq!(duration_text(&d(0, -1_000)), "-0.000001s");
+        assert_eq!(duration_text(&d(2, 250_000_000)), "2.25s");
+        assert_eq!(
+            duration_field(Some(&d(1, 500_000_000)), "t").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+    }
 }

@@ -400,7 +400,7 @@ fn fiql(filter: &TaskFilter, upstream: &str) -> Result<Option<String>> {
             Reason::InvalidFilter,
             "filter.users",
             format!(
-                "upstream '{upstream}' (Cloud Director) cannot filter tasks by user in its query service"
+                "upstream '{upstream}' is of kind UPSTREAM_KIND_CLOUD_DIRECTOR, whose query service cannot filter tasks by user"
             ),
         ));
     }

@@ -185,7 +185,7 @@ impl Registry {
                         field,
                         format!(
                             "upstream '{name}' is of kind {} and serves no {resource_kind}",
-                            u.kind
+                            proto::UpstreamKind::from(u.kind).as_str_name()
                         ),
                     )
                 })?;

@@ -150,11 +150,7 @@ impl<R: Resource> Engine<R> {
         stopping: watch::Receiver<bool>,
         project: impl Fn(&R) -> R + Send + Sync + 'static,
     ) -> Watch<R> {
-        let heartbeat = match opts.heartbeat_interval {
-            None => self.settings.heartbeat_default,
-            Some(d) if d.is_zero() => None,
-            Some(d) => Some(d),
-        };
+        let heartbeat = self.settings.heartbeat(opts.heartbeat_interval);
         Watch {
             membership: self.join(&target, opts.min_poll_interval),
             project: Box::new(project),

@@ -10,6 +10,11 @@ use tokio::time::Instant;
 
 use crate::config::WatchConfig;
 
+/// The bounds of a watcher's own `heartbeat_interval` (the contract's): a faster one would
+/// send a caller full tasks many times a second for nothing.
+pub const HEARTBEAT_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+
 /// The engine's timing settings, from `[watch]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -48,6 +53,16 @@ impl Settings {
     /// A watcher's own floor: unset means the server's minimum; always within the server's bounds.
     pub fn floor(&self, asked: Option<Duration>) -> Duration {
         asked.unwrap_or(self.min).clamp(self.min, self.max)
+    }
+
+    /// A watcher's heartbeat: unset means the server's default, zero turns it off, anything
+    /// else is clamped to [`HEARTBEAT_BOUNDS`].
+    pub fn heartbeat(&self, asked: Option<Duration>) -> Option<Duration> {
+        match asked {
+            None => self.heartbeat_default,
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d.clamp(HEARTBEAT_BOUNDS.0, HEARTBEAT_BOUNDS.1)),
+        }
     }
 
     /// The interval after a poll: back to the floor on a change, else one growth step

@@ -374,6 +374,28 @@ async fn heartbeat_repeats_the_current_state_after_quiet_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_heartbeat_asked_faster_than_a_second_comes_once_a_second() {
+    let rig = one_task();
+    let mut w = rig.watch_with("t1", opts(None, Some(100)));
+    next(&mut w).await;
+    let start = Instant::now();
+    let hb = next(&mut w).await;
+    assert_eq!(hb.kind, EventKind::Heartbeat);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = Settings::default();
+    assert_eq!(
+        s.heartbeat(Some(Duration::from_secs(7200))),
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(s.heartbeat(Some(Duration::ZERO)), None);
+    assert_eq!(s.heartbeat(None), s.heartbeat_default);
+}
+
+#[tokio::test(start_paused = true)]
 async fn stopping_ends_watches_with_shutting_down_and_wait_with_the_latest_state() {
     let rig = Arc::new(one_task());
     let mut w = rig.watch("t1");
