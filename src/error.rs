@@ -66,6 +66,9 @@ pub enum UpstreamFailure {
     Timeout,
     /// An answer that is not the documented JSON.
     BadResponse { problem: String, excerpt: String },
+    /// No request sent: the service account's login was refused and is backing off;
+    /// `refused` says how it was refused.
+    LoginBackoff { refused: String },
 }
 
 /// An upstream outcome, with the configured upstream name and the HTTP status where one came.
@@ -137,6 +140,7 @@ impl UpstreamError {
             UpstreamFailure::Unreachable(_) => Reason::UpstreamUnreachable,
             UpstreamFailure::Timeout => Reason::UpstreamTimeout,
             UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
+            UpstreamFailure::LoginBackoff { .. } => Reason::LoginBackoff,
             UpstreamFailure::Api { reason, .. } => {
                 let status = self.http_status.unwrap_or(500);
                 match status {
@@ -159,6 +163,9 @@ impl UpstreamError {
             UpstreamFailure::Unreachable(why) => format!("unreachable: {why}"),
             UpstreamFailure::Timeout => "timed out".into(),
             UpstreamFailure::BadResponse { problem, .. } => format!("bad response: {problem}"),
+            UpstreamFailure::LoginBackoff { refused } => {
+                format!("login refused ({refused}), backing off")
+            }
             UpstreamFailure::Api { reason, .. } => format!(
                 "HTTP {} {}",
                 self.http_status.unwrap_or_default(),
@@ -184,6 +191,11 @@ impl UpstreamError {
             UpstreamFailure::BadResponse { problem, .. } => format!(
                 "upstream '{}' sent a response that is not the documented JSON{status}: {problem}",
                 self.upstream
+            ),
+            UpstreamFailure::LoginBackoff { refused } => format!(
+                "the service account's login to upstream '{}' was refused ({refused}); the gateway waits {}s before trying again (fix the credentials, or rotate the secret file)",
+                self.upstream,
+                self.retry_after.map_or(0, |d| d.as_secs().max(1))
             ),
             UpstreamFailure::Api {
                 reason, messages, ..

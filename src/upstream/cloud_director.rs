@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 use super::{
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
-    session::{LoginFlow, Session, TokenSource, api_error},
+    session::{Credential, LoginFlow, Session, TokenSource, api_error, password_of},
     source::TaskSource,
 };
 use crate::{
@@ -46,7 +46,11 @@ const POLL_BATCH: usize = 50;
 /// How long a polled task is remembered without being polled again.
 const POLL_MEMORY: Duration = Duration::from_secs(600);
 
-pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, vcd: &CloudDirectorConfig) -> Session {
+pub fn session(
+    http: Arc<HttpClient>,
+    cfg: &UpstreamConfig,
+    vcd: &CloudDirectorConfig,
+) -> Arc<Session> {
     let version = &vcd.api_version;
     let org = match &vcd.org {
         Some(org) if !org.is_empty() && !vcd.provider => org.clone(),
@@ -61,7 +65,10 @@ pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, vcd: &CloudDirectorC
         (
             path,
             TokenSource::OAuthAccessToken,
-            Some(vcd.api_token.clone()),
+            Some(Credential::new(
+                vcd.api_token.clone(),
+                vcd.api_token_file.clone(),
+            )),
         )
     } else {
         let path = if vcd.provider {
@@ -90,7 +97,7 @@ pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig, vcd: &CloudDirectorC
         refresh_token,
         parse_error,
     };
-    Session::new(http, flow, user, cfg.password.clone())
+    Session::new(http, flow, user, password_of(cfg))
 }
 
 /// The Cloud Director error object (legacy `/api` and cloudapi share these fields).

@@ -42,21 +42,21 @@ impl Upstream {
         let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
         let session = match &cfg.kind {
             KindConfig::Vsphere {} => {
-                let session = Arc::new(vapi::session::<vsphere::CisTasks>(http, cfg));
+                let session = vapi::session::<vsphere::CisTasks>(http, cfg);
                 tasks = Some(Arc::new(vapi::VapiTasks::<vsphere::CisTasks>::new(
                     session.clone(),
                 )));
                 session
             }
             KindConfig::Snapservice {} => {
-                let session = Arc::new(vapi::session::<snapservice::SnapserviceTasks>(http, cfg));
+                let session = vapi::session::<snapservice::SnapserviceTasks>(http, cfg);
                 tasks = Some(Arc::new(
                     vapi::VapiTasks::<snapservice::SnapserviceTasks>::new(session.clone()),
                 ));
                 session
             }
             KindConfig::CloudDirector(vcd) => {
-                let session = Arc::new(cloud_director::session(http, cfg, vcd));
+                let session = cloud_director::session(http, cfg, vcd);
                 tasks = Some(Arc::new(cloud_director::CloudDirector::new(
                     session.clone(),
                     vcd,
@@ -64,7 +64,7 @@ impl Upstream {
                 session
             }
             KindConfig::ScriptRuntime {} => {
-                let session = Arc::new(script_runtime::session(http, cfg));
+                let session = script_runtime::session(http, cfg);
                 runspaces = Some(Arc::new(script_runtime::ScriptRuntime::new(
                     session.clone(),
                 )));

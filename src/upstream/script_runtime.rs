@@ -27,7 +27,7 @@ const RUNSPACES: &str = "/api/runspaces";
 /// SRS code for a failed delete, which the server also answers for unknown ids.
 const DELETE_FAILED_CODE: i64 = 2040;
 
-pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
+pub fn session(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Arc<Session> {
     let flow = LoginFlow {
         logout: Some((Method::POST, "/api/auth/logout".into())),
         ..LoginFlow::new(

@@ -1,22 +1,65 @@
 //! Service-account sessions: login on first use, one shared session per upstream, exactly
 //! one fresh login when any number of concurrent calls see 401, and logout on shutdown.
 //!
+//! Logins are guarded against storms: one runs at a time per upstream, on its own task and
+//! deadline (a caller that gives up does not abort it), and its outcome, success or
+//! failure, answers every call that waited for it. After a login the upstream refused
+//! (401/403: the operator's credentials are wrong), calls fail at once with LOGIN_BACKOFF for
+//! a window that doubles from 5 s up to 5 min, unless the secret file changed meanwhile.
+//!
 //! The four upstream kinds differ only in data (where to log in, where the token comes back,
 //! which header carries it), so one `Session` serves them all, driven by a `LoginFlow`.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU8, AtomicU64, Ordering},
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use reqwest::{Method, RequestBuilder};
+use tokio::time::Instant;
 
 use super::http::{HttpClient, Reply};
 use crate::{
+    call,
     config::{Secret, UpstreamConfig},
     error::{UpstreamError, UpstreamFailure, UpstreamMessage},
     proto::SessionState,
 };
+
+/// The first backoff window after a refused login, and the longest one.
+pub const LOGIN_BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
+
+/// A secret as configured: read again from its file (when it came from one) before each
+/// login, so a rotated secret is used without a restart.
+#[derive(Clone, Debug, Default)]
+pub struct Credential {
+    value: Secret,
+    file: Option<PathBuf>,
+}
+
+impl Credential {
+    pub fn new(value: Secret, file: Option<PathBuf>) -> Self {
+        Credential { value, file }
+    }
+
+    /// The secret now: the file's content when it is readable and not empty, else the value
+    /// read at start.
+    fn current(&self) -> Secret {
+        let Some(path) = &self.file else {
+            return self.value.clone();
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim_end_matches(['\r', '\n']).is_empty() => {
+                Secret::new(text.trim_end_matches(['\r', '\n']))
+            }
+            _ => self.value.clone(),
+        }
+    }
+}
 
 /// Turns a non-2xx answer into the upstream kind's error (vAPI, Cloud Director, SRS).
 pub type ErrorParser = fn(&str, &Reply) -> UpstreamError;
@@ -47,7 +90,7 @@ pub struct LoginFlow {
     /// Logout request; `None` when the upstream has none.
     pub logout: Option<(Method, String)>,
     /// A refresh token to exchange (form-encoded `grant_type=refresh_token`) instead of Basic auth.
-    pub refresh_token: Option<Secret>,
+    pub refresh_token: Option<Credential>,
     pub parse_error: ErrorParser,
 }
 
@@ -80,38 +123,69 @@ struct Token {
     value: Secret,
 }
 
+/// The last login that failed, and the backoff it started when the upstream refused it.
+#[derive(Clone)]
+struct Failed {
+    /// The login attempt it was (see `Session::attempts`).
+    attempt: u64,
+    error: UpstreamError,
+    /// Until when calls fail with LOGIN_BACKOFF, and the window that was; `None` for failures
+    /// that are not a refusal (5xx, unreachable: the upstream's trouble, not the credentials).
+    backoff: Option<(Instant, Duration)>,
+    /// The secret that was refused: a different one ends the backoff.
+    refused: Secret,
+}
+
 /// The shared session of one upstream.
 pub struct Session {
     http: Arc<HttpClient>,
     flow: LoginFlow,
     user: String,
-    password: Secret,
+    password: Credential,
     current: Mutex<Option<Token>>,
-    login_lock: tokio::sync::Mutex<()>,
+    /// Held by the one login in flight (moved into its task).
+    login_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Login attempts started so far; a waiter compares it to tell a login that ran meanwhile.
+    attempts: AtomicU64,
+    failed: Mutex<Option<Failed>>,
     generation: AtomicU64,
     state: AtomicU8,
     logins: AtomicU64,
+    /// Itself, to run a login on its own task.
+    me: Weak<Session>,
 }
 
 impl Session {
-    pub fn new(http: Arc<HttpClient>, flow: LoginFlow, user: String, password: Secret) -> Self {
-        Self {
+    pub fn new(
+        http: Arc<HttpClient>,
+        flow: LoginFlow,
+        user: String,
+        password: Credential,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             http,
             flow,
             user,
             password,
             current: Mutex::new(None),
-            login_lock: tokio::sync::Mutex::new(()),
+            login_lock: Arc::new(tokio::sync::Mutex::new(())),
+            attempts: AtomicU64::new(0),
+            failed: Mutex::new(None),
             generation: AtomicU64::new(0),
             state: AtomicU8::new(SessionState::None as u8),
             logins: AtomicU64::new(0),
-        }
+            me: me.clone(),
+        })
     }
 
     /// The session of the configured service account (`username`, password).
-    pub fn service_account(http: Arc<HttpClient>, flow: LoginFlow, cfg: &UpstreamConfig) -> Self {
+    pub fn service_account(
+        http: Arc<HttpClient>,
+        flow: LoginFlow,
+        cfg: &UpstreamConfig,
+    ) -> Arc<Self> {
         let user = cfg.username.clone().unwrap_or_default();
-        Self::new(http, flow, user, cfg.password.clone())
+        Self::new(http, flow, user, password_of(cfg))
     }
 
     pub fn http(&self) -> &HttpClient {
@@ -217,15 +291,98 @@ impl Session {
     }
 
     /// Logs in unless another caller already replaced the `stale` session (or, with `None`,
-    /// already made one): many concurrent 401s cause exactly one login.
+    /// already made one): many concurrent 401s cause exactly one login. A login that failed
+    /// while this call waited is its answer too, and a refused login's backoff answers at once.
     async fn login_replacing(&self, stale: Option<u64>) -> Result<Token, UpstreamError> {
-        let _one_at_a_time = self.login_lock.lock().await;
+        let seen = self.attempts.load(Ordering::Acquire);
+        let one_at_a_time = self
+            .within_deadline(self.login_lock.clone().lock_owned())
+            .await?;
         if let Some(t) = self.current() {
             if Some(t.generation) != stale {
                 return Ok(t);
             }
         }
-        match self.login().await {
+        if let Some(failed) = self.last_failure() {
+            if failed.attempt > seen {
+                return Err(failed.error);
+            }
+            if let Some(e) = self.backing_off(&failed) {
+                return Err(e);
+            }
+        }
+        let me = self.me.upgrade().ok_or_else(|| {
+            UpstreamError::new(
+                self.http.upstream(),
+                None,
+                UpstreamFailure::Unreachable("the upstream is shutting down".into()),
+            )
+        })?;
+        // Its own task and deadline: a caller that goes away or runs out of time does not
+        // abort the login everyone else waits for.
+        let login = tokio::spawn(call::scope(call::Call::default(), async move {
+            let _held = one_at_a_time;
+            me.login_now().await
+        }));
+        self.within_deadline(login).await?.unwrap_or_else(|e| {
+            Err(UpstreamError::new(
+                self.http.upstream(),
+                None,
+                UpstreamFailure::Unreachable(format!("the login task failed: {e}")),
+            ))
+        })
+    }
+
+    /// Waits for `work` no longer than the call's deadline (the work itself goes on).
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, UpstreamError> {
+        let Some(deadline) = call::current_deadline() else {
+            return Ok(work.await);
+        };
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| UpstreamError::new(self.http.upstream(), None, UpstreamFailure::Timeout))
+    }
+
+    fn last_failure(&self) -> Option<Failed> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// LOGIN_BACKOFF while a refused login's window lasts and the secret is the refused one.
+    fn backing_off(&self, failed: &Failed) -> Option<UpstreamError> {
+        let (until, _) = failed.backoff?;
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || self.secret() != failed.refused {
+            return None;
+        }
+        let mut e = UpstreamError::new(
+            self.http.upstream(),
+            failed.error.http_status,
+            UpstreamFailure::LoginBackoff {
+                refused: failed.error.to_short_text(),
+            },
+        );
+        e.retry_after = Some(left);
+        // UpstreamService shows it: session FAILED, last_error "login refused (…), backing off".
+        self.http.record_error(&e);
+        Some(e)
+    }
+
+    /// The secret the next login presents (password or API token), read again from its file.
+    fn secret(&self) -> Secret {
+        match &self.flow.refresh_token {
+            Some(t) => t.current(),
+            None => self.password.current(),
+        }
+    }
+
+    /// One login attempt (the caller holds the login lock), its outcome recorded for all.
+    async fn login_now(&self) -> Result<Token, UpstreamError> {
+        let attempt = self.attempts.fetch_add(1, Ordering::AcqRel) + 1;
+        let secret = self.secret();
+        match self.login(&secret).await {
             Ok(value) => {
                 let token = Token {
                     generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
@@ -234,31 +391,55 @@ impl Session {
                 if let Ok(mut c) = self.current.lock() {
                     *c = Some(token.clone());
                 }
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = None;
+                }
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 self.set_state(SessionState::Active);
                 tracing::info!(upstream = %self.http.upstream(), "logged in");
                 Ok(token)
             }
             Err(e) => {
+                let refused = matches!(e.http_status, Some(401 | 403));
+                let backoff = refused.then(|| {
+                    let previous = self.last_failure().and_then(|f| f.backoff).map(|(_, w)| w);
+                    let window = previous.map_or(LOGIN_BACKOFF.0, |w| (w * 2).min(LOGIN_BACKOFF.1));
+                    (Instant::now() + window, window)
+                });
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = Some(Failed {
+                        attempt,
+                        error: e.clone(),
+                        backoff,
+                        refused: secret,
+                    });
+                }
                 self.set_state(SessionState::Failed);
                 self.http.record_error(&e);
-                tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), "login failed");
+                match backoff {
+                    Some((_, window)) => {
+                        tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), backoff_s = window.as_secs(), "login refused: backing off")
+                    }
+                    None => {
+                        tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), "login failed")
+                    }
+                }
                 Err(e)
             }
         }
     }
 
-    async fn login(&self) -> Result<Secret, UpstreamError> {
+    async fn login(&self, secret: &Secret) -> Result<Secret, UpstreamError> {
         let mut rb = self.http.request(Method::POST, &self.flow.login_path);
         for (k, v) in &self.flow.login_headers {
             rb = rb.header(*k, v);
         }
         rb = match &self.flow.refresh_token {
-            Some(t) => rb.form(&[
+            Some(_) => rb.form(&[
                 ("grant_type", "refresh_token"),
-                ("refresh_token", t.expose()),
+                ("refresh_token", secret.expose()),
             ]),
-            None => rb.basic_auth(&self.user, Some(self.password.expose())),
+            None => rb.basic_auth(&self.user, Some(secret.expose())),
         };
         let reply = self.http.send(rb).await?;
         let upstream = self.http.upstream();
@@ -314,6 +495,11 @@ impl Session {
         }
         self.set_state(SessionState::None);
     }
+}
+
+/// The service account's password as configured, with its file for rotation.
+pub fn password_of(cfg: &UpstreamConfig) -> Credential {
+    Credential::new(cfg.password.clone(), cfg.password_file.clone())
 }
 
 /// A non-2xx answer as an `UpstreamError`: `named` is the upstream's own error kind and

@@ -195,7 +195,7 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
 pub const SESSION_HEADER: &str = "vmware-api-session-id";
 
 /// The vAPI session of dialect `D`: Basic login at its session path, logout by DELETE.
-pub fn session<D: Dialect>(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Session {
+pub fn session<D: Dialect>(http: Arc<HttpClient>, cfg: &UpstreamConfig) -> Arc<Session> {
     let flow = LoginFlow {
         logout: Some((Method::DELETE, D::SESSION_PATH.to_string())),
         ..LoginFlow::new(
