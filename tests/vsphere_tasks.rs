@@ -248,6 +248,36 @@ async fn cancel_ends_a_cancelable_running_task_cancelled() {
     assert_eq!(cancels_sent(&env), 1);
 }
 
+#[tokio::test]
+async fn a_cancel_the_upstream_accepted_is_never_reported_as_failed() {
+    use vmware_grpc_gateway::simulator::Fault;
+    let env = Env::start().await;
+    let unavailable = || Fault::Status {
+        status: 503,
+        body: r#"{"error_type":"SERVICE_UNAVAILABLE","messages":[]}"#.into(),
+    };
+    let get = "GET /api/cis/tasks/{task}";
+    // The read before the cancel passes; the read-back meets one 503 and is read again.
+    let name = env.add(running_for(3600).cancelable());
+    env.sim.vcenter.inject(get, Fault::Delay(Duration::ZERO));
+    env.sim.vcenter.inject(get, unavailable());
+    let task = env.cancel_task(&name).await.expect("the cancel worked");
+    assert_eq!(task.state(), TaskState::Cancelled);
+    // Every read-back fails: the answer is the task as read before, cancel requested.
+    let name = env.add(running_for(3600).cancelable());
+    env.sim.vcenter.inject(get, Fault::Delay(Duration::ZERO));
+    for _ in 0..3 {
+        env.sim.vcenter.inject(get, unavailable());
+    }
+    let task = env.cancel_task(&name).await.expect("the cancel worked");
+    assert!(task.cancel_requested);
+    assert_eq!(
+        cancels_sent(&env),
+        2,
+        "each cancel sent once, never retried"
+    );
+}
+
 /// The cancel requests that reached the simulated vCenter.
 fn cancels_sent(env: &Env) -> u64 {
     env.sim

@@ -99,7 +99,12 @@ impl TaskApi {
             ));
         }
         source.cancel(&id).await?;
-        Ok(with_view(source.get(&id).await?, TaskView::Basic))
+        // The upstream accepted the cancel: from here on the call succeeds, whatever the
+        // read-back meets.
+        Ok(with_view(
+            read_back(source.as_ref(), &id, before).await,
+            TaskView::Basic,
+        ))
     }
 
     fn watch(&self, req: &WatchTaskRequest, metadata: &MetadataMap) -> Result<watch::Watch<Task>> {
@@ -141,6 +146,36 @@ impl TaskApi {
             None => source.get(&id).await?,
         };
         Ok(with_view(task, view))
+    }
+}
+
+/// How often a cancel's read-back is tried, and the pause before the second try (doubling).
+const READ_BACK_TRIES: u32 = 3;
+const READ_BACK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The task as read after an accepted cancel: read again on transient failures while the
+/// call's time allows; if no read succeeds, the task as read before, marked cancel-requested.
+async fn read_back(source: &dyn TaskSource, id: &str, before: Task) -> Task {
+    let mut pause = READ_BACK_PAUSE;
+    for attempt in 1..=READ_BACK_TRIES {
+        match source.get(id).await {
+            Ok(task) => return task,
+            Err(e) => {
+                let transient = matches!(&e, GatewayError::Upstream(u) if u.is_transient());
+                let time_left = crate::call::current_deadline()
+                    .is_none_or(|d| d > tokio::time::Instant::now() + pause);
+                if !transient || !time_left || attempt == READ_BACK_TRIES {
+                    tracing::warn!(error = %e, "cancel accepted, read-back failed: answering the task as read before");
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    Task {
+        cancel_requested: true,
+        ..before
     }
 }
 
