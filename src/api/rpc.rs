@@ -111,16 +111,36 @@ pub fn enum_field<E: TryFrom<i32>>(raw: i32, field: &str) -> Result<E> {
     })
 }
 
-/// An optional Duration field: negative or out of range is INVALID_ARGUMENT (INVALID_DURATION).
+/// The largest `seconds` a `google.protobuf.Duration` may hold (10,000 years).
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+/// An optional Duration field: one a `google.protobuf.Duration` may not hold (seconds beyond
+/// ±10,000 years, nanos beyond ±999,999,999, mixed signs) or a negative one is
+/// INVALID_ARGUMENT (INVALID_DURATION). The raw fields are checked, before any
+/// normalization could turn an invalid value into a valid one.
 pub fn duration_field(d: Option<&prost_types::Duration>, field: &str) -> Result<Option<Duration>> {
     let Some(d) = d else { return Ok(None) };
-    Duration::try_from(*d).map(Some).map_err(|_| {
+    let invalid = |why: &str| {
         GatewayError::invalid(
             Reason::InvalidDuration,
             field,
-            format!("{} is negative or out of range", duration_text(d)),
+            format!("{} {why}", duration_text(d)),
         )
-    })
+    };
+    if d.seconds.unsigned_abs() > MAX_DURATION_SECONDS as u64
+        || d.nanos.unsigned_abs() > 999_999_999
+    {
+        return Err(invalid(
+            "is beyond what a google.protobuf.Duration may hold",
+        ));
+    }
+    if (d.seconds > 0 && d.nanos < 0) || (d.seconds < 0 && d.nanos > 0) {
+        return Err(invalid("mixes signs in seconds and nanos"));
+    }
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(invalid("is negative"));
+    }
+    Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32)))
 }
 
 #[cfg(test)]
@@ -132,9 +152,30 @@ mod tests {
     }
 
     #[test]
+    fn durations_a_protobuf_duration_may_not_hold_are_refused_before_normalizing() {
+        for bad in [
+            d(1_000_000_000_000, 0),
+            d(3, -5),
+            d(-3, 5),
+            d(0, 2_000_000_000),
+            d(0, -1),
+            d(i64::MIN, 0),
+        ] {
+            let err = duration_field(Some(&bad), "timeout").unwrap_err();
+            assert_eq!(err.reason(), Reason::InvalidDuration, "{bad:?}");
+        }
+        assert_eq!(
+            duration_field(Some(&d(MAX_DURATION_SECONDS, 999_999_999)), "t")
+                .unwrap()
+                .map(|x| x.as_secs()),
+            Some(MAX_DURATION_SECONDS as u64)
+        );
+    }
+
+    #[test]
     fn a_bad_duration_is_echoed_as_the_client_wrote_it() {
         let err = duration_field(Some(&d(-1, 0)), "timeout").unwrap_err();
-        assert_eq!(err.to_string(), "timeout: -1s is negative or out of range");
+        assert_eq!(err.to_string(), "timeout: -1s is negative");
         assert_eq!(duration_text(&d(-1, -500_000_000)), "-1.5s");
         assert_eq!(duration_text(&d(0, -1_000)), "-0.000001s");
         assert_eq!(duration_text(&d(2, 250_000_000)), "2.25s");
