@@ -387,6 +387,26 @@ async fn transient_failures_are_retried_and_the_spent_budget_ends_with_unavailab
 }
 
 #[tokio::test]
+async fn a_garbled_answer_is_retried_and_the_watch_reaches_its_end() {
+    let env = start().await;
+    let name = env.add(running_for(100));
+    let mut s = watch_past_snapshot(&env, &name).await;
+    // Two garbled reads (not JSON, then the wrong shape) fit the retry budget.
+    for body in ["<html>oops</html>", r#"{"status": 7}"#] {
+        let fault = vmware_grpc_gateway::simulator::Fault::Status {
+            status: 200,
+            body: body.into(),
+        };
+        env.sim.vcenter.inject(ROUTE_TASK_GET, fault);
+    }
+    env.clock().advance(Duration::from_secs(200));
+    let (events, end) = drain(&mut s).await;
+    assert!(end.is_none(), "the watch ends OK: {end:?}");
+    let last = events.last().and_then(|e| e.task.as_ref()).expect("events");
+    assert!(last.done, "the terminal event arrived");
+}
+
+#[tokio::test]
 async fn the_watch_ends_with_deadline_exceeded_at_the_callers_deadline() {
     let env = start().await;
     let name = env.add(running_for(100));

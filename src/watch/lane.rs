@@ -26,7 +26,7 @@ use super::{
     resource::{Fetch, Observed, Resource},
     schedule::{Pacer, Settings},
 };
-use crate::error::{GatewayError, UpstreamError, UpstreamFailure, UpstreamMessage};
+use crate::error::{GatewayError, Reason, UpstreamError, UpstreamFailure, UpstreamMessage};
 
 /// The pollers of one upstream.
 pub(crate) struct Lane<R: Resource> {
@@ -325,8 +325,14 @@ impl<R: Resource> Lane<R> {
     }
 
     fn failed(&self, entry: &mut Entry<R>, e: GatewayError, now: Instant) {
+        // A garbled answer is one bad read among many polls: retried like a 5xx, within the
+        // budget, rather than ending every watcher of the task.
         let retry_after = match &e {
-            GatewayError::Upstream(u) if u.is_transient() => Some(u.retry_after),
+            GatewayError::Upstream(u)
+                if u.is_transient() || u.reason() == Reason::UpstreamBadResponse =>
+            {
+                Some(u.retry_after)
+            }
             _ => None,
         };
         let Some(retry_after) = retry_after else {
