@@ -74,6 +74,7 @@ fn gateway_config(url: &str, username: &str, password: &str) -> Config {
             listen: ([127, 0, 0, 1], 0).into(),
             // 10,000 streams over 10 connections: 1,000 each, plus room.
             max_concurrent_streams: 4096,
+            drain_delay: Duration::ZERO,
             ..ServerConfig::default()
         },
         upstreams: vec![UpstreamConfig::new(

@@ -87,7 +87,11 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
-    /// How long in-flight unary calls may take to finish once shutdown starts.
+    /// How long the server keeps accepting calls after SIGTERM, health NOT_SERVING, so load
+    /// balancers and kubelets see it and stop sending before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// How long in-flight unary calls may take to finish once the listener closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
         }
     }

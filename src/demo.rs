@@ -14,6 +14,8 @@ pub fn config(sim: &Simulator, listen: SocketAddr, ca_file: Option<&Path>) -> Co
     Config {
         server: ServerConfig {
             listen,
+            // Nothing balances load in front of a demo: stop at once on Ctrl-C.
+            drain_delay: std::time::Duration::ZERO,
             ..ServerConfig::default()
         },
         upstreams: upstreams(sim, ca_file),

@@ -3,8 +3,9 @@
 //! graceful shutdown.
 //!
 //! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
-//! "shutting down", no new connections are accepted, in-flight unary calls get
-//! `shutdown_grace` to finish, then every upstream session is logged out.
+//! "shutting down", the server keeps accepting for `drain_delay` (so probes see
+//! NOT_SERVING), then no new connections are accepted, in-flight unary calls get
+//! `shutdown_grace` to finish, and every upstream session is logged out.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -102,6 +103,7 @@ pub async fn serve_on(
         .max_encoding_message_size(max);
 
     let health_on_stop = health.clone();
+    let drain_delay = cfg.server.drain_delay;
     let shutdown = async move {
         signal.await;
         tracing::info!("shutdown started: health NOT_SERVING, streams ending, draining calls");
@@ -114,6 +116,9 @@ pub async fn serve_on(
                 .await;
         }
         let _ = stopping_tx.send(true);
+        // Keep accepting while the load balancers notice NOT_SERVING.
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!("drain delay over: no new connections");
     };
     let server = tonic::transport::Server::builder()
         .layer(tower::ServiceBuilder::new().layer(RpcLogLayer))
@@ -131,7 +136,7 @@ pub async fn serve_on(
         r = server => r.map_err(ServeError::from),
         _ = async {
             let _ = stopping.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(drain_delay + grace).await;
         } => {
             tracing::warn!(?grace, "grace period over: closing the calls still running");
             Ok(())

@@ -41,6 +41,7 @@ pub fn config_for(sim: &Simulator) -> Config {
     Config {
         server: ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(2),
             ..ServerConfig::default()
         },
