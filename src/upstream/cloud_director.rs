@@ -27,7 +27,7 @@ use super::{
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{Credential, LoginFlow, Session, TokenSource, api_error, password_of},
-    source::TaskSource,
+    source::{Batch, TaskSource},
 };
 use crate::{
     config::{CloudDirectorConfig, UpstreamConfig},
@@ -528,7 +528,7 @@ impl CloudDirector {
 
     /// The watch engine's batched poll: one query for up to POLL_BATCH ids, then a full GET
     /// only for tasks whose record changed since the last poll (or that are new to it).
-    async fn poll_many(&self, ids: &[String]) -> Result<Vec<proto::Task>> {
+    async fn poll_many(&self, ids: &[String]) -> Result<Batch<proto::Task>> {
         if self.no_id_filter.load(Ordering::Relaxed) {
             return super::source::get_each(ids, |id| self.get_task(id)).await;
         }
@@ -546,7 +546,7 @@ impl CloudDirector {
             }
             Err(e) => return Err(e),
         };
-        let mut tasks = Vec::with_capacity(page.record.len());
+        let mut batch = Batch::default();
         for record in page.record {
             let Some(id) = record
                 .get("href")
@@ -559,16 +559,19 @@ impl CloudDirector {
             let unchanged = self.remembered(&id, &record);
             let task = match unchanged {
                 Some(t) => t,
+                // A failed read of one changed task fails only that task's watchers.
                 None => match self.get_task(&id).await {
                     Ok(t) => t,
-                    Err(e) if e.code() == tonic::Code::NotFound => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        batch.failed.push((id, e));
+                        continue;
+                    }
                 },
             };
             self.remember(&id, record, &task);
-            tasks.push(task);
+            batch.found.push(task);
         }
-        Ok(tasks)
+        Ok(batch)
     }
 
     fn remembered(&self, id: &str, record: &Json) -> Option<proto::Task> {
@@ -668,7 +671,7 @@ impl TaskSource for CloudDirector {
         bare_id(id).to_string()
     }
 
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch<proto::Task>>> {
         self.poll_many(ids).boxed()
     }
 

@@ -13,4 +13,4 @@ pub mod vapi;
 pub mod vsphere;
 
 pub use registry::{Collection, Registry, Runspaces, Tasks, Upstream};
-pub use source::{RunspaceSource, TaskSource, get_each};
+pub use source::{Batch, RunspaceSource, TaskSource, get_each};

@@ -3,7 +3,27 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::{error::Result, proto};
+use crate::{
+    error::{GatewayError, Result},
+    proto,
+};
+
+/// What one batched read learned: what it found, and the ids whose own entry was bad (one
+/// garbled item never fails the others). Ids in neither were absent from the answer.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub found: Vec<T>,
+    pub failed: Vec<(String, GatewayError)>,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            found: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
 
 /// A source of tasks: vCenter, the snapshot service or Cloud Director.
 pub trait TaskSource: Send + Sync {
@@ -19,8 +39,9 @@ pub trait TaskSource: Send + Sync {
         true
     }
     /// Several tasks in as few upstream requests as the API allows (the watch engine's batched
-    /// poll). Ids the upstream does not know are absent from the answer, not an error.
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+    /// poll). Ids the upstream does not know are absent from the answer, not an error; an
+    /// entry that cannot be read fails only its own id.
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch<proto::Task>>> {
         Box::pin(get_each(ids, move |id| self.get(id)))
     }
     /// How many ids one `get_many` request can carry (1 = no batching upstream).
@@ -34,20 +55,19 @@ pub trait TaskSource: Send + Sync {
     }
 }
 
-/// `get_many` without a batch API: one `get` per id, in turn; unknown ids are left out.
-pub async fn get_each<'a, T, F>(ids: &'a [String], get: impl Fn(&'a str) -> F) -> Result<Vec<T>>
+/// `get_many` without a batch API: one `get` per id, in turn, each failing on its own.
+pub async fn get_each<'a, T, F>(ids: &'a [String], get: impl Fn(&'a str) -> F) -> Result<Batch<T>>
 where
     F: std::future::Future<Output = Result<T>>,
 {
-    let mut found = Vec::with_capacity(ids.len());
+    let mut batch = Batch::default();
     for id in ids {
         match get(id).await {
-            Ok(t) => found.push(t),
-            Err(e) if e.code() == tonic::Code::NotFound => {}
-            Err(e) => return Err(e),
+            Ok(t) => batch.found.push(t),
+            Err(e) => batch.failed.push((id.clone(), e)),
         }
     }
-    Ok(found)
+    Ok(batch)
 }
 
 /// A source of runspaces: the Script Runtime Service.

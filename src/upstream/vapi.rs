@@ -14,7 +14,7 @@ use super::{
     http::{HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, api_error},
-    source::TaskSource,
+    source::{Batch, TaskSource},
 };
 use crate::{
     config::UpstreamConfig,
@@ -83,6 +83,20 @@ impl<D: Dialect> VapiTasks<D> {
                 ),
             ));
         }
+        let items = self.list_each(filter).await.map_err(too_many_matches)?;
+        // A caller's list is all or nothing: one bad item fails it, named.
+        Ok(items
+            .into_iter()
+            .map(|(_, task)| task)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The list calls for `filter` (in chunks of LIST_LIMIT ids), each item converted on its
+    /// own so a batched poll can tell a bad item from a bad answer.
+    async fn list_each(
+        &self,
+        filter: &TaskFilter,
+    ) -> Result<Vec<(String, Result<proto::Task, UpstreamError>)>, UpstreamError> {
         let mut statuses: Vec<&str> = filter.states().flat_map(statuses_for).copied().collect();
         statuses.sort_unstable();
         statuses.dedup();
@@ -92,23 +106,16 @@ impl<D: Dialect> VapiTasks<D> {
         } else {
             filter.task_ids.chunks(LIST_LIMIT).collect()
         };
-        let mut tasks = Vec::new();
+        let mut items = Vec::new();
         for ids in chunks {
-            let reply = D::list_call(&self.session, ids, filter, &statuses)
-                .await
-                .map_err(too_many_matches)?;
+            let reply = D::list_call(&self.session, ids, filter, &statuses).await?;
             let body = self.session.json(&reply, "task list")?;
             for (id, info) in D::list_items(self.upstream(), &reply, body)? {
-                tasks.push(task_from_info(
-                    self.upstream(),
-                    D::KIND,
-                    &id,
-                    info,
-                    reply.status,
-                )?);
+                let task = task_from_info(self.upstream(), D::KIND, &id, info, reply.status);
+                items.push((id, task));
             }
         }
-        Ok(tasks)
+        Ok(items)
     }
 }
 
@@ -175,13 +182,23 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
         D::CAN_CANCEL
     }
 
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, GwResult<Batch<proto::Task>>> {
         async move {
             let filter = TaskFilter {
                 task_ids: ids.to_vec(),
                 ..Default::default()
             };
-            self.list_tasks(&filter).await
+            let mut batch = Batch::default();
+            for (id, task) in self.list_each(&filter).await? {
+                match task {
+                    Ok(t) => batch.found.push(t),
+                    Err(e) => {
+                        self.session.http().record_error(&e);
+                        batch.failed.push((id, e.into()));
+                    }
+                }
+            }
+            Ok(batch)
         }
         .boxed()
     }

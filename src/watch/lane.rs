@@ -17,6 +17,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use futures_util::future::BoxFuture;
 use tokio::{
     sync::{Notify, watch},
     time::Instant,
@@ -26,7 +27,7 @@ use super::{
     resource::{Fetch, Observed, Resource},
     schedule::{Pacer, Settings},
 };
-use crate::error::{GatewayError, Reason, UpstreamError, UpstreamFailure, UpstreamMessage};
+use crate::error::{GatewayError, Reason, UpstreamError, UpstreamFailure};
 
 /// The pollers of one upstream.
 pub(crate) struct Lane<R: Resource> {
@@ -261,20 +262,7 @@ impl<R: Resource> Lane<R> {
             }],
             many => {
                 let names: Vec<String> = many.iter().map(|(id, _)| id.clone()).collect();
-                match self.source.get_many(&names).await {
-                    Ok(found) => {
-                        let mut by_id: HashMap<String, R> =
-                            found.into_iter().map(|r| (r.id().to_string(), r)).collect();
-                        names
-                            .iter()
-                            .map(|id| match by_id.remove(id) {
-                                Some(r) => Outcome::Found(r),
-                                None => Outcome::Failed(gone(&self.upstream, R::KIND)),
-                            })
-                            .collect()
-                    }
-                    Err(e) => many.iter().map(|_| Outcome::Failed(e.clone())).collect(),
-                }
+                self.read_many(&names).await
             }
         };
         let (at, now) = (SystemTime::now(), Instant::now());
@@ -292,6 +280,44 @@ impl<R: Resource> Lane<R> {
         }
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// One outcome per name from batched reads: an item the answer could not give fails
+    /// only its own watchers; an id the answer left out is confirmed by its own read before
+    /// it counts as gone; a batch the upstream refused as a whole (not an outage) is split.
+    fn read_many<'a>(&'a self, names: &'a [String]) -> BoxFuture<'a, Vec<Outcome<R>>> {
+        Box::pin(async move {
+            match self.source.get_many(names).await {
+                Ok(batch) => {
+                    let mut found: HashMap<String, R> = batch
+                        .found
+                        .into_iter()
+                        .map(|r| (r.id().to_string(), r))
+                        .collect();
+                    let mut failed: HashMap<String, GatewayError> =
+                        batch.failed.into_iter().collect();
+                    let mut outcomes = Vec::with_capacity(names.len());
+                    for id in names {
+                        outcomes.push(match (found.remove(id), failed.remove(id)) {
+                            (Some(r), _) => Outcome::Found(r),
+                            (None, Some(e)) => Outcome::Failed(e),
+                            (None, None) => match self.source.get(id).await {
+                                Ok(r) => Outcome::Found(r),
+                                Err(e) => Outcome::Failed(e),
+                            },
+                        });
+                    }
+                    outcomes
+                }
+                Err(e) if names.len() > 1 && refused_as_a_whole(&e) => {
+                    let (first, second) = names.split_at(names.len() / 2);
+                    let mut outcomes = self.read_many(first).await;
+                    outcomes.extend(self.read_many(second).await);
+                    outcomes
+                }
+                Err(e) => names.iter().map(|_| Outcome::Failed(e.clone())).collect(),
+            }
+        })
     }
 
     fn found(&self, entry: &mut Entry<R>, value: R, at: SystemTime, now: Instant) {
@@ -386,20 +412,17 @@ async fn drive<R: Resource>(lane: Arc<Lane<R>>) {
     }
 }
 
-/// NOT_FOUND for an id a batched answer left out: the upstream no longer knows it.
-fn gone(upstream: &str, kind: &str) -> GatewayError {
-    UpstreamError::new(
-        upstream,
-        None,
-        UpstreamFailure::Api {
-            reason: Some("NOT_FOUND".into()),
-            messages: vec![UpstreamMessage::plain(format!(
-                "the {kind} is no longer known to the upstream"
-            ))],
-            excerpt: None,
-        },
-    )
-    .into()
+/// A batch-level failure that is about the batch, not an outage: vAPI's list answers
+/// RESOURCE_INACCESSIBLE (too many matches) or a 4xx; halves of it may well pass.
+fn refused_as_a_whole(e: &GatewayError) -> bool {
+    match e {
+        GatewayError::Upstream(u) => {
+            u.upstream_reason() == Some("RESOURCE_INACCESSIBLE")
+                || !(u.is_transient() || u.reason() == Reason::UpstreamLoginFailed)
+                    && u.reason() != Reason::LoginBackoff
+        }
+        _ => true,
+    }
 }
 
 /// The error watchers get once the retry budget is spent: always UNAVAILABLE (with RetryInfo).

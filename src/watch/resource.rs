@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use crate::{
     error::{GatewayError, Result},
     proto,
-    upstream::{RunspaceSource, TaskSource},
+    upstream::{Batch, RunspaceSource, TaskSource},
 };
 
 /// A watchable resource.
@@ -48,7 +48,7 @@ impl Resource for proto::Runspace {
 pub trait Fetch<R: Send + 'static>: Send + Sync {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<R>>;
     /// Several at once; ids the upstream does not know are absent from the answer.
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<R>>> {
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch<R>>> {
         Box::pin(crate::upstream::get_each(ids, move |id| self.get(id)))
     }
     /// How many ids one `get_many` request carries (1 = no batching).
@@ -64,7 +64,7 @@ impl Fetch<proto::Task> for Tasks {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Task>> {
         self.0.get(id)
     }
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<proto::Task>>> {
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch<proto::Task>>> {
         self.0.get_many(ids)
     }
     fn batch_limit(&self) -> usize {

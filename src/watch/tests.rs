@@ -2,7 +2,7 @@
 //! adaptive intervals, retries, the end of a poller, and the generic runspace path.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -14,7 +14,10 @@ use futures_util::future::BoxFuture;
 use tokio::{sync::watch, time::Instant};
 
 use super::*;
-use crate::error::{UpstreamError, UpstreamFailure};
+use crate::{
+    error::{UpstreamError, UpstreamFailure},
+    upstream::Batch,
+};
 
 /// An upstream in memory: tasks (or runspaces) by id, request counters, queued failures.
 struct Fake<R> {
@@ -23,6 +26,12 @@ struct Fake<R> {
     batches: AtomicU64,
     limit: usize,
     failures: Mutex<u32>,
+    /// Items whose own entry is garbled (a batch answers the others).
+    bad: Mutex<HashSet<String>>,
+    /// Items a batched answer leaves out although a single read finds them.
+    omitted: Mutex<HashSet<String>>,
+    /// Batches over this many ids are refused as a whole (vAPI's RESOURCE_INACCESSIBLE).
+    refuse_over: Mutex<Option<usize>>,
 }
 
 impl<R: Resource> Fake<R> {
@@ -33,6 +42,9 @@ impl<R: Resource> Fake<R> {
             batches: AtomicU64::new(0),
             limit,
             failures: Mutex::new(0),
+            bad: Mutex::new(HashSet::new()),
+            omitted: Mutex::new(HashSet::new()),
+            refuse_over: Mutex::new(None),
         })
     }
 
@@ -65,20 +77,40 @@ impl<R: Resource> Fetch<R> for Fake<R> {
             if let Some(e) = self.unavailable() {
                 return Err(e);
             }
+            if self.bad.lock().unwrap().contains(id) {
+                return Err(garbled(id));
+            }
             let found = self.items.lock().unwrap().get(id).cloned();
             found.ok_or_else(|| fake_error(404, "NOT_FOUND"))
         })
     }
 
-    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<R>>> {
+    fn get_many<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch<R>>> {
         Box::pin(async move {
             self.batches.fetch_add(1, Ordering::SeqCst);
             assert!(ids.len() <= self.limit, "{} ids over the limit", ids.len());
             if let Some(e) = self.unavailable() {
                 return Err(e);
             }
-            let items = self.items.lock().unwrap();
-            Ok(ids.iter().filter_map(|id| items.get(id).cloned()).collect())
+            if self
+                .refuse_over
+                .lock()
+                .unwrap()
+                .is_some_and(|n| ids.len() > n)
+            {
+                return Err(fake_error(500, "RESOURCE_INACCESSIBLE"));
+            }
+            let (items, bad) = (self.items.lock().unwrap(), self.bad.lock().unwrap());
+            let omitted = self.omitted.lock().unwrap();
+            let mut batch = Batch::default();
+            for id in ids.iter().filter(|id| !omitted.contains(*id)) {
+                match (bad.contains(id), items.get(id)) {
+                    (true, _) => batch.failed.push((id.clone(), garbled(id))),
+                    (false, Some(r)) => batch.found.push(r.clone()),
+                    (false, None) => {}
+                }
+            }
+            Ok(batch)
         })
     }
 
@@ -95,6 +127,11 @@ fn fake_error(status: u16, reason: &str) -> GatewayError {
         excerpt: None,
     };
     UpstreamError::new("fake", Some(status), failure).into()
+}
+
+/// The error of an entry that is not the documented JSON.
+fn garbled(id: &str) -> GatewayError {
+    UpstreamError::bad_response("fake", 200, format!("task '{id}': start_time"), b"{}").into()
 }
 
 fn task(id: &str, percent: i32, done: bool) -> proto::Task {
@@ -359,6 +396,70 @@ async fn a_task_that_disappears_from_a_batched_answer_ends_with_not_found() {
     let last = next(&mut w2).await;
     assert!(last.value.done);
     assert!(w2.next().await.is_none(), "the watch ends after done");
+}
+
+/// Three watched tasks batched together, each past its snapshot.
+async fn three_batched(rig: &Rig<proto::Task>) -> Vec<Watch<proto::Task>> {
+    let mut watches = Vec::new();
+    for id in ["t0", "t1", "t2"] {
+        let mut w = rig.watch(id);
+        next(&mut w).await;
+        watches.push(w);
+    }
+    // Let the pollers fall into step so later rounds are batched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watches
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_garbled_item_fails_only_its_own_watchers_and_only_for_a_while() {
+    let rig = tasks_rig(10, 3, settings());
+    let mut watches = three_batched(&rig).await;
+    rig.fake.bad.lock().unwrap().insert("t1".into());
+    for i in 0..3 {
+        rig.fake.put(task(&format!("t{i}"), 30, false));
+    }
+    // The healthy ones see the change; the garbled one is retried, not ended.
+    assert_eq!(
+        next(&mut watches[0]).await.value.progress.unwrap().percent,
+        30
+    );
+    assert_eq!(
+        next(&mut watches[2]).await.value.progress.unwrap().percent,
+        30
+    );
+    rig.fake.bad.lock().unwrap().clear();
+    assert_eq!(
+        next(&mut watches[1]).await.value.progress.unwrap().percent,
+        30
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_left_out_of_a_batch_is_read_on_its_own_before_it_counts_as_gone() {
+    let rig = tasks_rig(10, 3, settings());
+    let mut watches = three_batched(&rig).await;
+    rig.fake.omitted.lock().unwrap().insert("t1".into());
+    rig.fake.put(task("t1", 40, false));
+    let e = next(&mut watches[1]).await;
+    assert_eq!(e.value.progress.unwrap().percent, 40, "not NOT_FOUND");
+    assert!(
+        rig.fake.gets.load(Ordering::SeqCst) > 3,
+        "a confirming read"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_a_whole_is_split() {
+    let rig = tasks_rig(10, 3, settings());
+    let mut watches = three_batched(&rig).await;
+    *rig.fake.refuse_over.lock().unwrap() = Some(1);
+    for i in 0..3 {
+        rig.fake.put(task(&format!("t{i}"), 60, false));
+    }
+    for w in &mut watches {
+        assert_eq!(next(w).await.value.progress.unwrap().percent, 60);
+    }
 }
 
 #[tokio::test(start_paused = true)]
