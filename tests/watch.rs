@@ -387,6 +387,32 @@ async fn transient_failures_are_retried_and_the_spent_budget_ends_with_unavailab
 }
 
 #[tokio::test]
+async fn a_watch_hears_the_gateways_own_cancel_before_any_older_heartbeat() {
+    // Slow polling, so only the cancel's own read-back can tell the watch in time.
+    let env = Env::start_with(sim_options(), |cfg| {
+        cfg.watch.min_poll_interval = Duration::from_secs(5);
+        cfg.watch.max_poll_interval = Duration::from_secs(10);
+    })
+    .await;
+    let name = env.add(running_for(3600).cancelable());
+    let mut s = open(
+        &env,
+        WatchTaskRequest {
+            heartbeat_interval: Some(dur(1000)),
+            ..watch_req(&name)
+        },
+    )
+    .await;
+    assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+    let cancelled = env.cancel_task(&name).await.expect("cancel");
+    assert_eq!(cancelled.state(), TaskState::Cancelled);
+    let next = event(&mut s).await;
+    assert_eq!(next.r#type(), EventType::Changed, "{next:?}");
+    assert_eq!(task(&next).state(), TaskState::Cancelled);
+    assert!(s.message().await.unwrap().is_none(), "ends after done");
+}
+
+#[tokio::test]
 async fn a_garbled_answer_is_retried_and_the_watch_reaches_its_end() {
     let env = start().await;
     let name = env.add(running_for(100));

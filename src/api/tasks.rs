@@ -42,8 +42,13 @@ impl TaskApi {
 
     async fn get(&self, req: &GetTaskRequest) -> Result<Task> {
         let view = enum_field::<TaskView>(req.view, "view")?;
-        let (_, source, id) = self.resolve(&req.name)?;
-        Ok(with_view(source.get(&id).await?, view))
+        let (upstream, source, id) = self.resolve(&req.name)?;
+        let task = source.get(&id).await?;
+        self.ctx
+            .watch
+            .tasks
+            .observe(&upstream.name, &id, task.clone());
+        Ok(with_view(task, view))
     }
 
     async fn list(&self, req: &ListTasksRequest) -> Result<ListTasksResponse> {
@@ -101,10 +106,12 @@ impl TaskApi {
         source.cancel(&id).await?;
         // The upstream accepted the cancel: from here on the call succeeds, whatever the
         // read-back meets.
-        Ok(with_view(
-            read_back(source.as_ref(), &id, before).await,
-            TaskView::Basic,
-        ))
+        let after = read_back(source.as_ref(), &id, before).await;
+        self.ctx
+            .watch
+            .tasks
+            .observe(&upstream.name, &id, after.clone());
+        Ok(with_view(after, TaskView::Basic))
     }
 
     fn watch(&self, req: &WatchTaskRequest, metadata: &MetadataMap) -> Result<watch::Watch<Task>> {

@@ -62,6 +62,9 @@ struct Entry<R> {
     /// Final state or error published: no more polls.
     finished: bool,
     failures: u32,
+    /// When the gateway last read the resource outside this poller (a GetTask, a cancel's
+    /// read-back): a poll that started earlier is older news and is dropped.
+    read_elsewhere: Option<Instant>,
 }
 
 impl<R> Entry<R> {
@@ -162,6 +165,7 @@ impl<R: Resource> Lane<R> {
             in_flight: false,
             finished: false,
             failures: 0,
+            read_elsewhere: None,
         });
         entry.floors.push(floor);
         // A faster newcomer restarts the backoff so it sees changes at its own pace.
@@ -254,7 +258,22 @@ impl<R: Resource> Lane<R> {
             .collect()
     }
 
+    /// A state the gateway read outside the poller (a GetTask, a cancel's read-back) reaches
+    /// the watchers of `id` at once, so no watcher hears older news than a caller already got.
+    pub(crate) fn observe(&self, id: &str, value: R) {
+        let (at, now) = (SystemTime::now(), Instant::now());
+        let mut st = self.lock();
+        let Some(entry) = st.entries.get_mut(id).filter(|e| !e.finished) else {
+            return;
+        };
+        entry.read_elsewhere = Some(now);
+        self.found(entry, value, at, now);
+        drop(st);
+        self.wake.notify_one();
+    }
+
     async fn poll(&self, ids: Vec<(String, u64)>) {
+        let started = Instant::now();
         let outcomes: Vec<Outcome<R>> = match ids.as_slice() {
             [(id, _)] => vec![match self.source.get(id).await {
                 Ok(r) => Outcome::Found(r),
@@ -273,6 +292,10 @@ impl<R: Resource> Lane<R> {
             };
             entry.in_flight = false;
             entry.last_poll = Some(now);
+            if entry.finished || entry.read_elsewhere.is_some_and(|t| t > started) {
+                // Older than what watchers were told meanwhile: poll again, keep the news.
+                continue;
+            }
             match outcome {
                 Outcome::Found(r) => self.found(entry, r, at, now),
                 Outcome::Failed(e) => self.failed(entry, e, now),

@@ -129,6 +129,18 @@ impl<R: Resource> Engine<R> {
             .join(&target.id, self.settings.floor(min_poll_interval))
     }
 
+    /// A state read outside the engine (a GetTask, a cancel's read-back) for the pollers of
+    /// `id` on `upstream`, if it is watched.
+    pub fn observe(&self, upstream: &str, id: &str, value: R) {
+        let lane = {
+            let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            lanes.get(upstream).cloned()
+        };
+        if let Some(lane) = lane {
+            lane.observe(id, value);
+        }
+    }
+
     /// Poll requests sent to `upstream` so far (a batched request counts once).
     pub fn requests(&self, upstream: &str) -> u64 {
         let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
