@@ -89,8 +89,10 @@ pub async fn serve_on(
     let (stopping_tx, mut stopping) = watch::channel(false);
     let shared = crate::api::Shared {
         registry: registry.clone(),
-        watch: Arc::new(WatchEngine::new(&cfg.watch)),
+        watch: Arc::new(WatchEngine::new(&cfg.watch, &cfg.limits)),
         stopping: stopping.clone(),
+        limits: cfg.limits.clone(),
+        streams: Default::default(),
     };
     let tasks = TaskServiceServer::new(TaskApi::new(shared.clone()))
         .max_decoding_message_size(max)

@@ -38,8 +38,8 @@ macro_rules! service {
                 ) -> std::result::Result<tonic::Response<Self::$stream>, tonic::Status> {
                     let $sreq = request.get_ref();
                     let watch = self.$shandler($sreq, request.metadata());
-                    $crate::api::streams::open($sresource, watch, $crate::api::streams::$to_msg)
-                        .await
+                    let to_msg = $crate::api::streams::$to_msg;
+                    $crate::api::streams::open(&self.ctx, $sresource, watch, to_msg).await
                 }
             )*)?
         }

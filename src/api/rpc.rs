@@ -1,19 +1,25 @@
 //! The pieces every RPC handler uses: the context the services share, running a unary call
 //! in its call context, request-field checks, and lists over one or every upstream.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 use tonic::{Response, Status, metadata::MetadataMap};
 
 use crate::{
     call,
+    config::LimitsConfig,
     error::{GatewayError, Reason, Result},
     names::UpstreamRef,
     upstream::{Collection, Registry},
     watch::WatchEngine,
 };
 
-/// What the services share: the upstreams, the watch engine, and the shutdown signal.
+/// What the services share: the upstreams, the watch engine, the shutdown signal, and the
+/// limits on what callers can make the gateway hold.
 #[derive(Clone)]
 pub struct Shared {
     pub registry: Arc<Registry>,
@@ -21,6 +27,18 @@ pub struct Shared {
     pub watch: Arc<WatchEngine>,
     /// Turns true when shutdown starts: open watches end with UNAVAILABLE SHUTTING_DOWN.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    pub limits: LimitsConfig,
+    /// Watch streams open now.
+    pub streams: Arc<AtomicUsize>,
+}
+
+/// RESOURCE_EXHAUSTED (LIMIT_REACHED) naming the limit `key` of `[limits]`.
+pub fn limit_reached(key: &str, max: usize, what: &str) -> GatewayError {
+    GatewayError::refused(
+        Reason::LimitReached,
+        None,
+        format!("{what}: the gateway's limit limits.{key} = {max} is reached"),
+    )
 }
 
 /// Runs one unary RPC: the caller's deadline bounds every upstream request, and the error

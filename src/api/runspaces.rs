@@ -10,8 +10,8 @@ use tokio::{sync::OnceCell, time::Instant};
 use tonic::metadata::MetadataMap;
 
 use super::{
-    paging::{NewestFirstKey, PageRequest, newest_first_key},
-    rpc::{Shared, list_parent},
+    paging::{self, NewestFirstKey, PageRequest, newest_first_key},
+    rpc::{Shared, limit_reached, list_parent},
     streams,
 };
 use crate::{
@@ -70,9 +70,13 @@ impl RunspaceApi {
                 ),
             ));
         }
-        let fingerprint = format!(
-            "{}\u{0}{}",
-            spec.display_name, spec.run_vc_connection_script
+        // A digest of what was asked, not the body itself: memory per id stays small.
+        let fingerprint = paging::fingerprint(
+            format!(
+                "{}\u{0}{}",
+                spec.display_name, spec.run_vc_connection_script
+            )
+            .as_bytes(),
         );
         let cell = {
             let mut creates = self
@@ -81,6 +85,15 @@ impl RunspaceApi {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             creates.retain(|_, r| r.at.elapsed() < REQUEST_ID_TTL);
             let key = (upstream.name.clone(), req.request_id.clone());
+            // At capacity new ids are refused: evicting one early could create twice.
+            let max = self.ctx.limits.max_request_ids;
+            if creates.len() >= max && !creates.contains_key(&key) {
+                return Err(limit_reached(
+                    "max_request_ids",
+                    max,
+                    "request_ids remembered for idempotent creates",
+                ));
+            }
             let entry = creates.entry(key).or_insert_with(|| Remembered {
                 fingerprint: fingerprint.clone(),
                 at: Instant::now(),
@@ -147,11 +160,10 @@ impl RunspaceApi {
             id: name.id,
             source: Arc::new(watch::Runspaces(source.clone())),
         };
-        Ok(self
-            .ctx
+        self.ctx
             .watch
             .runspaces
-            .watch(target, opts, self.ctx.stopping.clone(), Runspace::clone))
+            .watch(target, opts, self.ctx.stopping.clone(), Runspace::clone)
     }
 
     async fn delete(&self, req: &DeleteRunspaceRequest) -> Result<()> {

@@ -5,12 +5,20 @@
 //! the call itself (as GetTask would); after that, errors end the stream. Errors become a
 //! `Status` only through `GatewayError::into_status`, naming the resource.
 
-use std::{pin::Pin, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::Stream;
 use tokio::time::Instant;
 use tonic::{Response, Status, metadata::MetadataMap};
 
+use super::rpc::{Shared, limit_reached};
 use crate::{
     call,
     error::{GatewayError, Result},
@@ -55,18 +63,50 @@ struct Served<R: Resource, M> {
     to_msg: fn(Event<R>) -> M,
     resource: String,
     done: bool,
+    _slot: StreamSlot,
+}
+
+/// One of the open streams `limits.max_watch_streams` bounds, given back when dropped.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    /// A slot, or LIMIT_REACHED when every one is taken.
+    fn take(ctx: &Shared) -> Result<StreamSlot> {
+        let max = ctx.limits.max_watch_streams;
+        let taken = ctx
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(StreamSlot(ctx.streams.clone())),
+            Err(_) => Err(limit_reached(
+                "max_watch_streams",
+                max,
+                "open watch streams",
+            )),
+        }
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Opens the stream of a watch RPC: `setup` is the validated watch (or why the request is
 /// wrong); the call fails unless the first read succeeds. The RPC log layer writes the line
 /// that records the outcome when the stream ends.
 pub async fn open<R: Resource, M: Send + 'static>(
+    ctx: &Shared,
     resource: &str,
     setup: Result<Watch<R>>,
     to_msg: fn(Event<R>) -> M,
 ) -> std::result::Result<Response<EventStream<M>>, Status> {
     super::rpc::record_resource(resource);
     let fail = |e: GatewayError| e.into_status(resource);
+    let slot = StreamSlot::take(ctx).map_err(fail)?;
     let mut watch = setup.map_err(fail)?;
     let first = match watch.next().await {
         Some(Ok(event)) => to_msg(event),
@@ -79,6 +119,7 @@ pub async fn open<R: Resource, M: Send + 'static>(
         to_msg,
         resource: resource.to_string(),
         done: false,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(served, |mut s| async move {
         if let Some(first) = s.first.take() {

@@ -7,7 +7,7 @@ use tonic::metadata::MetadataMap;
 
 use super::{
     paging::{self, NewestFirstKey, PageRequest, newest_first_key},
-    rpc::{Shared, duration_field, enum_field, list_parent},
+    rpc::{Shared, duration_field, enum_field, limit_reached, list_parent},
     streams,
 };
 use crate::{
@@ -57,6 +57,11 @@ impl TaskApi {
         let filter = req.filter.clone().unwrap_or_default();
         for s in &filter.states {
             enum_field::<TaskState>(*s, "filter.states")?;
+        }
+        let max_ids = self.ctx.limits.max_task_ids;
+        if filter.task_ids.len() > max_ids {
+            let what = format!("filter.task_ids holds {} ids", filter.task_ids.len());
+            return Err(limit_reached("max_task_ids", max_ids, &what));
         }
         let fingerprint = filter_fingerprint(&filter);
         let page = PageRequest::<NewestFirstKey>::new(
@@ -122,12 +127,12 @@ impl TaskApi {
             req.heartbeat_interval.as_ref(),
             metadata,
         )?;
-        Ok(self.ctx.watch.tasks.watch(
+        self.ctx.watch.tasks.watch(
             task_target(upstream, source, id),
             opts,
             self.ctx.stopping.clone(),
             move |t: &Task| with_view(t.clone(), view),
-        ))
+        )
     }
 
     async fn wait(&self, req: &WaitTaskRequest) -> Result<Task> {

@@ -59,11 +59,13 @@ pub struct HttpClient {
     base: String,
     upstream: String,
     timeout: Duration,
+    /// Largest answer body read; a longer one is a bad response, never held whole.
+    max_body: usize,
     health: Mutex<Health>,
 }
 
 impl HttpClient {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(cfg: &UpstreamConfig, max_body: usize) -> Result<Arc<Self>, ConfigError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(10))
@@ -104,6 +106,7 @@ impl HttpClient {
             base: cfg.url.trim_end_matches('/').to_string(),
             upstream: cfg.name.clone(),
             timeout: cfg.request_timeout,
+            max_body,
             health: Mutex::new(Health::default()),
         }))
     }
@@ -155,22 +158,41 @@ impl HttpClient {
             timeout = timeout.min(left);
         }
         let result = tokio::time::timeout(timeout, async {
-            let resp = rb.send().await?;
+            let mut resp = rb.send().await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(Reply {
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() + chunk.len() > self.max_body {
+                    return Ok(Err(status));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Ok(Reply {
                 status,
                 headers,
-                body,
-            })
+                body: body.freeze(),
+            }))
         })
         .await;
         let outcome = match result {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) => Err(UpstreamFailure::Unreachable(transport_text(&e))),
-            Ok(Ok(reply)) => Ok(reply),
+            Ok(Ok(Err(status))) => {
+                let e = UpstreamError::bad_response(
+                    &self.upstream,
+                    status,
+                    format!(
+                        "the answer is longer than limits.max_upstream_body_bytes = {}",
+                        self.max_body
+                    ),
+                    b"",
+                );
+                self.record_error(&e);
+                return Err(e);
+            }
+            Ok(Ok(Ok(reply))) => Ok(reply),
         };
         match outcome {
             Ok(reply) => {

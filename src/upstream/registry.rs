@@ -9,7 +9,7 @@ use super::{
     vapi, vsphere,
 };
 use crate::{
-    config::{Config, ConfigError, KindConfig, UpstreamConfig, UpstreamKind},
+    config::{Config, ConfigError, KindConfig, LimitsConfig, UpstreamConfig, UpstreamKind},
     error::{GatewayError, Reason, Result},
     names::{UpstreamRef, upstream_name},
     proto,
@@ -36,8 +36,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(cfg: &UpstreamConfig) -> Result<Self, ConfigError> {
-        let http = http::HttpClient::new(cfg)?;
+    fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Self, ConfigError> {
+        let http = http::HttpClient::new(cfg, limits.max_upstream_body_bytes)?;
         let mut tasks: Option<Arc<dyn TaskSource>> = None;
         let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
         let session = match &cfg.kind {
@@ -136,7 +136,7 @@ impl Registry {
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
         let mut upstreams = BTreeMap::new();
         for u in &cfg.upstreams {
-            upstreams.insert(u.name.clone(), Arc::new(Upstream::new(u)?));
+            upstreams.insert(u.name.clone(), Arc::new(Upstream::new(u, &cfg.limits)?));
         }
         Ok(Self { upstreams })
     }

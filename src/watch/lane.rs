@@ -149,10 +149,14 @@ impl<R: Resource> Lane<R> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins the poller of `id` (starting it if there is none) with this watcher's floor.
-    pub(crate) fn join(self: &Arc<Self>, id: &str, floor: Duration) -> Membership<R> {
+    /// Joins the poller of `id` (starting it if there is none) with this watcher's floor;
+    /// `None` when a new poller would pass `settings.max_pollers`.
+    pub(crate) fn join(self: &Arc<Self>, id: &str, floor: Duration) -> Option<Membership<R>> {
         let now = Instant::now();
         let mut st = self.lock();
+        if st.entries.len() >= self.settings.max_pollers && !st.entries.contains_key(id) {
+            return None;
+        }
         let epoch = st.next_epoch;
         st.next_epoch += 1;
         let entry = st.entries.entry(id.to_string()).or_insert_with(|| Entry {
@@ -190,7 +194,7 @@ impl<R: Resource> Lane<R> {
         } else {
             self.wake.notify_one();
         }
-        membership
+        Some(membership)
     }
 
     fn leave(&self, id: &str, epoch: u64, floor: Duration) {

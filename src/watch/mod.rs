@@ -34,8 +34,8 @@ use self::{
     schedule::Settings,
 };
 use crate::{
-    config::WatchConfig,
-    error::{GatewayError, Result, UpstreamError, UpstreamFailure},
+    config::{LimitsConfig, WatchConfig},
+    error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure},
     proto,
 };
 
@@ -82,8 +82,11 @@ pub struct WatchEngine {
 }
 
 impl WatchEngine {
-    pub fn new(cfg: &WatchConfig) -> Self {
-        let settings = Arc::new(Settings::from(cfg));
+    pub fn new(cfg: &WatchConfig, limits: &LimitsConfig) -> Self {
+        let settings = Arc::new(Settings {
+            max_pollers: limits.max_pollers_per_upstream,
+            ..Settings::from(cfg)
+        });
         WatchEngine {
             tasks: Engine::new(settings.clone()),
             runspaces: Engine::new(settings.clone()),
@@ -124,9 +127,22 @@ impl<R: Resource> Engine<R> {
             .clone()
     }
 
-    fn join(&self, target: &Target<R>, min_poll_interval: Option<Duration>) -> Membership<R> {
-        self.lane(target)
-            .join(&target.id, self.settings.floor(min_poll_interval))
+    fn join(
+        &self,
+        target: &Target<R>,
+        min_poll_interval: Option<Duration>,
+    ) -> Result<Membership<R>> {
+        let floor = self.settings.floor(min_poll_interval);
+        self.lane(target).join(&target.id, floor).ok_or_else(|| {
+            GatewayError::refused(
+                Reason::LimitReached,
+                Some(&target.upstream),
+                format!(
+                    "{} pollers of upstream '{}' run already: the gateway's limit limits.max_pollers_per_upstream is reached",
+                    self.settings.max_pollers, target.upstream
+                ),
+            )
+        })
     }
 
     /// A state read outside the engine (a GetTask, a cancel's read-back) for the pollers of
@@ -161,10 +177,10 @@ impl<R: Resource> Engine<R> {
         opts: WatchOptions,
         stopping: watch::Receiver<bool>,
         project: impl Fn(&R) -> R + Send + Sync + 'static,
-    ) -> Watch<R> {
+    ) -> Result<Watch<R>> {
         let heartbeat = self.settings.heartbeat(opts.heartbeat_interval);
-        Watch {
-            membership: self.join(&target, opts.min_poll_interval),
+        Ok(Watch {
+            membership: self.join(&target, opts.min_poll_interval)?,
             project: Box::new(project),
             heartbeat,
             deadline: opts.deadline,
@@ -173,7 +189,7 @@ impl<R: Resource> Engine<R> {
             last: None,
             last_sent: Instant::now(),
             ended: false,
-        }
+        })
     }
 
     /// Waits until the resource reaches a final state or `until`, sharing its poller, and
@@ -185,7 +201,7 @@ impl<R: Resource> Engine<R> {
         until: Instant,
         mut stopping: watch::Receiver<bool>,
     ) -> Result<Option<R>> {
-        let mut membership = self.join(&target, None);
+        let mut membership = self.join(&target, None)?;
         loop {
             match membership.current() {
                 Observed::Seen { value, .. } if value.is_final() => {

@@ -26,6 +26,8 @@ pub struct Settings {
     pub retry_budget: u32,
     pub max_polls_per_second: u32,
     pub heartbeat_default: Option<Duration>,
+    /// Resources polled at once per upstream (`limits.max_pollers_per_upstream`).
+    pub max_pollers: usize,
 }
 
 impl From<&WatchConfig> for Settings {
@@ -39,6 +41,7 @@ impl From<&WatchConfig> for Settings {
             retry_budget: c.retry_budget,
             max_polls_per_second: c.max_polls_per_second.max(1),
             heartbeat_default: Some(c.heartbeat_default).filter(|d| !d.is_zero()),
+            max_pollers: crate::config::LimitsConfig::default().max_pollers_per_upstream,
         }
     }
 }
@@ -161,6 +164,7 @@ mod tests {
             retry_budget: 5,
             max_polls_per_second: 50,
             heartbeat_default: Some(Duration::from_secs(15)),
+            max_pollers: 100,
         }
     }
 

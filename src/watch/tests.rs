@@ -157,6 +157,7 @@ fn settings() -> Settings {
         retry_budget: 2,
         max_polls_per_second: 1000,
         heartbeat_default: None,
+        max_pollers: 1000,
     }
 }
 
@@ -204,7 +205,9 @@ impl<R: Resource> Rig<R> {
 
     fn watch_with(&self, id: &str, options: WatchOptions) -> Watch<R> {
         let (target, stopping) = (target(&self.fake, id), self.stopping());
-        self.engine.watch(target, options, stopping, Clone::clone)
+        self.engine
+            .watch(target, options, stopping, Clone::clone)
+            .expect("under the poller limit")
     }
 
     /// Waits for `id` until `after` from now.
@@ -463,6 +466,27 @@ async fn a_batch_refused_as_a_whole_is_split() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn pollers_are_bounded_per_upstream_and_more_watchers_of_one_resource_are_free() {
+    let rig = tasks_rig(
+        10,
+        3,
+        Settings {
+            max_pollers: 2,
+            ..settings()
+        },
+    );
+    let (_a, _b) = (rig.watch("t0"), rig.watch("t1"));
+    let _again = rig.watch("t0");
+    let target = target(&rig.fake, "t2");
+    let refused = rig
+        .engine
+        .watch(target, opts(None, None), rig.stopping(), Clone::clone);
+    let e = refused.err().expect("a third poller is refused");
+    assert_eq!(e.reason(), crate::error::Reason::LimitReached);
+    assert!(e.to_string().contains("max_pollers_per_upstream"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn heartbeat_repeats_the_current_state_after_quiet_time() {
     let rig = one_task();
     let mut w = rig.watch_with("t1", opts(None, Some(2000)));
@@ -572,7 +596,10 @@ async fn equal_states_after_the_view_are_not_sent_twice() {
         ..Default::default()
     };
     let (t1, stopping) = (target(&rig.fake, "t1"), rig.stopping());
-    let mut w = rig.engine.watch(t1, opts(None, None), stopping, only_done);
+    let mut w = rig
+        .engine
+        .watch(t1, opts(None, None), stopping, only_done)
+        .expect("under the poller limit");
     next(&mut w).await;
     rig.fake.put(task("t1", 50, false));
     tokio::time::sleep(Duration::from_millis(500)).await;
