@@ -247,6 +247,12 @@ pub struct UpstreamConfig {
     /// Timeout of one upstream HTTP request.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Consecutive failures (no answer, request timeout, 502/503/504) that open the circuit.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before one probe may try again.
+    #[serde(default = "default_breaker_open_for", with = "humantime_serde")]
+    pub breaker_open_for: Duration,
     /// `kind = "..."` and the settings only that kind has. Unknown keys land here, so a key
     /// of another kind (or a typo) is refused by name.
     #[serde(flatten)]
@@ -368,6 +374,14 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_open_for() -> Duration {
+    Duration::from_secs(10)
+}
+
 impl UpstreamConfig {
     /// A minimal upstream with a password, as `demo` and tests build them.
     pub fn new(name: &str, kind: UpstreamKind, url: &str, username: &str, password: &str) -> Self {
@@ -381,6 +395,8 @@ impl UpstreamConfig {
             ca_file: None,
             insecure: false,
             request_timeout: default_request_timeout(),
+            breaker_failures: default_breaker_failures(),
+            breaker_open_for: default_breaker_open_for(),
             kind: KindConfig::new(kind),
         }
     }

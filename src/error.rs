@@ -69,6 +69,8 @@ pub enum UpstreamFailure {
     /// No request sent: the service account's login was refused and is backing off;
     /// `refused` says how it was refused.
     LoginBackoff { refused: String },
+    /// No request sent: the upstream's circuit breaker is open after consecutive failures.
+    CircuitOpen,
 }
 
 /// An upstream outcome, with the configured upstream name and the HTTP status where one came.
@@ -125,6 +127,7 @@ impl UpstreamError {
                 | Reason::UpstreamTimeout
                 | Reason::UpstreamRateLimited
                 | Reason::UpstreamResourceExhausted
+                | Reason::UpstreamCircuitOpen
         )
     }
 
@@ -141,6 +144,7 @@ impl UpstreamError {
             UpstreamFailure::Timeout => Reason::UpstreamTimeout,
             UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
             UpstreamFailure::LoginBackoff { .. } => Reason::LoginBackoff,
+            UpstreamFailure::CircuitOpen => Reason::UpstreamCircuitOpen,
             UpstreamFailure::Api { reason, .. } => {
                 let status = self.http_status.unwrap_or(500);
                 match status {
@@ -166,6 +170,7 @@ impl UpstreamError {
             UpstreamFailure::LoginBackoff { refused } => {
                 format!("login refused ({refused}), backing off")
             }
+            UpstreamFailure::CircuitOpen => "circuit open after consecutive failures".into(),
             UpstreamFailure::Api { reason, .. } => format!(
                 "HTTP {} {}",
                 self.http_status.unwrap_or_default(),
@@ -194,6 +199,11 @@ impl UpstreamError {
             ),
             UpstreamFailure::LoginBackoff { refused } => format!(
                 "the service account's login to upstream '{}' was refused ({refused}); the gateway waits {}s before trying again (fix the credentials, or rotate the secret file)",
+                self.upstream,
+                self.retry_after.map_or(0, |d| d.as_secs().max(1))
+            ),
+            UpstreamFailure::CircuitOpen => format!(
+                "upstream '{}' failed too often in a row: the gateway sends it nothing for {}s (circuit open)",
                 self.upstream,
                 self.retry_after.map_or(0, |d| d.as_secs().max(1))
             ),

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, header::HeaderMap};
 use tokio::time::Instant;
 
+use super::breaker::{Admit, Breaker, BreakerSettings};
 use crate::{
     call,
     config::{ConfigError, UpstreamConfig},
@@ -61,6 +62,7 @@ pub struct HttpClient {
     timeout: Duration,
     /// Largest answer body read; a longer one is a bad response, never held whole.
     max_body: usize,
+    breaker: Breaker,
     health: Mutex<Health>,
 }
 
@@ -107,6 +109,7 @@ impl HttpClient {
             upstream: cfg.name.clone(),
             timeout: cfg.request_timeout,
             max_body,
+            breaker: Breaker::new(breaker_settings(cfg)?),
             health: Mutex::new(Health::default()),
         }))
     }
@@ -143,8 +146,35 @@ impl HttpClient {
         );
     }
 
-    /// Sends the request within the request timeout and the caller's deadline.
+    /// Sends the request within the request timeout and the caller's deadline, unless the
+    /// upstream's circuit breaker is open.
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+        if let Admit::Refuse(wait) = self.breaker.admit() {
+            let mut e = UpstreamError::new(&self.upstream, None, UpstreamFailure::CircuitOpen);
+            e.retry_after = Some(wait);
+            self.record(false, e.to_short_text());
+            return Err(e);
+        }
+        // A timeout the caller's own deadline set says nothing of the upstream.
+        let caller_bound = call::current_deadline()
+            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.timeout);
+        let result = self.send_admitted(rb).await;
+        let caller_cut = caller_bound
+            && matches!(&result, Err(e) if matches!(e.failure, UpstreamFailure::Timeout));
+        if !caller_cut {
+            let healthy = match &result {
+                Ok(reply) => !matches!(reply.status, 502..=504),
+                Err(e) => !matches!(
+                    e.failure,
+                    UpstreamFailure::Unreachable(_) | UpstreamFailure::Timeout
+                ),
+            };
+            self.breaker.record(healthy);
+        }
+        result
+    }
+
+    async fn send_admitted(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
         let mut timeout = self.timeout;
         if let Some(deadline) = call::current_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -211,6 +241,16 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// The breaker settings of one upstream, or the key that is wrong.
+fn breaker_settings(cfg: &UpstreamConfig) -> Result<BreakerSettings, ConfigError> {
+    BreakerSettings::new(cfg.breaker_failures, cfg.breaker_open_for).ok_or_else(|| {
+        ConfigError::new(
+            format!("upstreams.{}.breaker_failures", cfg.name),
+            "must be at least 1, with breaker_open_for more than 0",
+        )
+    })
 }
 
 /// The innermost cause of a transport error: the part a human can act on.

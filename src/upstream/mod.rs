@@ -1,6 +1,7 @@
 //! The REST side: one adapter per upstream kind behind small traits ([`source`]), and the
 //! registry of configured upstreams by name ([`registry`]).
 
+pub mod breaker;
 pub mod cloud_director;
 pub mod http;
 pub mod json;
