@@ -18,21 +18,18 @@ fn limited(err: &Status, key: &str) {
     assert!(err.message().contains(key), "{err:?}");
 }
 
-async fn with_limits(limits: LimitsConfig) -> Env {
+/// Every simulated upstream, with the default limits but what `set` changes.
+async fn with_limits(set: impl FnOnce(&mut LimitsConfig)) -> Env {
     Env::start_full(sim_options(), move |cfg, sim| {
         cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None);
-        cfg.limits = limits;
+        set(&mut cfg.limits);
     })
     .await
 }
 
 #[tokio::test]
 async fn watch_streams_are_bounded_and_a_closed_one_frees_its_slot() {
-    let env = with_limits(LimitsConfig {
-        max_watch_streams: 1,
-        ..LimitsConfig::default()
-    })
-    .await;
+    let env = with_limits(|l| l.max_watch_streams = 1).await;
     let name = env.add(running_for(3600));
     let first = env.tasks().watch_task(watch_req_of(&name)).await.unwrap();
     let err = env
@@ -56,11 +53,7 @@ async fn watch_streams_are_bounded_and_a_closed_one_frees_its_slot() {
 
 #[tokio::test]
 async fn task_id_filters_are_bounded() {
-    let env = with_limits(LimitsConfig {
-        max_task_ids: 3,
-        ..LimitsConfig::default()
-    })
-    .await;
+    let env = with_limits(|l| l.max_task_ids = 3).await;
     let filter = TaskFilter {
         task_ids: (0..4).map(|i| format!("t{i}")).collect(),
         ..Default::default()
@@ -79,11 +72,7 @@ async fn task_id_filters_are_bounded() {
 
 #[tokio::test]
 async fn remembered_request_ids_are_bounded_without_evicting_one_early() {
-    let env = with_limits(LimitsConfig {
-        max_request_ids: 1,
-        ..LimitsConfig::default()
-    })
-    .await;
+    let env = with_limits(|l| l.max_request_ids = 1).await;
     let mut c = RunspaceServiceClient::new(env.channel.clone());
     let create = |id: &str| CreateRunspaceRequest {
         parent: "upstreams/srs1".into(),
@@ -100,11 +89,7 @@ async fn remembered_request_ids_are_bounded_without_evicting_one_early() {
 
 #[tokio::test]
 async fn upstream_answers_are_read_up_to_a_bound() {
-    let env = with_limits(LimitsConfig {
-        max_upstream_body_bytes: 100,
-        ..LimitsConfig::default()
-    })
-    .await;
+    let env = with_limits(|l| l.max_upstream_body_bytes = 100).await;
     let name = env.add(running_for(3600));
     let err = env.get_task(&name).await.unwrap_err();
     assert_error(&err, Code::Internal, "UPSTREAM_BAD_RESPONSE");

@@ -89,6 +89,15 @@ async fn event(s: &mut Streaming<TaskEvent>) -> TaskEvent {
     }
 }
 
+/// A watch of `name` with the shortest heartbeat the contract allows, one a second.
+async fn open_beating_every_second(env: &Env, name: &str) -> Streaming<TaskEvent> {
+    let req = WatchTaskRequest {
+        heartbeat_interval: Some(dur(1000)),
+        ..watch_req(name)
+    };
+    open(env, req).await
+}
+
 /// A watch of `name` whose first message, a snapshot, has been read.
 async fn watch_past_snapshot(env: &Env, name: &str) -> Streaming<TaskEvent> {
     let mut s = open(env, watch_req(name)).await;
@@ -289,15 +298,7 @@ async fn five_hundred_watched_tasks_cost_one_list_request_per_round() {
 async fn heartbeat_repeats_the_task_when_nothing_changes() {
     let env = start().await;
     let name = env.add(running_for(100));
-    let mut s = open(
-        &env,
-        WatchTaskRequest {
-            // The shortest heartbeat the contract allows.
-            heartbeat_interval: Some(dur(1000)),
-            ..watch_req(&name)
-        },
-    )
-    .await;
+    let mut s = open_beating_every_second(&env, &name).await;
     let first = event(&mut s).await;
     let beat = event(&mut s).await;
     assert_eq!(beat.r#type(), EventType::Heartbeat);
@@ -395,14 +396,7 @@ async fn a_watch_hears_the_gateways_own_cancel_before_any_older_heartbeat() {
     })
     .await;
     let name = env.add(running_for(3600).cancelable());
-    let mut s = open(
-        &env,
-        WatchTaskRequest {
-            heartbeat_interval: Some(dur(1000)),
-            ..watch_req(&name)
-        },
-    )
-    .await;
+    let mut s = open_beating_every_second(&env, &name).await;
     assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
     let cancelled = env.cancel_task(&name).await.expect("cancel");
     assert_eq!(cancelled.state(), TaskState::Cancelled);
