@@ -247,6 +247,14 @@ pub struct UpstreamConfig {
     /// Timeout of one upstream HTTP request.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Times a read (GET, a list) is tried again after a transient failure (5xx, 429, no
+    /// answer); never a cancel or a create.
+    #[serde(default = "default_read_retries")]
+    pub read_retries: u32,
+    /// The retry budget: retries may add at most this fraction to the upstream's reads
+    /// (plus a small reserve), so retries never multiply an outage's load.
+    #[serde(default = "default_read_retry_ratio")]
+    pub read_retry_ratio: f64,
     /// Consecutive failures (no answer, request timeout, 502/503/504) that open the circuit.
     #[serde(default = "default_breaker_failures")]
     pub breaker_failures: u32,
@@ -374,6 +382,14 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_read_retries() -> u32 {
+    2
+}
+
+fn default_read_retry_ratio() -> f64 {
+    0.2
+}
+
 fn default_breaker_failures() -> u32 {
     5
 }
@@ -395,6 +411,8 @@ impl UpstreamConfig {
             ca_file: None,
             insecure: false,
             request_timeout: default_request_timeout(),
+            read_retries: default_read_retries(),
+            read_retry_ratio: default_read_retry_ratio(),
             breaker_failures: default_breaker_failures(),
             breaker_open_for: default_breaker_open_for(),
             kind: KindConfig::new(kind),
@@ -634,6 +652,15 @@ impl Config {
                         format!("{} is not a readable file", ca.display()),
                     ));
                 }
+            }
+            if !(u.read_retry_ratio.is_finite() && (0.0..=1.0).contains(&u.read_retry_ratio)) {
+                return Err(ConfigError::new(
+                    key("read_retry_ratio"),
+                    format!(
+                        "{} must be a fraction between 0.0 and 1.0",
+                        u.read_retry_ratio
+                    ),
+                ));
             }
             if u.request_timeout.is_zero() {
                 return Err(ConfigError::new(

@@ -97,7 +97,7 @@ pub fn session(
         refresh_token,
         parse_error,
     };
-    Session::new(http, flow, user, password_of(cfg))
+    Session::new(http, flow, cfg, user, password_of(cfg))
 }
 
 /// The Cloud Director error object (legacy `/api` and cloudapi share these fields).
@@ -512,7 +512,7 @@ impl CloudDirector {
         }
         let reply = self
             .session
-            .call(Method::GET, "/api/query", |rb| rb.query(&query))
+            .read(Method::GET, "/api/query", |rb| rb.query(&query))
             .await?;
         let body =
             serde_json::from_value(self.session.json(&reply, "query result")?).map_err(|e| {
@@ -603,7 +603,7 @@ impl CloudDirector {
 
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
         let path = format!("/api/task/{}", path_segment(bare_id(id)));
-        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
         let raw = self.session.json(&reply, "task")?;
         Ok(task_from_json(Answer {
             upstream: self.upstream(),

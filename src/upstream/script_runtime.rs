@@ -157,7 +157,7 @@ impl ScriptRuntime {
 
     async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
         let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
         Ok(convert(
             self.upstream(),
             self.session.json(&reply, "runspace")?,
@@ -166,7 +166,7 @@ impl ScriptRuntime {
     }
 
     async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
-        let reply = self.session.call(Method::GET, RUNSPACES, |rb| rb).await?;
+        let reply = self.session.read(Method::GET, RUNSPACES, |rb| rb).await?;
         let Json::Array(items) = self.session.json(&reply, "runspace list")? else {
             return Err(UpstreamError::bad_response(
                 self.upstream(),

@@ -26,7 +26,7 @@ use super::http::{HttpClient, Reply};
 use crate::{
     call,
     config::{Secret, UpstreamConfig},
-    error::{UpstreamError, UpstreamFailure, UpstreamMessage},
+    error::{Reason, UpstreamError, UpstreamFailure, UpstreamMessage},
     proto::SessionState,
 };
 
@@ -136,6 +136,46 @@ struct Failed {
     refused: Secret,
 }
 
+/// The first pause before a read is tried again (doubling, with jitter).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Retries the budget allows before any traffic earned them.
+const RETRY_RESERVE: f64 = 10.0;
+
+/// How often reads are tried again, and the budget that keeps retries a fraction of reads.
+struct Retries {
+    attempts: u32,
+    ratio: f64,
+    balance: Mutex<f64>,
+}
+
+impl Retries {
+    fn new(cfg: &UpstreamConfig) -> Self {
+        Retries {
+            attempts: cfg.read_retries,
+            ratio: cfg.read_retry_ratio,
+            balance: Mutex::new(RETRY_RESERVE),
+        }
+    }
+
+    /// A first attempt earns a fraction of a retry.
+    fn deposit(&self) {
+        if let Ok(mut b) = self.balance.lock() {
+            *b = (*b + self.ratio).min(RETRY_RESERVE);
+        }
+    }
+
+    /// Spends one retry, if the budget has one.
+    fn withdraw(&self) -> bool {
+        self.balance.lock().is_ok_and(|mut b| {
+            let ok = *b >= 1.0;
+            if ok {
+                *b -= 1.0;
+            }
+            ok
+        })
+    }
+}
+
 /// The shared session of one upstream.
 pub struct Session {
     http: Arc<HttpClient>,
@@ -153,15 +193,18 @@ pub struct Session {
     logins: AtomicU64,
     /// Itself, to run a login on its own task.
     me: Weak<Session>,
+    retries: Retries,
 }
 
 impl Session {
     pub fn new(
         http: Arc<HttpClient>,
         flow: LoginFlow,
+        cfg: &UpstreamConfig,
         user: String,
         password: Credential,
     ) -> Arc<Self> {
+        let retries = Retries::new(cfg);
         Arc::new_cyclic(|me| Self {
             http,
             flow,
@@ -175,6 +218,7 @@ impl Session {
             state: AtomicU8::new(SessionState::None as u8),
             logins: AtomicU64::new(0),
             me: me.clone(),
+            retries,
         })
     }
 
@@ -185,7 +229,7 @@ impl Session {
         cfg: &UpstreamConfig,
     ) -> Arc<Self> {
         let user = cfg.username.clone().unwrap_or_default();
-        Self::new(http, flow, user, password_of(cfg))
+        Self::new(http, flow, cfg, user, password_of(cfg))
     }
 
     pub fn http(&self) -> &HttpClient {
@@ -256,6 +300,46 @@ impl Session {
         let e = (self.flow.parse_error)(self.http.upstream(), &reply);
         self.http.record_error(&e);
         Err(e)
+    }
+
+    /// Like `call`, for a read the upstream can safely repeat (a GET, a list): after a
+    /// transient failure (5xx, 429, no answer, the request timeout) it is tried again, at
+    /// most `read_retries` times, backing off with jitter, within the caller's deadline and
+    /// while the upstream's retry budget allows.
+    pub async fn read(
+        &self,
+        method: Method,
+        path: &str,
+        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        self.retries.deposit();
+        let mut pause = RETRY_PAUSE;
+        let mut attempt = 0;
+        loop {
+            let result = self.call(method.clone(), path, &customize).await;
+            let Err(e) = &result else { return result };
+            let retryable = matches!(
+                e.reason(),
+                Reason::UpstreamUnavailable
+                    | Reason::UpstreamUnreachable
+                    | Reason::UpstreamTimeout
+                    | Reason::UpstreamRateLimited
+            );
+            let wait = e
+                .retry_after
+                .unwrap_or(pause)
+                .max(pause)
+                .mul_f64(0.5 + fastrand::f64());
+            let in_time = call::current_deadline().is_none_or(|d| Instant::now() + wait < d);
+            if !(retryable && attempt < self.retries.attempts && in_time && self.retries.withdraw())
+            {
+                return result;
+            }
+            tracing::debug!(upstream = %self.http.upstream(), path, error = %e.to_short_text(), "read retried");
+            tokio::time::sleep(wait).await;
+            pause *= 2;
+            attempt += 1;
+        }
     }
 
     /// The body of an answer as JSON; `what` names it in the error when it is not JSON.

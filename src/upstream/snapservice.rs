@@ -35,7 +35,7 @@ impl Dialect for SnapserviceTasks {
         query.extend(statuses.iter().map(|v| ("status", *v)));
         query.extend(filter.users.iter().map(|v| ("users", v.as_str())));
         session
-            .call(Method::GET, SnapserviceTasks::TASKS_PATH, |rb| {
+            .read(Method::GET, SnapserviceTasks::TASKS_PATH, |rb| {
                 rb.query(&query)
             })
             .await

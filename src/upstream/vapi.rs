@@ -139,7 +139,7 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
         async move {
             let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
-            let reply = self.session.call(Method::GET, &path, |rb| rb).await?;
+            let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
             let body = self.session.json(&reply, "task")?;
             Ok(task_from_info(
                 self.upstream(),

@@ -38,7 +38,8 @@ impl Dialect for CisTasks {
             "result_spec": {"return_all": false, "exclude_result": false},
         });
         session
-            .call(Method::POST, CisTasks::TASKS_PATH, |rb| {
+            // A list is a read, though vAPI sends it as a POST.
+            .read(Method::POST, CisTasks::TASKS_PATH, |rb| {
                 rb.query(&[("action", "list")]).json(&body)
             })
             .await

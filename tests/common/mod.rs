@@ -45,15 +45,22 @@ pub fn config_for(sim: &Simulator) -> Config {
             shutdown_grace: Duration::from_secs(2),
             ..ServerConfig::default()
         },
-        upstreams: vec![UpstreamConfig::new(
+        upstreams: vec![without_read_retries(UpstreamConfig::new(
             "vc1",
             UpstreamKind::Vsphere,
             &sim.vcenter.url(),
             sim.vcenter.username(),
             sim.vcenter.password(),
-        )],
+        ))],
         ..Config::default()
     }
+}
+
+/// Tests inject one failure and read the error it makes: reads are not tried again here
+/// (`tests/retries.rs` turns them on).
+pub fn without_read_retries(mut up: UpstreamConfig) -> UpstreamConfig {
+    up.read_retries = 0;
+    up
 }
 
 impl Env {
@@ -69,6 +76,9 @@ impl Env {
     pub async fn start_all() -> Env {
         Env::start_full(sim_options(), |cfg, sim| {
             cfg.upstreams = vmware_grpc_gateway::demo::upstreams(sim, None)
+                .into_iter()
+                .map(without_read_retries)
+                .collect()
         })
         .await
     }
