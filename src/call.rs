@@ -18,9 +18,10 @@ pub struct Call {
 
 impl Call {
     pub fn from_metadata(metadata: &MetadataMap) -> Call {
+        let timeout = call_timeout(metadata);
         Call {
-            timeout: call_timeout(metadata),
-            deadline: deadline(metadata),
+            timeout,
+            deadline: timeout.and_then(deadline_after),
         }
     }
 }
@@ -48,9 +49,13 @@ pub fn current_deadline() -> Option<Instant> {
 /// The call's deadline from its `grpc-timeout` header, less a small margin so the gateway
 /// answers DEADLINE_EXCEEDED itself (with ErrorInfo) before the transport cancels the call.
 pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
-    let d = call_timeout(metadata)?;
-    let margin = (d / 10).min(Duration::from_millis(50));
-    Instant::now().checked_add(d - margin)
+    call_timeout(metadata).and_then(deadline_after)
+}
+
+/// The deadline of a call of `timeout` starting now, less the margin.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    let margin = (timeout / 10).min(Duration::from_millis(50));
+    Instant::now().checked_add(timeout - margin)
 }
 
 /// The call's whole time from its `grpc-timeout` header (`<digits><unit>`, unit one of

@@ -331,6 +331,15 @@ impl GatewayError {
         }
     }
 
+    /// RESOURCE_EXHAUSTED (LIMIT_REACHED): `what` passed the `[limits]` key `key` = `max`.
+    pub fn limit_reached(key: &str, max: usize, what: &str, upstream: Option<&str>) -> Self {
+        GatewayError::refused(
+            Reason::LimitReached,
+            upstream,
+            format!("{what}: the gateway's limit limits.{key} = {max} is reached"),
+        )
+    }
+
     /// Why, from the closed set.
     pub fn reason(&self) -> Reason {
         match self {

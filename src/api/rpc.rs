@@ -34,11 +34,7 @@ pub struct Shared {
 
 /// RESOURCE_EXHAUSTED (LIMIT_REACHED) naming the limit `key` of `[limits]`.
 pub fn limit_reached(key: &str, max: usize, what: &str) -> GatewayError {
-    GatewayError::refused(
-        Reason::LimitReached,
-        None,
-        format!("{what}: the gateway's limit limits.{key} = {max} is reached"),
-    )
+    GatewayError::limit_reached(key, max, what, None)
 }
 
 /// Runs one unary RPC: the caller's deadline bounds every upstream request, and the error

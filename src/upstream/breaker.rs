@@ -39,12 +39,29 @@ pub struct Breaker {
     state: Mutex<State>,
 }
 
-/// Whether a request may go, as the breaker decides it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admit {
-    Go,
-    /// Open: try again after this long.
-    Refuse(Duration),
+/// Leave to send one request. Its outcome goes back through [`Ticket::record`]; a ticket
+/// dropped unrecorded (the caller went away, or its own deadline cut the request) counts
+/// as neither, so a half-open probe never stays taken.
+#[must_use]
+pub struct Ticket<'a> {
+    breaker: &'a Breaker,
+    recorded: bool,
+}
+
+impl Ticket<'_> {
+    /// How the request went: `true` for any answer but a 502/503/504.
+    pub fn record(mut self, healthy: bool) {
+        self.recorded = true;
+        self.breaker.record(healthy);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.lock().probing = false;
+        }
+    }
 }
 
 impl Breaker {
@@ -59,25 +76,26 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks to send one request.
-    pub fn admit(&self) -> Admit {
+    /// Asks to send one request: a ticket, or how long the open circuit still refuses.
+    pub fn admit(&self) -> Result<Ticket<'_>, Duration> {
         let mut st = self.lock();
-        let Some(until) = st.open_until else {
-            return Admit::Go;
-        };
-        let now = Instant::now();
-        if now < until {
-            return Admit::Refuse(until - now);
+        if let Some(until) = st.open_until {
+            let now = Instant::now();
+            if now < until {
+                return Err(until - now);
+            }
+            if st.probing {
+                return Err(self.settings.open_for.min(Duration::from_secs(1)));
+            }
+            st.probing = true;
         }
-        if st.probing {
-            return Admit::Refuse(self.settings.open_for.min(Duration::from_secs(1)));
-        }
-        st.probing = true;
-        Admit::Go
+        Ok(Ticket {
+            breaker: self,
+            recorded: false,
+        })
     }
 
-    /// Records how an admitted request went: `true` for any answer but a 502/503/504.
-    pub fn record(&self, healthy: bool) {
+    fn record(&self, healthy: bool) {
         let mut st = self.lock();
         if healthy {
             *st = State::default();
@@ -91,7 +109,8 @@ impl Breaker {
     }
 
     /// True while calls are refused.
-    pub fn is_open(&self) -> bool {
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
         self.lock().open_until.is_some_and(|u| Instant::now() < u)
     }
 }
@@ -108,20 +127,18 @@ mod tests {
     async fn it_opens_after_consecutive_failures_and_a_probe_closes_it() {
         let b = breaker();
         for _ in 0..2 {
-            assert_eq!(b.admit(), Admit::Go);
-            b.record(false);
+            b.admit().expect("closed").record(false);
         }
-        b.record(true);
+        b.admit().expect("closed").record(true);
         for _ in 0..3 {
-            assert_eq!(b.admit(), Admit::Go);
-            b.record(false);
+            b.admit().expect("closed").record(false);
         }
-        assert!(matches!(b.admit(), Admit::Refuse(d) if d <= Duration::from_secs(10)));
+        assert!(matches!(b.admit(), Err(d) if d <= Duration::from_secs(10)));
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(b.admit(), Admit::Go, "one probe");
-        assert!(matches!(b.admit(), Admit::Refuse(_)), "only one");
-        b.record(true);
-        assert_eq!(b.admit(), Admit::Go);
+        let probe = b.admit().expect("one probe");
+        assert!(b.admit().is_err(), "only one");
+        probe.record(true);
+        assert!(b.admit().is_ok());
         assert!(!b.is_open());
     }
 
@@ -129,13 +146,15 @@ mod tests {
     async fn a_failed_probe_reopens_it() {
         let b = breaker();
         for _ in 0..3 {
-            b.admit();
-            b.record(false);
+            b.admit().expect("closed").record(false);
         }
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(b.admit(), Admit::Go);
-        b.record(false);
+        b.admit().expect("a probe").record(false);
         assert!(b.is_open());
+        // A probe that never reports (its caller went away) frees the way for the next.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        drop(b.admit().expect("a probe"));
+        assert!(b.admit().is_ok(), "the next probe may go");
         assert!(BreakerSettings::new(0, Duration::from_secs(1)).is_none());
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, header::HeaderMap};
 use tokio::time::Instant;
 
-use super::breaker::{Admit, Breaker, BreakerSettings};
+use super::breaker::{Breaker, BreakerSettings};
 use crate::{
     call,
     config::{ConfigError, UpstreamConfig},
@@ -149,12 +149,15 @@ impl HttpClient {
     /// Sends the request within the request timeout and the caller's deadline, unless the
     /// upstream's circuit breaker is open.
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
-        if let Admit::Refuse(wait) = self.breaker.admit() {
-            let mut e = UpstreamError::new(&self.upstream, None, UpstreamFailure::CircuitOpen);
-            e.retry_after = Some(wait);
-            self.record(false, e.to_short_text());
-            return Err(e);
-        }
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(wait) => {
+                let mut e = UpstreamError::new(&self.upstream, None, UpstreamFailure::CircuitOpen);
+                e.retry_after = Some(wait);
+                self.record(false, e.to_short_text());
+                return Err(e);
+            }
+        };
         // A timeout the caller's own deadline set says nothing of the upstream.
         let caller_bound = call::current_deadline()
             .is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.timeout);
@@ -169,7 +172,7 @@ impl HttpClient {
                     UpstreamFailure::Unreachable(_) | UpstreamFailure::Timeout
                 ),
             };
-            self.breaker.record(healthy);
+            ticket.record(healthy);
         }
         result
     }

@@ -138,6 +138,9 @@ struct Failed {
 
 /// The first pause before a read is tried again (doubling, with jitter).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest a read waits before trying again; an upstream asking for more (Retry-After)
+/// gets its answer passed on, with RetryInfo, instead of a caller or poller held that long.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 /// Retries the budget allows before any traffic earned them.
 const RETRY_RESERVE: f64 = 10.0;
 
@@ -330,7 +333,8 @@ impl Session {
                 .unwrap_or(pause)
                 .max(pause)
                 .mul_f64(0.5 + fastrand::f64());
-            let in_time = call::current_deadline().is_none_or(|d| Instant::now() + wait < d);
+            let in_time = wait <= MAX_RETRY_WAIT
+                && call::current_deadline().is_none_or(|d| Instant::now() + wait < d);
             if !(retryable && attempt < self.retries.attempts && in_time && self.retries.withdraw())
             {
                 return result;

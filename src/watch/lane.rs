@@ -444,9 +444,12 @@ async fn drive<R: Resource>(lane: Arc<Lane<R>>) {
 fn refused_as_a_whole(e: &GatewayError) -> bool {
     match e {
         GatewayError::Upstream(u) => {
-            u.upstream_reason() == Some("RESOURCE_INACCESSIBLE")
-                || !(u.is_transient() || u.reason() == Reason::UpstreamLoginFailed)
-                    && u.reason() != Reason::LoginBackoff
+            let outage = u.is_transient()
+                || matches!(
+                    u.reason(),
+                    Reason::UpstreamLoginFailed | Reason::LoginBackoff
+                );
+            u.upstream_reason() == Some("RESOURCE_INACCESSIBLE") || !outage
         }
         _ => true,
     }

@@ -35,7 +35,7 @@ use self::{
 };
 use crate::{
     config::{LimitsConfig, WatchConfig},
-    error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure},
+    error::{GatewayError, Result, UpstreamError, UpstreamFailure},
     proto,
 };
 
@@ -134,13 +134,13 @@ impl<R: Resource> Engine<R> {
     ) -> Result<Membership<R>> {
         let floor = self.settings.floor(min_poll_interval);
         self.lane(target).join(&target.id, floor).ok_or_else(|| {
-            GatewayError::refused(
-                Reason::LimitReached,
+            let what = format!("pollers of upstream '{}'", target.upstream);
+            let max = self.settings.max_pollers;
+            GatewayError::limit_reached(
+                "max_pollers_per_upstream",
+                max,
+                &what,
                 Some(&target.upstream),
-                format!(
-                    "{} pollers of upstream '{}' run already: the gateway's limit limits.max_pollers_per_upstream is reached",
-                    self.settings.max_pollers, target.upstream
-                ),
             )
         })
     }
