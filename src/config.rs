@@ -117,6 +117,9 @@ impl Default for ServerConfig {
 pub struct LimitsConfig {
     /// Open WatchTask and WatchRunspace streams, in all.
     pub max_watch_streams: usize,
+    /// Open watch streams of one caller connection (below `server.max_concurrent_streams`,
+    /// so a caller meets this named limit before HTTP/2's anonymous REFUSED_STREAM).
+    pub max_watch_streams_per_connection: usize,
     /// Resources polled at once per upstream (one poller serves every watcher of a resource).
     pub max_pollers_per_upstream: usize,
     /// `task_ids` in one ListTasks filter.
@@ -125,16 +128,46 @@ pub struct LimitsConfig {
     pub max_request_ids: usize,
     /// Largest upstream answer body read, in bytes.
     pub max_upstream_body_bytes: usize,
+    /// HTTP requests in flight to one upstream (and so its most connections); more wait
+    /// their turn within the caller's deadline (or the request timeout), then are refused.
+    pub max_upstream_requests: usize,
+}
+
+impl LimitsConfig {
+    /// Every limit must let at least one through.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("max_watch_streams", self.max_watch_streams),
+            (
+                "max_watch_streams_per_connection",
+                self.max_watch_streams_per_connection,
+            ),
+            ("max_pollers_per_upstream", self.max_pollers_per_upstream),
+            ("max_task_ids", self.max_task_ids),
+            ("max_request_ids", self.max_request_ids),
+            ("max_upstream_body_bytes", self.max_upstream_body_bytes),
+            ("max_upstream_requests", self.max_upstream_requests),
+        ];
+        match limits.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(ConfigError::new(
+                format!("limits.{key}"),
+                "must be at least 1",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_watch_streams: 20_000,
+            max_watch_streams_per_connection: 1_000,
             max_pollers_per_upstream: 20_000,
             max_task_ids: 1_000,
             max_request_ids: 10_000,
             max_upstream_body_bytes: 16 * 1024 * 1024,
+            max_upstream_requests: 64,
         }
     }
 }
@@ -594,6 +627,7 @@ impl Config {
             ));
         }
         self.watch.validate()?;
+        self.limits.validate()?;
         let mut names = BTreeSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let key = |field: &str| format!("upstreams[{i}].{field}");

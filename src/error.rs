@@ -71,6 +71,9 @@ pub enum UpstreamFailure {
     LoginBackoff { refused: String },
     /// No request sent: the upstream's circuit breaker is open after consecutive failures.
     CircuitOpen,
+    /// No request sent: `max` requests (`limits.max_upstream_requests`) were in flight to
+    /// the upstream and none finished before the call's deadline or the request timeout.
+    Saturated { max: usize },
 }
 
 /// An upstream outcome, with the configured upstream name and the HTTP status where one came.
@@ -128,6 +131,7 @@ impl UpstreamError {
                 | Reason::UpstreamRateLimited
                 | Reason::UpstreamResourceExhausted
                 | Reason::UpstreamCircuitOpen
+                | Reason::LimitReached
         )
     }
 
@@ -145,6 +149,7 @@ impl UpstreamError {
             UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
             UpstreamFailure::LoginBackoff { .. } => Reason::LoginBackoff,
             UpstreamFailure::CircuitOpen => Reason::UpstreamCircuitOpen,
+            UpstreamFailure::Saturated { .. } => Reason::LimitReached,
             UpstreamFailure::Api { reason, .. } => {
                 let status = self.http_status.unwrap_or(500);
                 match status {
@@ -171,6 +176,7 @@ impl UpstreamError {
                 format!("login refused ({refused}), backing off")
             }
             UpstreamFailure::CircuitOpen => "circuit open after consecutive failures".into(),
+            UpstreamFailure::Saturated { max } => format!("{max} requests in flight, queue full"),
             UpstreamFailure::Api { reason, .. } => format!(
                 "HTTP {} {}",
                 self.http_status.unwrap_or_default(),
@@ -206,6 +212,10 @@ impl UpstreamError {
                 "upstream '{}' failed too often in a row: the gateway sends it nothing for {}s (circuit open)",
                 self.upstream,
                 self.retry_after.map_or(0, |d| d.as_secs().max(1))
+            ),
+            UpstreamFailure::Saturated { max } => format!(
+                "{max} requests to upstream '{}' were in flight and none finished in time: the gateway's limit limits.max_upstream_requests = {max} is reached; nothing was sent",
+                self.upstream
             ),
             UpstreamFailure::Api {
                 reason, messages, ..

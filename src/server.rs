@@ -5,16 +5,21 @@
 //! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
 //! "shutting down", the server keeps accepting for `drain_delay` (so probes see
 //! NOT_SERVING), then no new connections are accepted, in-flight unary calls get
-//! `shutdown_grace` to finish, and every upstream session is logged out.
+//! `shutdown_grace` to finish; the calls still running then get UNAVAILABLE SHUTTING_DOWN
+//! (the [`EdgeLayer`]), and every upstream session is logged out.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{rpc_log::RpcLogLayer, runspaces::RunspaceApi, tasks::TaskApi, upstreams::UpstreamApi},
+    api::{
+        edge::EdgeLayer, rpc_log::RpcLogLayer, runspaces::RunspaceApi, tasks::TaskApi,
+        upstreams::UpstreamApi,
+    },
     config::{Config, ConfigError},
     proto::{
         self, runspace_service_server::RunspaceServiceServer,
@@ -39,6 +44,9 @@ pub enum ServeError {
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// How long the answers of calls cut at the end of the grace may take to be written.
+const CUT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The names health reports on, besides the overall "" service.
 pub const SERVICES: [&str; 3] = [
@@ -122,8 +130,13 @@ pub async fn serve_on(
         tokio::time::sleep(drain_delay).await;
         tracing::info!("drain delay over: no new connections");
     };
+    // Fires at the end of the grace: the calls still running answer SHUTTING_DOWN.
+    let cut = CancellationToken::new();
+    let stack = tower::ServiceBuilder::new()
+        .layer(RpcLogLayer)
+        .layer(EdgeLayer::new(cut.clone(), max));
     let server = tonic::transport::Server::builder()
-        .layer(tower::ServiceBuilder::new().layer(RpcLogLayer))
+        .layer(stack)
         .max_concurrent_streams(cfg.server.max_concurrent_streams)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .add_service(health_service)
@@ -134,14 +147,20 @@ pub async fn serve_on(
         .add_service(upstreams)
         .serve_with_incoming_shutdown(incoming(listener), shutdown);
     let grace = cfg.server.shutdown_grace;
+    tokio::pin!(server);
     let result = tokio::select! {
-        r = server => r.map_err(ServeError::from),
+        r = &mut server => r.map_err(ServeError::from),
         _ = async {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(drain_delay + grace).await;
         } => {
-            tracing::warn!(?grace, "grace period over: closing the calls still running");
-            Ok(())
+            tracing::warn!(?grace, "grace period over: the calls still running get SHUTTING_DOWN");
+            cut.cancel();
+            // Their answers are written at once; then whatever is left is closed.
+            match tokio::time::timeout(CUT_FLUSH, &mut server).await {
+                Ok(r) => r.map_err(ServeError::from),
+                Err(_) => Ok(()),
+            }
         }
     };
     registry.logout_all().await;

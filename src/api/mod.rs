@@ -39,13 +39,15 @@ macro_rules! service {
                     let $sreq = request.get_ref();
                     let watch = self.$shandler($sreq, request.metadata());
                     let to_msg = $crate::api::streams::$to_msg;
-                    $crate::api::streams::open(&self.ctx, $sresource, watch, to_msg).await
+                    let peer = request.remote_addr();
+                    $crate::api::streams::open(&self.ctx, peer, $sresource, watch, to_msg).await
                 }
             )*)?
         }
     };
 }
 
+pub mod edge;
 pub mod paging;
 pub mod rpc;
 pub mod rpc_log;

@@ -1,11 +1,7 @@
 //! The pieces every RPC handler uses: the context the services share, running a unary call
 //! in its call context, request-field checks, and lists over one or every upstream.
 
-use std::{
-    future::Future,
-    sync::{Arc, atomic::AtomicUsize},
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tonic::{Response, Status, metadata::MetadataMap};
 
@@ -29,7 +25,7 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub limits: LimitsConfig,
     /// Watch streams open now.
-    pub streams: Arc<AtomicUsize>,
+    pub streams: Arc<super::streams::OpenStreams>,
 }
 
 /// RESOURCE_EXHAUSTED (LIMIT_REACHED) naming the limit `key` of `[limits]`.

@@ -1,4 +1,5 @@
 //! The one HTTP client per upstream: TLS options, timeouts bounded by the caller's deadline,
+//! a bound on the requests in flight (callers queue for a turn), the circuit breaker,
 //! transport errors turned into `UpstreamError`, and the upstream's reachability recorded.
 
 use std::{
@@ -8,12 +9,15 @@ use std::{
 
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, header::HeaderMap};
-use tokio::time::Instant;
+use tokio::{
+    sync::{Semaphore, SemaphorePermit},
+    time::Instant,
+};
 
 use super::breaker::{Breaker, BreakerSettings};
 use crate::{
     call,
-    config::{ConfigError, UpstreamConfig},
+    config::{ConfigError, LimitsConfig, UpstreamConfig},
     error::{UpstreamError, UpstreamFailure},
 };
 
@@ -63,15 +67,21 @@ pub struct HttpClient {
     /// Largest answer body read; a longer one is a bad response, never held whole.
     max_body: usize,
     breaker: Breaker,
+    /// One permit per request in flight (`limits.max_upstream_requests`).
+    turns: Semaphore,
+    max_requests: usize,
     health: Mutex<Health>,
 }
 
 impl HttpClient {
-    pub fn new(cfg: &UpstreamConfig, max_body: usize) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Arc<Self>, ConfigError> {
+        let max_requests = limits.max_upstream_requests;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(10))
+            // Keep as many connections warm as requests may be in flight.
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(max_requests)
             // A redirect would carry the session header elsewhere: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION")));
@@ -108,8 +118,10 @@ impl HttpClient {
             base: cfg.url.trim_end_matches('/').to_string(),
             upstream: cfg.name.clone(),
             timeout: cfg.request_timeout,
-            max_body,
+            max_body: limits.max_upstream_body_bytes,
             breaker: Breaker::new(breaker_settings(cfg)?),
+            turns: Semaphore::new(max_requests),
+            max_requests,
             health: Mutex::new(Health::default()),
         }))
     }
@@ -146,9 +158,10 @@ impl HttpClient {
         );
     }
 
-    /// Sends the request within the request timeout and the caller's deadline, unless the
-    /// upstream's circuit breaker is open.
+    /// Sends the request within the request timeout and the caller's deadline, once it has a
+    /// turn and unless the upstream's circuit breaker is open.
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+        let _turn = self.turn().await?;
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
             Err(wait) => {
@@ -175,6 +188,34 @@ impl HttpClient {
             ticket.record(healthy);
         }
         result
+    }
+
+    /// A turn to send: at most `limits.max_upstream_requests` requests are in flight to
+    /// this upstream, so a burst of calls never opens a socket each. The others queue, for
+    /// no longer than the caller's deadline or the request timeout; then the call is refused
+    /// (LIMIT_REACHED) without sending anything.
+    async fn turn(&self) -> Result<SemaphorePermit<'_>, UpstreamError> {
+        if let Ok(turn) = self.turns.try_acquire() {
+            return Ok(turn);
+        }
+        let mut until = Instant::now() + self.timeout;
+        if let Some(deadline) = call::current_deadline() {
+            until = until.min(deadline);
+        }
+        match tokio::time::timeout_at(until, self.turns.acquire()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            _ => {
+                let mut e = UpstreamError::new(
+                    &self.upstream,
+                    None,
+                    UpstreamFailure::Saturated {
+                        max: self.max_requests,
+                    },
+                );
+                e.retry_after = Some(Duration::from_secs(1));
+                Err(e)
+            }
+        }
     }
 
     async fn send_admitted(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {

@@ -37,7 +37,7 @@ pub struct Upstream {
 
 impl Upstream {
     fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Self, ConfigError> {
-        let http = http::HttpClient::new(cfg, limits.max_upstream_body_bytes)?;
+        let http = http::HttpClient::new(cfg, limits)?;
         let mut tasks: Option<Arc<dyn TaskSource>> = None;
         let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
         let session = match &cfg.kind {
