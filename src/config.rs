@@ -77,6 +77,34 @@ pub struct Config {
     pub watch: WatchConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The admin HTTP listener: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (ready to
+/// serve: 503 from shutdown on). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+/// How log lines are written (stderr; the level comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// Human-readable lines, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The gRPC server.
@@ -554,6 +582,11 @@ impl Config {
             self.server.listen = v.parse().map_err(|e| {
                 ConfigError::new(format!("{ENV_PREFIX}LISTEN"), format!("'{v}': {e}"))
             })?;
+        }
+        if let Some(v) = var("ADMIN_LISTEN") {
+            self.admin.listen = Some(v.parse().map_err(|e| {
+                ConfigError::new(format!("{ENV_PREFIX}ADMIN_LISTEN"), format!("'{v}': {e}"))
+            })?);
         }
         for u in &mut self.upstreams {
             let prefix = format!("UPSTREAM_{}_", env_name(&u.name));

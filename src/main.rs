@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use vmware_grpc_gateway::{
-    config::Config,
+    config::{Config, LogFormat},
     demo, server,
     simulator::{SimOptions, Simulator},
 };
@@ -16,6 +16,9 @@ use vmware_grpc_gateway::{
     about = "A gRPC gateway for VMware task and runspace REST APIs"
 )]
 struct Cli {
+    /// Log line format on stderr (default: `[log] format` of the configuration, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +39,9 @@ enum Command {
         /// Let the simulator speak HTTPS with a self-signed certificate the gateway trusts.
         #[arg(long)]
         tls: bool,
+        /// Address of the admin listener (/metrics, /healthz, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
     },
     /// Run only the simulator, to point other tools at it.
     Simulate {
@@ -50,25 +56,47 @@ enum Command {
     },
 }
 
+/// Logs to stderr at `RUST_LOG`'s level (default `info`), as text or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve { config } => {
-            let cfg = Config::load(&config)?;
+    let cli = Cli::parse();
+    let cfg = match &cli.command {
+        Command::Serve { config } | Command::CheckConfig { config } => Some(Config::load(config)?),
+        _ => None,
+    };
+    let configured = cfg.as_ref().map(|c| c.log.format);
+    init_logging(cli.log_format.or(configured).unwrap_or_default());
+    match cli.command {
+        Command::Serve { .. } => {
+            let cfg = cfg.context("configuration loaded")?;
             server::serve(cfg, stop_signal()).await?;
         }
         Command::CheckConfig { config } => {
-            let cfg = Config::load(&config)?;
+            let cfg = cfg.context("configuration loaded")?;
             println!("# {}: valid\n{}", config.display(), cfg.redacted_toml());
         }
-        Command::Demo { listen, tls } => {
+        Command::Demo {
+            listen,
+            tls,
+            admin_listen,
+        } => {
             let sim = Simulator::start(SimOptions {
                 tls,
                 ..SimOptions::default()
@@ -84,9 +112,13 @@ async fn main() -> Result<()> {
                 }
                 None => None,
             };
-            let cfg = demo::config(&sim, listen, ca.as_deref());
+            let mut cfg = demo::config(&sim, listen, ca.as_deref());
+            cfg.admin.listen = Some(admin_listen);
             let running = server::Running::start(cfg.clone()).await?;
             println!("{}", demo::banner(running.addr, &cfg));
+            if let Some(admin) = running.admin_addr {
+                println!("Metrics: curl http://{admin}/metrics   (also /healthz, /readyz)\n");
+            }
             stop_signal().await;
             running.shutdown().await?;
             sim.shutdown();

@@ -62,7 +62,19 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = bind(cfg.server.listen).await?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(cfg.server.listen), "gRPC server listening");
-    serve_on(cfg, listener, signal).await
+    let admin = bind_admin(&cfg).await?;
+    if let Some(a) = &admin {
+        tracing::info!(addr = %a.local_addr().map_err(|source| ServeError::Bind { addr: cfg.server.listen, source })?, "admin listener: /metrics /healthz /readyz");
+    }
+    serve_on(cfg, listener, admin, signal).await
+}
+
+/// The admin listener, when `[admin] listen` is set.
+async fn bind_admin(cfg: &Config) -> Result<Option<TcpListener>, ServeError> {
+    match cfg.admin.listen {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -75,6 +87,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 pub async fn serve_on(
     cfg: Config,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let registry = Arc::new(Registry::new(&cfg)?);
@@ -95,6 +108,7 @@ pub async fn serve_on(
     let max = cfg.server.max_message_bytes;
     // Created before the services so open watches can end when shutdown starts.
     let (stopping_tx, mut stopping) = watch::channel(false);
+    let admin = admin.map(|l| crate::admin::spawn(l, stopping.clone()));
     let shared = crate::api::Shared {
         registry: registry.clone(),
         watch: Arc::new(WatchEngine::new(&cfg.watch, &cfg.limits)),
@@ -164,6 +178,9 @@ pub async fn serve_on(
         }
     };
     registry.logout_all().await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     tracing::info!("shutdown complete");
     result
 }
@@ -177,6 +194,8 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 /// A gateway running in this process (tests, `demo`).
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `[admin] listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -189,12 +208,15 @@ impl Running {
             addr: cfg.server.listen,
             source,
         })?;
+        let admin = bind_admin(&cfg).await?;
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve_on(cfg, listener, async {
+        let task = tokio::spawn(serve_on(cfg, listener, admin, async {
             let _ = rx.await;
         }));
         Ok(Running {
             addr,
+            admin_addr,
             stop: Some(tx),
             task,
         })

@@ -21,7 +21,7 @@ use super::rpc::{Shared, limit_reached};
 use crate::{
     call,
     error::{GatewayError, Result},
-    proto,
+    proto, telemetry,
     watch::{Event, EventKind, Resource, Watch, WatchOptions},
 };
 
@@ -108,6 +108,7 @@ impl StreamSlot {
             *mine += 1;
         }
         c.total += 1;
+        metrics::gauge!(telemetry::WATCH_STREAMS).set(c.total as f64);
         Ok(StreamSlot {
             open: ctx.streams.clone(),
             peer,
@@ -119,6 +120,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut c = self.open.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total -= 1;
+        metrics::gauge!(telemetry::WATCH_STREAMS).set(c.total as f64);
         if let Some(peer) = self.peer {
             if let Some(n) = c.by_connection.get_mut(&peer) {
                 *n -= 1;

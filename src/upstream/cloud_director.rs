@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    http::{HttpClient, Reply},
+    http::{Endpoint, HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{Credential, LoginFlow, Session, TokenSource, api_error, password_of},
     source::{Batch, TaskSource},
@@ -512,7 +512,9 @@ impl CloudDirector {
         }
         let reply = self
             .session
-            .read(Method::GET, "/api/query", |rb| rb.query(&query))
+            .read(Method::GET, &Endpoint::fixed("/api/query"), |rb| {
+                rb.query(&query)
+            })
             .await?;
         let body =
             serde_json::from_value(self.session.json(&reply, "query result")?).map_err(|e| {
@@ -602,8 +604,8 @@ impl CloudDirector {
     }
 
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
-        let path = format!("/api/task/{}", path_segment(bare_id(id)));
-        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+        let at = Endpoint::with_id("/api/task/{task}", bare_id(id));
+        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
         let raw = self.session.json(&reply, "task")?;
         Ok(task_from_json(Answer {
             upstream: self.upstream(),
@@ -614,8 +616,8 @@ impl CloudDirector {
     }
 
     async fn cancel_task(&self, id: &str) -> Result<()> {
-        let path = format!("/api/task/{}/action/cancel", path_segment(bare_id(id)));
-        self.session.call(Method::POST, &path, |rb| rb).await?;
+        let at = Endpoint::with_id("/api/task/{task}/action/cancel", bare_id(id));
+        self.session.call(Method::POST, &at, |rb| rb).await?;
         Ok(())
     }
 

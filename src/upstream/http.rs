@@ -3,6 +3,7 @@
 //! transport errors turned into `UpstreamError`, and the upstream's reachability recorded.
 
 use std::{
+    borrow::Cow,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -19,7 +20,45 @@ use crate::{
     call,
     config::{ConfigError, LimitsConfig, UpstreamConfig},
     error::{UpstreamError, UpstreamFailure},
+    names::path_segment,
+    telemetry,
 };
+
+/// Where a request goes: its path, and the route template the path was made from, which
+/// labels the request's metrics (never an id).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub template: &'static str,
+    pub path: Cow<'static, str>,
+}
+
+impl Endpoint {
+    /// A path without ids; it is its own template.
+    pub const fn fixed(path: &'static str) -> Self {
+        Endpoint {
+            template: path,
+            path: Cow::Borrowed(path),
+        }
+    }
+
+    /// `template` with its one `{…}` placeholder replaced by `id` as one percent-encoded path
+    /// segment: `with_id("/api/task/{task}", "a/b")` is `/api/task/a%2Fb`.
+    pub fn with_id(template: &'static str, id: &str) -> Self {
+        let path = match (template.find('{'), template.find('}')) {
+            (Some(open), Some(close)) if open < close => format!(
+                "{}{}{}",
+                &template[..open],
+                path_segment(id),
+                &template[close + 1..]
+            ),
+            _ => template.to_string(),
+        };
+        Endpoint {
+            template,
+            path: Cow::Owned(path),
+        }
+    }
+}
 
 /// What the last request to an upstream told us, for `Upstream.reachable` / `last_error`.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +106,9 @@ pub struct HttpClient {
     /// Largest answer body read; a longer one is a bad response, never held whole.
     max_body: usize,
     breaker: Breaker,
+    /// Metric labels: the upstream's name and kind.
+    label: metrics::SharedString,
+    kind: &'static str,
     /// One permit per request in flight (`limits.max_upstream_requests`).
     turns: Semaphore,
     max_requests: usize,
@@ -121,6 +163,8 @@ impl HttpClient {
             max_body: limits.max_upstream_body_bytes,
             breaker: Breaker::new(breaker_settings(cfg)?),
             turns: Semaphore::new(max_requests),
+            label: metrics::SharedString::from(Arc::<str>::from(cfg.name.as_str())),
+            kind: cfg.kind().as_str(),
             max_requests,
             health: Mutex::new(Health::default()),
         }))
@@ -134,9 +178,18 @@ impl HttpClient {
         &self.base
     }
 
-    /// A request to `path` (starting with `/`) on this upstream.
+    /// A request to `path` (starting with `/`) on this upstream, carrying the trace of the
+    /// call it serves on as a child span (W3C `traceparent`, and the caller's `tracestate`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base))
+        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+        let call = call::current();
+        if let Some(trace) = call.trace {
+            rb = rb.header("traceparent", trace.child().traceparent());
+            if let Some(state) = call.tracestate {
+                rb = rb.header("tracestate", &*state);
+            }
+        }
+        rb
     }
 
     pub fn health(&self) -> Health {
@@ -160,7 +213,33 @@ impl HttpClient {
 
     /// Sends the request within the request timeout and the caller's deadline, once it has a
     /// turn and unless the upstream's circuit breaker is open.
-    pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+    /// `endpoint` is the request's route template (its metrics label).
+    pub async fn send(
+        &self,
+        endpoint: &'static str,
+        rb: RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        let started = Instant::now();
+        let result = self.send_in_turn(rb).await;
+        let status: Cow<'static, str> = match &result {
+            Ok(reply) => Cow::Owned(reply.status.to_string()),
+            Err(e) => Cow::Borrowed(match e.failure {
+                UpstreamFailure::Timeout => "timeout",
+                UpstreamFailure::CircuitOpen => "circuit_open",
+                UpstreamFailure::Saturated { .. } => "queue_full",
+                UpstreamFailure::BadResponse { .. } => "bad_response",
+                _ => "unreachable",
+            }),
+        };
+        let (upstream, kind) = (self.label.clone(), self.kind);
+        metrics::counter!(telemetry::UPSTREAM_REQUESTS, "upstream" => upstream.clone(), "kind" => kind, "endpoint" => endpoint, "status" => status)
+            .increment(1);
+        metrics::histogram!(telemetry::UPSTREAM_SECONDS, "upstream" => upstream, "kind" => kind, "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_in_turn(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
         let _turn = self.turn().await?;
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::{
-    http::{HttpClient, Reply},
+    http::{Endpoint, HttpClient, Reply},
     json::timestamp_field,
     session::{LoginFlow, Session, TokenSource, api_error},
     source::RunspaceSource,
@@ -18,12 +18,13 @@ use super::{
 use crate::{
     config::UpstreamConfig,
     error::{Reason, Result, UpstreamError, UpstreamMessage},
-    names::{path_segment, resource_name},
+    names::resource_name,
     proto::{self, RunspaceState},
 };
 
 const KEY_HEADER: &str = "X-SRS-API-KEY";
 const RUNSPACES: &str = "/api/runspaces";
+const RUNSPACE: &str = "/api/runspaces/{id}";
 /// SRS code for a failed delete, which the server also answers for unknown ids.
 const DELETE_FAILED_CODE: i64 = 2040;
 
@@ -146,7 +147,9 @@ impl ScriptRuntime {
         }
         let reply = self
             .session
-            .call(Method::POST, RUNSPACES, |rb| rb.json(&body))
+            .call(Method::POST, &Endpoint::fixed(RUNSPACES), |rb| {
+                rb.json(&body)
+            })
             .await?;
         Ok(convert(
             self.upstream(),
@@ -156,8 +159,8 @@ impl ScriptRuntime {
     }
 
     async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
-        let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+        let at = Endpoint::with_id(RUNSPACE, id);
+        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
         Ok(convert(
             self.upstream(),
             self.session.json(&reply, "runspace")?,
@@ -166,7 +169,10 @@ impl ScriptRuntime {
     }
 
     async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
-        let reply = self.session.read(Method::GET, RUNSPACES, |rb| rb).await?;
+        let reply = self
+            .session
+            .read(Method::GET, &Endpoint::fixed(RUNSPACES), |rb| rb)
+            .await?;
         let Json::Array(items) = self.session.json(&reply, "runspace list")? else {
             return Err(UpstreamError::bad_response(
                 self.upstream(),
@@ -183,8 +189,8 @@ impl ScriptRuntime {
     }
 
     async fn delete_runspace(&self, id: &str) -> Result<()> {
-        let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let Err(e) = self.session.call(Method::DELETE, &path, |rb| rb).await else {
+        let at = Endpoint::with_id(RUNSPACE, id);
+        let Err(e) = self.session.call(Method::DELETE, &at, |rb| rb).await else {
             return Ok(());
         };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    http::{HttpClient, Reply},
+    http::{Endpoint, HttpClient, Reply},
     json::{timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, api_error},
     source::{Batch, TaskSource},
@@ -19,7 +19,7 @@ use super::{
 use crate::{
     config::UpstreamConfig,
     error::{GatewayError, Reason, Result as GwResult, UpstreamError, UpstreamMessage},
-    names::{path_segment, resource_name, upstream_name},
+    names::{resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
 
@@ -35,6 +35,8 @@ pub trait Dialect: Send + Sync + 'static {
     const SESSION_PATH: &'static str;
     /// `GET {TASKS_PATH}/{task}` reads a task.
     const TASKS_PATH: &'static str;
+    /// One task, `{task}` standing for its id.
+    const TASK_PATH: &'static str;
     /// False where the API has no cancel operation.
     const CAN_CANCEL: bool;
 
@@ -138,8 +140,8 @@ fn too_many_matches(e: UpstreamError) -> GatewayError {
 impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
         async move {
-            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
-            let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+            let at = Endpoint::with_id(D::TASK_PATH, id);
+            let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
             let body = self.session.json(&reply, "task")?;
             Ok(task_from_info(
                 self.upstream(),
@@ -169,9 +171,9 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
                     ),
                 ));
             }
-            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
+            let at = Endpoint::with_id(D::TASK_PATH, id);
             self.session
-                .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
+                .call(Method::POST, &at, |rb| rb.query(&[("action", "cancel")]))
                 .await?;
             Ok(())
         }
