@@ -35,7 +35,8 @@ python_env() {
         need python3 "install Python 3"
         python3 -m venv "$venv"
     fi
-    if ! "$venv/bin/python" -c 'import grpc_tools, google.rpc.error_details_pb2' 2>/dev/null; then
+    # yaml (PyYAML) is for tests/python/test_deploy.py: an older .venv without it is topped up.
+    if ! "$venv/bin/python" -c 'import grpc_tools, google.rpc.error_details_pb2, yaml' 2>/dev/null; then
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             -r examples/python/requirements.txt
     fi
