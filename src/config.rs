@@ -545,13 +545,18 @@ impl Config {
                 .message()
                 .strip_prefix("unknown variant `")
                 .and_then(|r| r.split('`').next());
+            // An unknown table names itself in its header.
+            let table = unknown.and_then(|field| table_named(text, field));
             let at = unknown
                 .and_then(|field| line_of(text, |k, _| k == field))
                 .or_else(|| {
                     variant.and_then(|v| line_of(text, |_, value| value.trim_matches('"') == v))
                 })
                 .or_else(|| e.span().map(|s| s.start));
-            let mut key = at.map(|at| key_at(text, at)).unwrap_or_default();
+            let mut key = match table {
+                Some(table) => table,
+                None => at.map(|at| key_at(text, at)).unwrap_or_default(),
+            };
             if let Some(field) = unknown {
                 if !key.ends_with(field) {
                     key = if key.is_empty() {
@@ -798,6 +803,19 @@ fn line_of(text: &str, matches: impl Fn(&str, &str) -> bool) -> Option<usize> {
 }
 
 /// The dotted key of the TOML table/array entry around byte `offset`, for error messages.
+/// The name of a `[table]` or `[[table]]` header whose last part is `field`.
+fn table_named(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let l = line.trim();
+        let name = l
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?
+            .trim();
+        (name == field || name.ends_with(&format!(".{field}"))).then(|| name.to_string())
+    })
+}
+
 fn key_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let mut table = String::new();

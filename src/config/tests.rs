@@ -68,6 +68,22 @@ fn errors_name_the_key() {
     let bad_kind = VC.replace("\"vsphere\"", "\"vsfere\"");
     let err = Config::from_toml(&bad_kind, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
     assert_eq!(err.key, "upstreams[0].kind");
+
+    let unknown_table = format!("{VC}\n[metrics]\nlisten = \"x\"\n");
+    let err = Config::from_toml(&unknown_table, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+    assert_eq!(err.key, "metrics", "{err}");
+
+    let bad_format = format!("{VC}\n[log]\nformat = \"xml\"\n");
+    let err = Config::from_toml(&bad_format, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+    assert_eq!(err.key, "log.format", "{err}");
+
+    let admin = format!("{VC}\n[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    let cfg = Config::from_toml(&admin, &env(&[("VC1_PASSWORD", "x")])).unwrap();
+    assert_eq!(cfg.admin.listen.map(|a| a.port()), Some(9090));
+
+    let no_requests = VC.replace("[server]", "[limits]\nmax_upstream_requests = 0\n[server]");
+    let err = Config::from_toml(&no_requests, &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+    assert_eq!(err.key, "limits.max_upstream_requests", "{err}");
 }
 
 #[test]

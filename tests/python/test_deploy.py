@@ -19,7 +19,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -172,22 +171,10 @@ def envs_named_in(config):
             yield from envs_named_in(item)
 
 
-def without_table(text, table):
-    """The TOML text without `[table]` and its keys (up to the next table header)."""
-    out, skipping = [], False
-    for line in text.splitlines(keepends=True):
-        header = re.match(r"\s*\[\[?\s*([\w.]+)\s*\]\]?", line)
-        if header:
-            skipping = header.group(1) == table or header.group(1).startswith(table + ".")
-        if not skipping:
-            out.append(line)
-    return "".join(out)
-
-
 def check_config(toml_text, mounts, tmp):
     """Runs `check-config` on the text as the pod would read it: the files it names written
     from the mounted Secret/ConfigMap under `tmp`, each `*_env` variable set. Returns the
-    effective configuration and the notes of any workaround taken."""
+    effective configuration."""
     raw = tomllib.loads(toml_text)
     text = toml_text
     for path in sorted(set(files_named_in(raw))):
@@ -198,7 +185,6 @@ def check_config(toml_text, mounts, tmp):
     env = dict(os.environ)
     env.update({var: "test-deploy-secret" for var in envs_named_in(raw)})
     env.pop("RUST_BACKTRACE", None)
-    notes = []
 
     def run(text):
         cfg = pathlib.Path(tmp, "gateway.toml")
@@ -207,20 +193,10 @@ def check_config(toml_text, mounts, tmp):
                               capture_output=True, text=True, env=env, timeout=60)
 
     result = run(text)
-    if result.returncode != 0 and "unknown field `admin`" in result.stderr and "admin" in raw:
-        # TODO(admin listener): this binary does not know `[admin]` yet. Until the admin
-        # listener lands, check the rest and take [admin] as written; once check-config
-        # accepts it, this branch goes unused and the effective [admin] is compared instead.
-        result = run(without_table(text, "admin"))
-        notes.append("check-config does not know [admin] yet: checked without it (TODO)")
-        if result.returncode == 0:
-            effective = tomllib.loads(result.stdout)
-            effective["admin"] = raw["admin"]
-            return effective, notes
     if result.returncode != 0:
         raise AssertionError(f"check-config refused the ConfigMap's gateway.toml:\n"
                              f"{result.stderr}")
-    return tomllib.loads(result.stdout), notes
+    return tomllib.loads(result.stdout)
 
 
 class Deployment(unittest.TestCase):
@@ -239,9 +215,7 @@ class Deployment(unittest.TestCase):
         cls.config_path = args[args.index("--config") + 1]
         toml_text = mounted_file(cls.mounts, cls.config_path)
         with tempfile.TemporaryDirectory() as tmp:
-            cls.effective, notes = check_config(toml_text, cls.mounts, tmp)
-        for note in notes:
-            print(f"\ntest_deploy: {note}", file=sys.stderr)
+            cls.effective = check_config(toml_text, cls.mounts, tmp)
         cls.grpc_host, cls.grpc_port = listen_port(cls.effective["server"]["listen"])
         cls.admin_host, cls.admin_port = listen_port(cls.effective["admin"]["listen"])
         cls.services_served = proto_services()
