@@ -557,14 +557,14 @@ impl Config {
                 Some(table) => table,
                 None => at.map(|at| key_at(text, at)).unwrap_or_default(),
             };
-            if let Some(field) = unknown {
-                if !key.ends_with(field) {
-                    key = if key.is_empty() {
-                        field.to_string()
-                    } else {
-                        format!("{key}.{field}")
-                    };
-                }
+            if let Some(field) = unknown
+                && !key.ends_with(field)
+            {
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
             }
             let mut problem = e.message().to_string();
             if let Some((field, kind)) = KIND_KEYS
@@ -635,16 +635,16 @@ impl Config {
                     &key("password_file"),
                 )?;
             }
-            if let Some(c) = u.cloud_director_mut() {
-                if c.api_token.is_empty() {
-                    c.api_token = read_secret(
-                        env,
-                        c.api_token_env.as_deref(),
-                        c.api_token_file.as_ref(),
-                        &key("api_token_env"),
-                        &key("api_token_file"),
-                    )?;
-                }
+            if let Some(c) = u.cloud_director_mut()
+                && c.api_token.is_empty()
+            {
+                c.api_token = read_secret(
+                    env,
+                    c.api_token_env.as_deref(),
+                    c.api_token_file.as_ref(),
+                    &key("api_token_env"),
+                    &key("api_token_file"),
+                )?;
             }
         }
         Ok(())
@@ -717,13 +717,13 @@ impl Config {
             if let Some(c) = u.cloud_director() {
                 c.validate(&key)?;
             }
-            if let Some(ca) = &u.ca_file {
-                if !ca.is_file() {
-                    return Err(ConfigError::new(
-                        key("ca_file"),
-                        format!("{} is not a readable file", ca.display()),
-                    ));
-                }
+            if let Some(ca) = &u.ca_file
+                && !ca.is_file()
+            {
+                return Err(ConfigError::new(
+                    key("ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                ));
             }
             if !(u.read_retry_ratio.is_finite() && (0.0..=1.0).contains(&u.read_retry_ratio)) {
                 return Err(ConfigError::new(
@@ -791,11 +791,11 @@ fn line_of(text: &str, matches: impl Fn(&str, &str) -> bool) -> Option<usize> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some((k, v)) = trimmed.split_once('=') {
-            if matches(k.trim(), v.trim()) {
-                // Just past the key, so `key_at` reads the key off the line.
-                return Some(offset + line.len() - trimmed.len() + k.len());
-            }
+        if let Some((k, v)) = trimmed.split_once('=')
+            && matches(k.trim(), v.trim())
+        {
+            // Just past the key, so `key_at` reads the key off the line.
+            return Some(offset + line.len() - trimmed.len() + k.len());
         }
         offset += line.len();
     }

@@ -76,6 +76,7 @@ where
             peer = peer.map(tracing::field::display),
             trace_id = %trace.trace_id_hex(),
             resource = tracing::field::Empty,
+            poller_trace_id = tracing::field::Empty,
         );
         let labels = telemetry::served_method(method).unwrap_or(("other", "other"));
         // Health probes come every few seconds from every prober: log them only at debug.
@@ -204,10 +205,10 @@ impl<B: Body> Body for LoggedBody<B> {
         };
         match &frame {
             Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref() {
-                    if let Some(l) = this.log.take() {
-                        *this.log = l.finish_with(trailers);
-                    }
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(l) = this.log.take()
+                {
+                    *this.log = l.finish_with(trailers);
                 }
             }
             Some(Err(_)) => {

@@ -121,12 +121,12 @@ impl Drop for StreamSlot {
         let mut c = self.open.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total -= 1;
         metrics::gauge!(telemetry::WATCH_STREAMS).set(c.total as f64);
-        if let Some(peer) = self.peer {
-            if let Some(n) = c.by_connection.get_mut(&peer) {
-                *n -= 1;
-                if *n == 0 {
-                    c.by_connection.remove(&peer);
-                }
+        if let Some(peer) = self.peer
+            && let Some(n) = c.by_connection.get_mut(&peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.by_connection.remove(&peer);
             }
         }
     }
@@ -147,7 +147,10 @@ pub async fn open<R: Resource, M: Send + 'static>(
     let slot = StreamSlot::take(ctx, peer).map_err(fail)?;
     let mut watch = setup.map_err(fail)?;
     let first = match watch.next().await {
-        Some(Ok(event)) => to_msg(event),
+        Some(Ok(event)) => {
+            sent(&event);
+            to_msg(event)
+        }
         Some(Err(e)) => return Err(fail(e)),
         None => return Err(fail(GatewayError::ShuttingDown)),
     };
@@ -168,6 +171,7 @@ pub async fn open<R: Resource, M: Send + 'static>(
         }
         match s.watch.next().await {
             Some(Ok(event)) => {
+                sent(&event);
                 let msg = (s.to_msg)(event);
                 Some((Ok(msg), s))
             }
@@ -180,6 +184,16 @@ pub async fn open<R: Resource, M: Send + 'static>(
         }
     });
     Ok(Response::new(Box::pin(stream)))
+}
+
+/// Logs an event in the stream's RPC span, naming the trace of the read that found it: a
+/// shared poll's own trace (one poll serves many callers), so a stream's line leads to the
+/// upstream request behind its news.
+fn sent<R>(event: &Event<R>) {
+    let Some(trace) = event.trace else { return };
+    let id = trace.trace_id_hex();
+    tracing::Span::current().record("poller_trace_id", id.as_str());
+    tracing::debug!(kind = ?event.kind, poller_trace_id = %id, "watch event");
 }
 
 /// A watcher's options from its request fields and the call's metadata.

@@ -195,13 +195,11 @@ impl ScriptRuntime {
         };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)
         // from a real failure, which stays the error it was.
-        if e.upstream_reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {
-            if let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
-            {
-                if get_err.reason() == Reason::NotFound {
-                    return Err(get_err.into());
-                }
-            }
+        if e.upstream_reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}"))
+            && let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
+            && get_err.reason() == Reason::NotFound
+        {
+            return Err(get_err.into());
         }
         Err(e.into())
     }

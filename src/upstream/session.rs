@@ -406,10 +406,10 @@ impl Session {
         let one_at_a_time = self
             .within_deadline(self.login_lock.clone().lock_owned())
             .await?;
-        if let Some(t) = self.current() {
-            if Some(t.generation) != stale {
-                return Ok(t);
-            }
+        if let Some(t) = self.current()
+            && Some(t.generation) != stale
+        {
+            return Ok(t);
         }
         if let Some(failed) = self.last_failure() {
             if failed.attempt > seen {

@@ -394,6 +394,7 @@ impl<R: Resource> Lane<R> {
             entry.tx.send_replace(Observed::Seen {
                 value: Arc::new(value),
                 at,
+                trace: call::current().trace,
             });
         } else {
             // Same state, newer observation: kept for later readers without waking anyone.
