@@ -312,6 +312,9 @@ pub enum GatewayError {
     },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// A known caller lacks `scope`, or the upstream it names is outside its grant.
+    #[error("{message}")]
+    ScopeMissing { scope: String, message: String },
     #[error("{}", .0.describe())]
     Upstream(UpstreamError),
 }
@@ -359,6 +362,7 @@ impl GatewayError {
             GatewayError::UnknownUpstream(_) => Reason::UnknownUpstream,
             GatewayError::AmbiguousUpstream { .. } => Reason::AmbiguousUpstream,
             GatewayError::ShuttingDown => Reason::ShuttingDown,
+            GatewayError::ScopeMissing { .. } => Reason::ScopeMissing,
             GatewayError::Upstream(e) => e.reason(),
         }
     }
@@ -397,6 +401,9 @@ impl GatewayError {
                 upstream: Some(u), ..
             } => {
                 metadata.insert("upstream".into(), u.clone());
+            }
+            GatewayError::ScopeMissing { scope, .. } => {
+                metadata.insert("scope".into(), clip(scope));
             }
             GatewayError::Upstream(e) => {
                 metadata.insert("upstream".into(), e.upstream.clone());

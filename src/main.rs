@@ -54,6 +54,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Read a caller token on standard input and print its line for the tokens file.
+    HashToken,
 }
 
 /// Logs to stderr at `RUST_LOG`'s level (default `info`), as text or one JSON object a line.
@@ -87,6 +89,14 @@ async fn main() -> Result<()> {
         Command::Serve { .. } => {
             let cfg = cfg.context("configuration loaded")?;
             server::serve(cfg, stop_signal()).await?;
+        }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+                .context("reading the token on standard input")?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!token.is_empty(), "no token on standard input");
+            println!("{}", vmware_grpc_gateway::auth::hash_line(token));
         }
         Command::CheckConfig { config } => {
             let cfg = cfg.context("configuration loaded")?;
