@@ -27,6 +27,30 @@ pub fn to_struct(map: &serde_json::Map<String, Json>) -> Struct {
     }
 }
 
+/// How deep arrays and objects may nest in an upstream document that a task keeps: each
+/// level becomes up to three nested protobuf messages (`Value`, `Struct`, its map entry), and
+/// protobuf decoders (prost, C++, Java, Python) refuse messages nested more than 100 deep.
+pub const MAX_NESTING: usize = 32;
+
+/// `Err` saying so when arrays and objects in `json` nest deeper than [`MAX_NESTING`]: a
+/// task keeping it could not be decoded by its clients.
+pub fn check_nesting(json: &Json) -> Result<(), String> {
+    fn deeper_than(v: &Json, levels: usize) -> bool {
+        match v {
+            Json::Array(a) => levels == 0 || a.iter().any(|v| deeper_than(v, levels - 1)),
+            Json::Object(o) => levels == 0 || o.values().any(|v| deeper_than(v, levels - 1)),
+            _ => false,
+        }
+    }
+    if deeper_than(json, MAX_NESTING) {
+        Err(format!(
+            "arrays and objects nest deeper than {MAX_NESTING} levels, more than protobuf clients decode"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Parses an upstream datetime: RFC 3339, or an offset written without a colon (`+0200`).
 pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s)

@@ -69,3 +69,6 @@ struct ListItem {
     task: String,
     info: Json,
 }
+
+#[cfg(test)]
+mod proptests;
