@@ -217,6 +217,7 @@ proptest! {
                     "endTime" => t.end_time,
                     _ => t.expiry_time,
                 };
+                prop_assert!(got.is_some(), "{} read as absent", parts.text());
                 prop_assert_eq!(got, parts.instant(), "{}", parts.text());
             }
             Err(e) => {
@@ -238,10 +239,12 @@ proptest! {
         match first {
             Ok(t) => {
                 let got = if field == "startDate" { t.start_time } else { t.end_time };
+                prop_assert!(got.is_some(), "{} read as absent", parts.text());
                 prop_assert_eq!(got, parts.instant(), "{}", parts.text());
             }
             Err(e) => {
                 prop_assert!(parts.instant().is_none() || !parts.four_digit_year(), "{}: {e:?}", parts.text());
+                check_bad_response(&e, "upstreams/vcd1")?;
             }
         }
     }

@@ -94,7 +94,10 @@ proptest! {
         let mut doc = doc;
         doc["creation_time"] = Json::String(parts.text());
         match convert(UPSTREAM, doc, &reply()) {
-            Ok(r) => prop_assert_eq!(r.create_time, parts.instant(), "{}", parts.text()),
+            Ok(r) => {
+                prop_assert!(r.create_time.is_some(), "{} read as absent", parts.text());
+                prop_assert_eq!(r.create_time, parts.instant(), "{}", parts.text());
+            }
             Err(e) => {
                 prop_assert!(parts.instant().is_none() || !parts.four_digit_year(), "{}: {e:?}", parts.text());
                 check_bad_response(&e, "upstreams/srs1/runspaces/a1b2c3d4e5f6")?;

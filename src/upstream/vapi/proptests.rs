@@ -122,6 +122,7 @@ proptest! {
         match convert(doc) {
             Ok(t) => {
                 let got = if field == "start_time" { t.start_time } else { t.end_time };
+                prop_assert!(got.is_some(), "{} read as absent", parts.text());
                 prop_assert_eq!(got, parts.instant(), "{}", parts.text());
             }
             Err(e) => {
