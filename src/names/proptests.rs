@@ -18,6 +18,8 @@ fn piece() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._~:-]{1,8}",
         // Escapes, well-formed or not, among text.
         "(%[0-9a-fA-Fg%]{0,2}|[a-zé/ ]){1,8}",
+        // Control characters, as they are or escaped.
+        "([a-z]|%[01][0-9a-fA-F]|%7[fF]|[\\x00-\\x1f\\x7f]){1,6}",
         any::<String>(),
     ]
 }

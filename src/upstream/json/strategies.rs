@@ -158,7 +158,12 @@ pub fn date_parts() -> impl Strategy<Value = DateParts> {
     let offset = prop::option::of((any::<bool>(), 0u32..=25, 0u32..=61, any::<bool>()));
     (
         (year, 0u32..=13, 0u32..=32),
-        (0u32..=25, 0u32..=61, 0u32..=61),
+        // Seconds 59 to 61 often: 60 is a leap second.
+        (
+            0u32..=25,
+            0u32..=61,
+            prop_oneof![3 => 0u32..=61, 1 => 59u32..=61],
+        ),
         prop::option::of("[0-9]{1,20}"),
         offset,
     )
