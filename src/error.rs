@@ -19,6 +19,10 @@ pub const DOMAIN: &str = "vmware-grpc-gateway";
 /// Longest excerpt of a client value or an upstream body echoed in an error.
 const ECHO_LIMIT: usize = 256;
 
+/// Longest `problem` of a bad response, which may quote what the upstream sent (serde quotes
+/// a string of the wrong type whole): a longer one would not fit a client's header limit.
+const PROBLEM_LIMIT: usize = 1024;
+
 /// How long clients are asked to wait before retrying a transient upstream failure.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -107,7 +111,7 @@ impl UpstreamError {
             upstream,
             Some(status),
             UpstreamFailure::BadResponse {
-                problem: problem.into(),
+                problem: clip_middle(&problem.into(), PROBLEM_LIMIT),
                 excerpt: excerpt(body),
             },
         )
@@ -473,6 +477,23 @@ pub fn clip(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// `s` cut to at most `limit` bytes (and `…`) by dropping its middle: its start says what was
+/// read, its end what was expected.
+pub fn clip_middle(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let mut head = limit / 2;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - limit / 2;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &s[..head], &s[tail..])
+}
+
 /// A short, printable excerpt of an upstream body for error metadata.
 pub fn excerpt(body: &[u8]) -> String {
     clip(String::from_utf8_lossy(body).trim())
@@ -481,6 +502,15 @@ pub fn excerpt(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_middle_keeps_both_ends_on_char_boundaries() {
+        let s = format!("start {} end", "é".repeat(1000));
+        let c = clip_middle(&s, 101);
+        assert!(c.len() <= 101 + "…".len(), "{}", c.len());
+        assert!(c.starts_with("start é") && c.ends_with("é end"), "{c}");
+        assert_eq!(clip_middle("short", 100), "short");
+    }
 
     fn api(status: u16, reason: Option<&str>) -> UpstreamError {
         UpstreamError::new(
