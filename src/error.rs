@@ -18,6 +18,11 @@ pub const DOMAIN: &str = "vmware-grpc-gateway";
 
 /// Longest excerpt of a client value or an upstream body echoed in an error.
 const ECHO_LIMIT: usize = 256;
+/// The longest status message, in bytes.
+const MESSAGE_LIMIT: usize = 1024;
+/// The upstream messages carried as `LocalizedMessage` details, and the length of each.
+const MAX_DETAIL_MESSAGES: usize = 8;
+const DETAIL_MESSAGE_LIMIT: usize = 512;
 
 /// Longest `problem` of a bad response, which may quote what the upstream sent (serde quotes
 /// a string of the wrong type whole): a longer one would not fit a client's header limit.
@@ -421,10 +426,10 @@ impl GatewayError {
                     UpstreamFailure::Api {
                         messages, excerpt, ..
                     } => {
-                        for m in messages {
+                        for m in messages.iter().take(MAX_DETAIL_MESSAGES) {
                             details.push(ErrorDetail::from(tonic_types::LocalizedMessage::new(
                                 "en-US",
-                                m.text(),
+                                clip_middle(m.text(), DETAIL_MESSAGE_LIMIT),
                             )));
                         }
                         if let Some(x) = excerpt {
@@ -460,7 +465,9 @@ impl GatewayError {
                 metadata,
             )),
         );
-        let message = format!("{}: {}", clip(resource), self);
+        // Status and details travel in HTTP/2 headers, which clients cap (often at 16 KiB):
+        // an upstream's long message must not turn a clear error into a protocol error.
+        let message = clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT);
         Status::with_error_details_vec(reason.code(), message, details)
     }
 }
