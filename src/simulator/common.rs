@@ -161,6 +161,11 @@ impl SessionStore {
         lock(&self.sessions).remove(id).is_some()
     }
 
+    /// The ids of the live sessions (tests look for them where they must not be).
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.sessions).keys().cloned().collect()
+    }
+
     /// Every session becomes invalid.
     pub fn expire_all(&self) {
         lock(&self.sessions).clear();
@@ -279,6 +284,11 @@ impl SimHandle {
     /// Successful logins (each part documents which calls count).
     pub fn logins(&self) -> u64 {
         self.core.logins()
+    }
+
+    /// The ids (tokens, API keys) of the live sessions.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.core.sessions.ids()
     }
 
     /// Every session (token, API key) becomes invalid; the next call with one gets 401.
