@@ -395,7 +395,11 @@ impl GatewayError {
     /// The `Status` a client sees for this error on `resource` (the name it asked for).
     pub fn into_status(self, resource: &str) -> Status {
         let reason = self.reason();
-        let mut metadata = HashMap::from([("resource".to_string(), clip(resource))]);
+        // Refusals at the edge (authentication, size, shutdown) come before any resource.
+        let mut metadata = HashMap::new();
+        if !resource.is_empty() {
+            metadata.insert("resource".to_string(), clip(resource));
+        }
         let mut details = Vec::new();
         let mut retry_after = None;
         match &self {
@@ -478,7 +482,11 @@ impl GatewayError {
         );
         // Status and details travel in HTTP/2 headers, which clients cap (often at 16 KiB):
         // an upstream's long message must not turn a clear error into a protocol error.
-        let message = clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT);
+        let message = if resource.is_empty() {
+            clip_middle(&self.to_string(), MESSAGE_LIMIT)
+        } else {
+            clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT)
+        };
         Status::with_error_details_vec(reason.code(), message, details)
     }
 }
