@@ -428,7 +428,14 @@ impl Session {
         })?;
         // Its own task and deadline: a caller that goes away or runs out of time does not
         // abort the login everyone else waits for.
-        let login = tokio::spawn(call::scope(call::Call::default(), async move {
+        // It carries on the trace of the call that caused it, though.
+        let caller = call::current();
+        let own = call::Call {
+            trace: caller.trace,
+            tracestate: caller.tracestate,
+            ..call::Call::default()
+        };
+        let login = tokio::spawn(call::scope(own, async move {
             let _held = one_at_a_time;
             me.login_now().await
         }));
