@@ -39,7 +39,7 @@ macro_rules! service {
                     let $sreq = request.get_ref();
                     let watch = self.$shandler($sreq, request.metadata());
                     let to_msg = $crate::api::streams::$to_msg;
-                    let peer = request.remote_addr();
+                    let peer = $crate::tls::peer(request.extensions());
                     $crate::api::streams::open(&self.ctx, peer, $sresource, watch, to_msg).await
                 }
             )*)?
