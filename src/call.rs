@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-use crate::trace::TraceContext;
+use crate::{auth::Grant, trace::TraceContext};
 
 /// What a call's metadata says about its time and trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,9 +21,19 @@ pub struct Call {
     pub trace: Option<TraceContext>,
     /// The caller's `tracestate`, passed on as it came.
     pub tracestate: Option<Arc<str>>,
+    /// What the authenticated caller may do; `None` when caller authentication is off.
+    pub grant: Option<Arc<Grant>>,
 }
 
 impl Call {
+    /// The call of a request: its metadata, and the grant the edge layer authenticated.
+    pub fn from_request(metadata: &MetadataMap, extensions: &http::Extensions) -> Call {
+        Call {
+            grant: extensions.get::<Arc<Grant>>().cloned(),
+            ..Call::from_metadata(metadata)
+        }
+    }
+
     pub fn from_metadata(metadata: &MetadataMap) -> Call {
         let timeout = call_timeout(metadata);
         let header = |name| metadata.get(name).and_then(|v| v.to_str().ok());
@@ -34,6 +44,7 @@ impl Call {
             tracestate: header("tracestate")
                 .filter(|s| !s.is_empty() && s.len() <= 512)
                 .map(Arc::from),
+            grant: None,
         }
     }
 
@@ -54,6 +65,16 @@ tokio::task_local! {
 /// Runs `work` with `call` in scope.
 pub async fn scope<F: Future>(call: Call, work: F) -> F::Output {
     CURRENT.scope(call, work).await
+}
+
+/// Runs the synchronous `work` with `call` in scope.
+pub fn sync_scope<R>(call: Call, work: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(call, work)
+}
+
+/// The grant of the caller being served, when caller authentication is on.
+pub fn current_grant() -> Option<Arc<Grant>> {
+    CURRENT.try_with(|c| c.grant.clone()).ok().flatten()
 }
 
 /// The call being served, or an unbounded one outside a call.

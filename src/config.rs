@@ -86,6 +86,49 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Caller authentication; absent, every caller may do everything.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// Caller authentication (API.md "Caller security").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The tokens file: token hashes and mTLS client identities with their scopes; read
+    /// again when it changes.
+    pub tokens_file: PathBuf,
+    /// Services callers reach without credentials (exact names).
+    #[serde(default = "AuthConfig::default_exempt")]
+    pub exempt: Vec<String>,
+    /// How often the tokens file is checked for changes.
+    #[serde(default = "AuthConfig::default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl AuthConfig {
+    /// `tokens_file` with the default exempt services and reload interval.
+    pub fn new(tokens_file: impl Into<PathBuf>) -> Self {
+        AuthConfig {
+            tokens_file: tokens_file.into(),
+            exempt: Self::default_exempt(),
+            reload_interval: Self::default_reload(),
+        }
+    }
+
+    fn default_reload() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn default_exempt() -> Vec<String> {
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
 }
 
 /// The admin HTTP listener: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (ready to
@@ -877,6 +920,16 @@ impl Config {
         }
         self.watch.validate()?;
         self.limits.validate()?;
+        if let Some(auth) = &self.auth {
+            if auth.reload_interval < Duration::from_millis(10) {
+                return Err(ConfigError::new(
+                    "auth.reload_interval",
+                    "must be at least 10ms",
+                ));
+            }
+            crate::auth::CallerStore::load(&auth.tokens_file)
+                .map_err(|e| ConfigError::new("auth.tokens_file", e))?;
+        }
         let mut names = BTreeSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let key = |field: &str| format!("upstreams[{i}].{field}");

@@ -17,9 +17,13 @@ use tonic_health::ServingStatus;
 
 use crate::{
     api::{
-        edge::EdgeLayer, rpc_log::RpcLogLayer, runspaces::RunspaceApi, tasks::TaskApi,
+        edge::{Authenticator, EdgeLayer},
+        rpc_log::RpcLogLayer,
+        runspaces::RunspaceApi,
+        tasks::TaskApi,
         upstreams::UpstreamApi,
     },
+    auth::CallerStore,
     config::{Config, ConfigError},
     proto::{
         self, runspace_service_server::RunspaceServiceServer,
@@ -151,9 +155,18 @@ pub async fn serve_on(
     };
     // Fires at the end of the grace: the calls still running answer SHUTTING_DOWN.
     let cut = CancellationToken::new();
+    let auth = match &cfg.auth {
+        Some(a) => {
+            let store = CallerStore::load(&a.tokens_file)
+                .map_err(|e| ConfigError::new("auth.tokens_file", e))?;
+            store.spawn_reloader(a.reload_interval);
+            Some(Arc::new(Authenticator::new(store, a)))
+        }
+        None => None,
+    };
     let stack = tower::ServiceBuilder::new()
         .layer(RpcLogLayer)
-        .layer(EdgeLayer::new(cut.clone(), max));
+        .layer(EdgeLayer::new(cut.clone(), max, auth));
     let server = tonic::transport::Server::builder()
         .layer(stack)
         .max_concurrent_streams(cfg.server.max_concurrent_streams)

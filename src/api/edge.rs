@@ -1,6 +1,11 @@
-//! The tower layer at the edge of every call, for the two answers the gateway gives before or
+//! The tower layer at the edge of every call, for the answers the gateway gives before or
 //! after its handlers run:
 //!
+//! - **caller authentication** (with `[auth]`): a call to a service not exempt needs a known
+//!   bearer token (`authorization: Bearer …`) or a known mTLS client, else `UNAUTHENTICATED`,
+//!   and the scope its method needs, else `PERMISSION_DENIED`/`SCOPE_MISSING`; the caller's
+//!   [`Grant`] then rides along in the request's extensions (the call context reads it, and
+//!   the registry keeps the caller to its upstreams);
 //! - **the end of the shutdown grace**: when `cut` fires, a call still waiting for its answer
 //!   gets `UNAVAILABLE`/`SHUTTING_DOWN` with RetryInfo, and a stream still open ends with that
 //!   status in its trailers, instead of the bare `UNAVAILABLE` of a dropped connection;
@@ -21,21 +26,89 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use crate::error::{GatewayError, Reason};
+use std::{collections::HashSet, sync::Arc};
+
+use crate::{
+    auth::{CallerStore, Grant, Scope},
+    config::AuthConfig,
+    error::{GatewayError, Reason},
+};
+
+/// Who may call: the callers of the tokens file, and the services anyone may call.
+pub struct Authenticator {
+    store: Arc<CallerStore>,
+    exempt: HashSet<String>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<CallerStore>, cfg: &AuthConfig) -> Self {
+        Authenticator {
+            store,
+            exempt: cfg.exempt.iter().cloned().collect(),
+        }
+    }
+
+    /// Lets the call through with its grant in the extensions, or the status refusing it.
+    fn admit<B>(&self, req: &mut Request<B>) -> Result<(), Status> {
+        let path = req.uri().path();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if self.exempt.contains(service) {
+            return Ok(());
+        }
+        let callers = self.store.callers();
+        let grant = bearer(req.headers())
+            .and_then(|token| callers.by_token(token))
+            .ok_or_else(|| {
+                GatewayError::refused(
+                    Reason::Unauthenticated,
+                    None,
+                    "this gateway needs caller credentials: a known bearer token (authorization: Bearer <token>)",
+                )
+                .into_status("")
+            })?;
+        let scope = Scope::of_method(path);
+        if !grant.has(scope) {
+            let name = scope.as_str();
+            return Err(GatewayError::ScopeMissing {
+                scope: name.to_string(),
+                message: format!("caller '{}' lacks the scope '{name}'", grant.name),
+            }
+            .into_status(""));
+        }
+        req.extensions_mut().insert::<Arc<Grant>>(grant);
+        Ok(())
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
 
 /// Adds [`Edge`] around the gRPC routes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EdgeLayer {
     cut: CancellationToken,
     max_message_bytes: usize,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl EdgeLayer {
-    /// `cut` fires at the end of the shutdown grace.
-    pub fn new(cut: CancellationToken, max_message_bytes: usize) -> Self {
+    /// `cut` fires at the end of the shutdown grace; `auth` checks callers when set.
+    pub fn new(
+        cut: CancellationToken,
+        max_message_bytes: usize,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Self {
         Self {
             cut,
             max_message_bytes,
+            auth,
         }
     }
 }
@@ -48,16 +121,18 @@ impl<S> Layer<S> for EdgeLayer {
             inner,
             cut: self.cut.clone(),
             max_message_bytes: self.max_message_bytes,
+            auth: self.auth.clone(),
         }
     }
 }
 
 /// See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
     cut: CancellationToken,
     max_message_bytes: usize,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Edge<S>
@@ -72,8 +147,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        ResponseFuture {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(auth) = &self.auth
+            && let Err(status) = auth.admit(&mut req)
+        {
+            return ResponseFuture::Refused {
+                status: Some(status),
+            };
+        }
+        ResponseFuture::Running {
             inner: self.inner.call(req),
             cut: self.cut.clone().cancelled_owned(),
             body_cut: Some(self.cut.clone()),
@@ -93,14 +175,18 @@ fn trailers_only<B>(status: Status) -> Response<EdgeBody<B>> {
 }
 
 pin_project_lite::pin_project! {
-    /// The inner service's future, raced against the cut.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        #[pin]
-        cut: WaitForCancellationFutureOwned,
-        body_cut: Option<CancellationToken>,
-        max_message_bytes: usize,
+    /// The inner service's future, raced against the cut; or a refusal before it.
+    #[project = ResponseFutureProj]
+    pub enum ResponseFuture<F> {
+        Refused { status: Option<Status> },
+        Running {
+            #[pin]
+            inner: F,
+            #[pin]
+            cut: WaitForCancellationFutureOwned,
+            body_cut: Option<CancellationToken>,
+            max_message_bytes: usize,
+        },
     }
 }
 
@@ -111,7 +197,23 @@ where
     type Output = Result<Response<EdgeBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let this = match self.project() {
+            ResponseFutureProj::Refused { status } => {
+                let status = status.take().unwrap_or_else(shutting_down);
+                return Poll::Ready(Ok(trailers_only(status)));
+            }
+            ResponseFutureProj::Running {
+                inner,
+                cut,
+                body_cut,
+                max_message_bytes,
+            } => Running {
+                inner,
+                cut,
+                body_cut,
+                max_message_bytes,
+            },
+        };
         match this.inner.poll(cx) {
             Poll::Ready(Ok(response)) => {
                 if response.headers().get("grpc-status") == Some(&code_value(Code::OutOfRange)) {
@@ -135,6 +237,14 @@ where
             }
         }
     }
+}
+
+/// The running future's fields, projected.
+struct Running<'a, F> {
+    inner: Pin<&'a mut F>,
+    cut: Pin<&'a mut WaitForCancellationFutureOwned>,
+    body_cut: &'a mut Option<CancellationToken>,
+    max_message_bytes: &'a mut usize,
 }
 
 fn code_value(code: Code) -> HeaderValue {

@@ -26,7 +26,8 @@ macro_rules! service {
                     request: tonic::Request<$req_ty>,
                 ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
                     let $req = request.get_ref();
-                    $crate::api::rpc::unary($resource, request.metadata(), self.$handler($req)).await
+                    let call = $crate::call::Call::from_request(request.metadata(), request.extensions());
+                    $crate::api::rpc::unary($resource, call, self.$handler($req)).await
                 }
             )*
             $($(
@@ -37,7 +38,8 @@ macro_rules! service {
                     request: tonic::Request<$sreq_ty>,
                 ) -> std::result::Result<tonic::Response<Self::$stream>, tonic::Status> {
                     let $sreq = request.get_ref();
-                    let watch = self.$shandler($sreq, request.metadata());
+                    let call = $crate::call::Call::from_request(request.metadata(), request.extensions());
+                    let watch = $crate::call::sync_scope(call, || self.$shandler($sreq, request.metadata()));
                     let to_msg = $crate::api::streams::$to_msg;
                     let peer = $crate::tls::peer(request.extensions());
                     $crate::api::streams::open(&self.ctx, peer, $sresource, watch, to_msg).await

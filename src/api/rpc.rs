@@ -3,7 +3,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use tonic::{Response, Status, metadata::MetadataMap};
+use tonic::{Response, Status};
 
 use crate::{
     call,
@@ -37,11 +37,11 @@ pub fn limit_reached(key: &str, max: usize, what: &str) -> GatewayError {
 /// becomes a `Status` naming `resource`. The RPC log layer writes the call's log line.
 pub async fn unary<T>(
     resource: &str,
-    metadata: &MetadataMap,
+    call: call::Call,
     work: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
     record_resource(resource);
-    call::scope(call::Call::from_metadata(metadata), work)
+    call::scope(call, work)
         .await
         .map(Response::new)
         .map_err(|e| e.into_status(resource))

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     config::UpstreamConfig,
     error::{Reason, Result, UpstreamError, UpstreamMessage},
-    names::resource_name,
+    names::{check_id, resource_name},
     proto::{self, RunspaceState},
 };
 
@@ -106,18 +106,27 @@ fn convert(
         )
     };
     let r: Runspace = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    check_id(&r.id).map_err(bad)?;
     let create_time = timestamp_field("creation_time", r.creation_time.as_deref()).map_err(bad)?;
+    let error = match r.error_details {
+        None => None,
+        Some(e) => Some(proto::RunspaceError {
+            code: match e.code {
+                None => 0,
+                Some(c) => i32::try_from(c)
+                    .map_err(|_| bad(format!("error_details.code {c} is not a 32-bit integer")))?,
+            },
+            message: e.error_message,
+            details: e.details.unwrap_or_default(),
+        }),
+    };
     Ok(proto::Runspace {
         name: resource_name(upstream, "runspaces", &r.id),
         id: r.id,
         display_name: r.name.unwrap_or_default(),
         state: r.state.as_deref().map(state_of).unwrap_or_default() as i32,
         create_time,
-        error: r.error_details.map(|e| proto::RunspaceError {
-            code: e.code.unwrap_or_default() as i32,
-            message: e.error_message,
-            details: e.details.unwrap_or_default(),
-        }),
+        error,
         run_vc_connection_script: r.run_vc_connection_script.unwrap_or(false),
         vc_connection_script_id: r.vc_connection_script_id.unwrap_or_default(),
     })
@@ -256,6 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_id_or_an_error_code_past_i32_is_a_bad_response() {
+        // An empty id gave the name `upstreams/srs1/runspaces/`, which every call refuses;
+        // `as i32` made the code 2147483648 into -2147483648.
+        for raw in [
+            serde_json::json!({"id": "", "state": "ready"}),
+            serde_json::json!({"id": "a1", "state": "error",
+                "error_details": {"code": 2147483648u64, "error_message": "x"}}),
+        ] {
+            let e = convert("srs1", raw.clone(), &reply(200, "")).unwrap_err();
+            assert_eq!(e.reason(), Reason::UpstreamBadResponse, "{raw}");
+        }
+    }
+
+    #[test]
     fn runspaces_convert_with_local_offsets_and_omitted_fields() {
         let raw = serde_json::json!({"id": "a1", "state": "error", "creation_time": "2024-05-02T11:20:31.5123456+03:00",
             "error_details": {"code": 500, "error_message": "Failed", "details": "System.Exception"}});
@@ -267,3 +290,6 @@ mod tests {
         assert_eq!(r.create_time.unwrap().seconds, 1714638031);
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -553,16 +553,12 @@ impl Session {
         };
         let reply = self.http.send("login", rb).await?;
         let upstream = self.http.upstream();
+        // A login answer carries the session or token: none of its body goes into an error.
         if !reply.is_success() {
-            return Err((self.flow.parse_error)(upstream, &reply));
+            return Err((self.flow.parse_error)(upstream, &reply).without_excerpt());
         }
         let bad = |problem: &str| {
-            UpstreamError::bad_response(
-                upstream,
-                reply.status,
-                format!("login: {problem}"),
-                &reply.body,
-            )
+            UpstreamError::bad_response(upstream, reply.status, format!("login: {problem}"), b"")
         };
         let token = match self.flow.token_source {
             TokenSource::JsonStringBody => serde_json::from_slice::<String>(&reply.body)

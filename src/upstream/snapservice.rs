@@ -76,3 +76,6 @@ struct ListItem {
     task: String,
     info: Json,
 }
+
+#[cfg(test)]
+mod proptests;
