@@ -3,8 +3,13 @@
 //! Secrets come from the environment or from files, never from the command line or the
 //! TOML text itself, and are redacted wherever the configuration is printed.
 
-use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use rustls::{
+    RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    sign::CertifiedKey,
+};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::names::is_valid_upstream_name;
@@ -167,6 +172,9 @@ pub struct ServerConfig {
     /// How long in-flight unary calls may take to finish once the listener closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// `[server.tls]`: serve TLS (and mutual TLS with a client CA); absent: plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -177,7 +185,204 @@ impl Default for ServerConfig {
             max_concurrent_streams: 1024,
             drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
+    }
+}
+
+/// `[server.tls]`: the server's certificate and key, and for mutual TLS the CA that signs
+/// client certificates. The files are read at start and again whenever their contents change
+/// (`tls.rs`), so a rotated certificate needs no restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM certificates of the CAs that sign client certificates: turns on mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether a client must present a certificate (only with `client_ca_file`; default
+    /// `required` when it is set). A certificate that is presented is always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether a client certificate is required, with `client_ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A client without a certificate signed by the client CA cannot connect.
+    Required,
+    /// A client may connect without a certificate; one it presents must verify.
+    Optional,
+}
+
+impl TlsConfig {
+    /// A server certificate and key, without client certificates.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            client_ca_file: None,
+            client_auth: None,
+        }
+    }
+
+    /// Whether client certificates are asked for, and must be presented: `None` without a
+    /// client CA, else `client_auth` (default `required`).
+    pub fn client_auth(&self) -> Option<ClientAuth> {
+        self.client_ca_file
+            .as_ref()
+            .map(|_| self.client_auth.unwrap_or(ClientAuth::Required))
+    }
+
+    /// Reads the files as they are now (through their paths, so a swapped symlink is
+    /// followed); errors name the key and the file, never what it holds.
+    pub fn read(&self) -> Result<TlsFiles, ConfigError> {
+        let read = |key: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    format!("server.tls.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
+        };
+        Ok(TlsFiles {
+            cert: read("cert_file", &self.cert_file)?,
+            key: read("key_file", &self.key_file)?,
+            client_ca: match &self.client_ca_file {
+                Some(path) => Some(read("client_ca_file", path)?),
+                None => None,
+            },
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_auth.is_some() && self.client_ca_file.is_none() {
+            return Err(ConfigError::new(
+                "server.tls.client_auth",
+                "needs server.tls.client_ca_file (the CA that signs client certificates)",
+            ));
+        }
+        self.read()?.parse(self).map(drop)
+    }
+
+    /// Fills in the default `client_auth`, so the effective configuration shows it.
+    fn fill_defaults(&mut self) {
+        if self.client_ca_file.is_some() {
+            self.client_auth = self.client_auth();
+        }
+    }
+}
+
+/// The contents of the `[server.tls]` files, as read at one moment. Never printed: the key
+/// is in here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsFiles(<redacted>)")
+    }
+}
+
+/// What the `[server.tls]` files hold, parsed and checked: the certificate chain with its
+/// key (which matches the certificate), and the client CAs.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub certified: Arc<CertifiedKey>,
+    pub client_roots: Option<Arc<RootCertStore>>,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsMaterial(<redacted>)")
+    }
+}
+
+impl TlsFiles {
+    /// Parses the PEM of each file; errors name the key and the file of `cfg`, and never
+    /// quote what the files hold.
+    pub fn parse(&self, cfg: &TlsConfig) -> Result<TlsMaterial, ConfigError> {
+        let err = |key: &str, path: &PathBuf, problem: String| {
+            ConfigError::new(
+                format!("server.tls.{key}"),
+                format!("{}: {problem}", path.display()),
+            )
+        };
+        let certs = CertificateDer::pem_slice_iter(&self.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("cert_file", &cfg.cert_file, pem_problem(&e, "certificate")))?;
+        if certs.is_empty() {
+            return Err(err(
+                "cert_file",
+                &cfg.cert_file,
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key)
+            .map_err(|e| err("key_file", &cfg.key_file, pem_problem(&e, "private key")))?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(certs, key, &provider).map_err(|e| {
+            let problem = match e {
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "this key does not belong to the certificate in {}",
+                    cfg.cert_file.display()
+                ),
+                // rustls's words name the key's kind or the certificate's fault, never the key.
+                other => format!("cannot be used with its certificate: {other}"),
+            };
+            err("key_file", &cfg.key_file, problem)
+        })?;
+        let client_roots = match (&self.client_ca, &cfg.client_ca_file) {
+            (Some(pem), Some(path)) => {
+                let mut roots = RootCertStore::empty();
+                for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+                    let cert = cert
+                        .map_err(|e| err("client_ca_file", path, pem_problem(&e, "certificate")))?;
+                    roots.add(cert).map_err(|e| {
+                        err(
+                            "client_ca_file",
+                            path,
+                            format!("certificate {} is not usable as a CA: {e}", i + 1),
+                        )
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(err(
+                        "client_ca_file",
+                        path,
+                        "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+                    ));
+                }
+                Some(Arc::new(roots))
+            }
+            _ => None,
+        };
+        Ok(TlsMaterial {
+            certified: Arc::new(certified),
+            client_roots,
+        })
+    }
+}
+
+/// What is wrong with a PEM file, in words that never quote it (pki-types' own messages
+/// can quote a line).
+fn pem_problem(e: &rustls::pki_types::pem::Error, what: &str) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::NoItemsFound => format!("no PEM {what} in it"),
+        Error::MissingSectionEnd { .. } => "a PEM section has no END line".into(),
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".into(),
+        Error::Base64Decode(_) => "a PEM section is not valid base64".into(),
+        Error::SectionTooLarge => "a PEM section is too large".into(),
+        _ => format!("not a PEM {what}"),
     }
 }
 
@@ -620,6 +825,9 @@ impl Config {
         })?;
         cfg.apply_env(env)?;
         cfg.resolve_secrets(env)?;
+        if let Some(tls) = &mut cfg.server.tls {
+            tls.fill_defaults();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -706,6 +914,9 @@ impl Config {
                 "server.max_concurrent_streams",
                 "must be at least 1",
             ));
+        }
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
         }
         self.watch.validate()?;
         self.limits.validate()?;

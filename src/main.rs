@@ -39,6 +39,10 @@ enum Command {
         /// Let the simulator speak HTTPS with a self-signed certificate the gateway trusts.
         #[arg(long)]
         tls: bool,
+        /// Serve gRPC over TLS, with a certificate for localhost and 127.0.0.1 signed by a CA
+        /// generated for this run (the banner shows grpcurl with -cacert).
+        #[arg(long)]
+        grpc_tls: bool,
         /// Address of the admin listener (/metrics, /healthz, /readyz).
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
@@ -161,6 +165,7 @@ async fn main() -> Result<()> {
         Command::Demo {
             listen,
             tls,
+            grpc_tls,
             admin_listen,
         } => {
             let sim = Simulator::start(SimOptions {
@@ -178,10 +183,20 @@ async fn main() -> Result<()> {
                 }
                 None => None,
             };
+            // Removes its directory when dropped, at the end of this block.
+            let grpc_tls = if grpc_tls {
+                let files = demo::DemoTls::generate(&std::env::temp_dir())
+                    .context("writing the gRPC certificate")?;
+                Some(files)
+            } else {
+                None
+            };
             let mut cfg = demo::config(&sim, listen, ca.as_deref());
             cfg.admin.listen = Some(admin_listen);
+            cfg.server.tls = grpc_tls.as_ref().map(demo::DemoTls::config);
             let running = server::Running::start(cfg.clone()).await?;
-            println!("{}", demo::banner(running.addr, &cfg));
+            let grpc_ca = grpc_tls.as_ref().map(demo::DemoTls::ca_file);
+            println!("{}", demo::banner(running.addr, &cfg, grpc_ca.as_deref()));
             if let Some(admin) = running.admin_addr {
                 println!("Metrics: curl http://{admin}/metrics   (also /healthz, /readyz)\n");
             }

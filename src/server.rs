@@ -1,6 +1,6 @@
 //! Assembles the tonic server: the three services, reflection v1 and v1alpha, health,
-//! message and stream limits, the middleware stack (one span and log line per RPC), and
-//! graceful shutdown.
+//! message and stream limits, the middleware stack (one span and log line per RPC), the
+//! incoming connections (plaintext, or TLS through `tls.rs`), and graceful shutdown.
 //!
 //! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
 //! "shutting down", the server keeps accepting for `drain_delay` (so probes see
@@ -12,7 +12,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -29,6 +29,7 @@ use crate::{
         self, runspace_service_server::RunspaceServiceServer,
         task_service_server::TaskServiceServer, upstream_service_server::UpstreamServiceServer,
     },
+    tls::{self, ServerTls},
     upstream::Registry,
     watch::WatchEngine,
 };
@@ -95,6 +96,10 @@ pub async fn serve_on(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let registry = Arc::new(Registry::new(&cfg)?);
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(Arc::new(ServerTls::load(t)?)),
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for s in SERVICES {
@@ -172,7 +177,7 @@ pub async fn serve_on(
         .add_service(tasks)
         .add_service(runspaces)
         .add_service(upstreams)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown);
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown);
     let grace = cfg.server.shutdown_grace;
     tokio::pin!(server);
     let result = tokio::select! {
@@ -198,17 +203,13 @@ pub async fn serve_on(
     result
 }
 
-/// The accepted connections of `listener`, with TCP_NODELAY: without it a small response
-/// write waits for the client's delayed ACK, about 40 ms per call.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
 /// A gateway running in this process (tests, `demo`).
 pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's address, when `[admin] listen` is set.
     pub admin_addr: Option<SocketAddr>,
+    /// Whether it serves TLS (`[server.tls]`).
+    pub tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -223,6 +224,7 @@ impl Running {
         })?;
         let admin = bind_admin(&cfg).await?;
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let tls = cfg.server.tls.is_some();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve_on(cfg, listener, admin, async {
             let _ = rx.await;
@@ -230,14 +232,16 @@ impl Running {
         Ok(Running {
             addr,
             admin_addr,
+            tls,
             stop: Some(tx),
             task,
         })
     }
 
-    /// `http://ADDR`, for clients.
+    /// `http://ADDR`, or `https://ADDR` with TLS, for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Starts the graceful shutdown and waits for it to finish.

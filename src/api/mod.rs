@@ -41,7 +41,7 @@ macro_rules! service {
                     let call = $crate::call::Call::from_request(request.metadata(), request.extensions());
                     let watch = $crate::call::sync_scope(call, || self.$shandler($sreq, request.metadata()));
                     let to_msg = $crate::api::streams::$to_msg;
-                    let peer = request.remote_addr();
+                    let peer = $crate::tls::peer(request.extensions());
                     $crate::api::streams::open(&self.ctx, peer, $sresource, watch, to_msg).await
                 }
             )*)?

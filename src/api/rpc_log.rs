@@ -19,7 +19,7 @@ use std::{
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
-use tonic::{Code, transport::server::TcpConnectInfo};
+use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Span;
 
@@ -66,10 +66,7 @@ where
             req.headers_mut().insert("traceparent", v);
         }
         let method = req.uri().path();
-        let peer = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr);
+        let peer = crate::tls::peer(req.extensions());
         let span = tracing::info_span!(
             "rpc",
             method = %method.trim_start_matches('/'),
