@@ -465,3 +465,40 @@ async fn shutdown_closes_the_tls_listener() {
         "no connection after the shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_client_certificate_identity_is_a_caller_with_the_scopes_of_its_clients_entry() {
+    let (ca, clients) = (Ca::new("server CA"), Ca::new("clients"));
+    let dir = Dir::new("mtls-auth");
+    dir.write(&ca.server(), Some(&clients));
+    let tokens = dir.path("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[clients]]\nmatch = \"spiffe://cluster.local/ns/ops/sa/runner\"\nscopes = [\"read\"]\nupstreams = [\"vc1\"]\n",
+    )
+    .unwrap();
+    let tls = dir.tls(Some(ClientAuth::Optional));
+    let env = Env::start_with(sim_options(), |cfg| {
+        cfg.server.tls = Some(tls);
+        cfg.auth = Some(vmware_grpc_gateway::config::AuthConfig::new(tokens));
+    })
+    .await;
+    let name = env.add(finished(60));
+    let runner = clients.client("spiffe://cluster.local/ns/ops/sa/runner", "runner");
+    let other = clients.client("spiffe://cluster.local/ns/ops/sa/other", "other");
+    get(&env, &name, &ca, Some(&runner)).await.unwrap();
+    for (who, me) in [
+        ("an identity the file does not list", Some(&other)),
+        ("no certificate", None),
+    ] {
+        let err = get(&env, &name, &ca, me).await.unwrap_err();
+        assert!(err.contains("Unauthenticated"), "{who}: {err}");
+    }
+    // Its entry grants read only.
+    let channel = connect(&env, &ca, Some(&runner)).await.unwrap();
+    let cancel = TaskServiceClient::new(channel)
+        .cancel_task(vmware_grpc_gateway::proto::CancelTaskRequest { name: name.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(cancel.code(), Code::PermissionDenied, "{cancel:?}");
+}

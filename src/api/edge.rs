@@ -2,7 +2,8 @@
 //! after its handlers run:
 //!
 //! - **caller authentication** (with `[auth]`): a call to a service not exempt needs a known
-//!   bearer token (`authorization: Bearer …`) or a known mTLS client, else `UNAUTHENTICATED`,
+//!   bearer token (`authorization: Bearer …`) or a verified client certificate naming a
+//!   `[[clients]]` identity (SAN or subject CN), else `UNAUTHENTICATED`,
 //!   and the scope its method needs, else `PERMISSION_DENIED`/`SCOPE_MISSING`; the caller's
 //!   [`Grant`] then rides along in the request's extensions (the call context reads it, and
 //!   the registry keeps the caller to its upstreams);
@@ -56,13 +57,15 @@ impl Authenticator {
             return Ok(());
         }
         let callers = self.store.callers();
+        let client = crate::tls::conn_info(req.extensions()).and_then(|c| c.client.clone());
         let grant = bearer(req.headers())
             .and_then(|token| callers.by_token(token))
+            .or_else(|| client.and_then(|c| callers.by_client(&c.identities)))
             .ok_or_else(|| {
                 GatewayError::refused(
                     Reason::Unauthenticated,
                     None,
-                    "this gateway needs caller credentials: a known bearer token (authorization: Bearer <token>)",
+                    "this gateway needs caller credentials: a known bearer token (authorization: Bearer <token>) or a known client certificate",
                 )
                 .into_status("")
             })?;
