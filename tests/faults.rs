@@ -249,7 +249,12 @@ async fn the_control_endpoint_reads_back_what_it_was_sent_and_refuses_bad_bodies
     let everywhere = |v: &Value| json!({"vc1": v, "snap1": v, "vcd1": v, "srs1": v});
     assert_eq!(all, everywhere(&off()));
 
-    let (status, answer) = put(&control, "/faults", r#"{"error_rate":0.2,"latency":"100ms"}"#).await;
+    let (status, answer) = put(
+        &control,
+        "/faults",
+        r#"{"error_rate":0.2,"latency":"100ms"}"#,
+    )
+    .await;
     assert_eq!(status, 200);
     let mut slow = off();
     slow["error_rate"] = json!(0.2);
@@ -275,7 +280,10 @@ async fn the_control_endpoint_reads_back_what_it_was_sent_and_refuses_bad_bodies
 
     for (body, says) in [
         ("not json", "the body is not fault settings"),
-        (r#"{"error_rate":1.5}"#, "error_rate must be between 0 and 1"),
+        (
+            r#"{"error_rate":1.5}"#,
+            "error_rate must be between 0 and 1",
+        ),
         (r#"{"latency":"fast"}"#, "the body is not fault settings"),
         (r#"{"latency":100}"#, "the body is not fault settings"),
         (r#"{"errors":0.1}"#, "unknown field `errors`"),
@@ -291,7 +299,11 @@ async fn the_control_endpoint_reads_back_what_it_was_sent_and_refuses_bad_bodies
             assert!(message.contains(says), "{path} {body}: {answer}");
         }
     }
-    assert_eq!(get(&control, "/faults").await.1, expected, "nothing changed");
+    assert_eq!(
+        get(&control, "/faults").await.1,
+        expected,
+        "nothing changed"
+    );
     let (status, answer) = put(&control, "/faults/vc9", "{}").await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -306,7 +318,9 @@ async fn refused_connections_fail_get_task_as_unreachable_until_turned_off() {
     let env = Env::start().await;
     let control = env.sim.start_control(0).await.unwrap();
     let name = env.add(running_for(100));
-    env.get_task(&name).await.expect("a session and an open connection");
+    env.get_task(&name)
+        .await
+        .expect("a session and an open connection");
     let (status, _) = put(&control, "/faults/vc1", r#"{"refuse_connections":true}"#).await;
     assert_eq!(status, 200);
     // The open connection is closed at its next request, then new ones at once.
@@ -331,7 +345,9 @@ async fn a_blackhole_times_get_task_out_until_turned_off() {
     })
     .await;
     let name = env.add(running_for(100));
-    env.get_task(&name).await.expect("a session and an open connection");
+    env.get_task(&name)
+        .await
+        .expect("a session and an open connection");
     let hole = FaultSettings {
         blackhole: true,
         ..FaultSettings::default()
@@ -343,7 +359,10 @@ async fn a_blackhole_times_get_task_out_until_turned_off() {
         "UPSTREAM_TIMEOUT",
     );
     assert_eq!(env.sim.vcenter.fault_counts().blackholed, 1);
-    env.sim.vcenter.set_faults(FaultSettings::default()).unwrap();
+    env.sim
+        .vcenter
+        .set_faults(FaultSettings::default())
+        .unwrap();
     let task = env.get_task(&name).await.expect("recovered");
     assert_eq!(task.name, name);
 }
