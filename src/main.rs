@@ -3,6 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, Result};
+
+/// mimalloc instead of glibc's malloc: under concurrent calls glibc's arenas contend (a quarter
+/// of the gateway's CPU went to malloc/free and their futex waits); see docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use vmware_grpc_gateway::{
     config::{Config, LogFormat},
