@@ -5,7 +5,7 @@ use std::{fmt::Write, net::SocketAddr, path::Path};
 
 use crate::{
     config::{Config, ServerConfig, UpstreamConfig, UpstreamKind},
-    simulator::{self, SimHandle, Simulator},
+    simulator::{self, FaultSettings, SimHandle, Simulator},
 };
 
 /// The gateway configuration that serves every simulated upstream, on `listen`.
@@ -41,12 +41,14 @@ pub fn upstreams(sim: &Simulator, ca_file: Option<&Path>) -> Vec<UpstreamConfig>
         .collect()
 }
 
+/// Each part under the simulator's name for it (which the control endpoint takes too).
 fn parts(sim: &Simulator) -> [(&'static str, UpstreamKind, &SimHandle); 4] {
+    let [vc, snap, vcd, srs] = sim.parts();
     [
-        ("vc1", UpstreamKind::Vsphere, &sim.vcenter),
-        ("snap1", UpstreamKind::Snapservice, &sim.snapservice),
-        ("vcd1", UpstreamKind::CloudDirector, &sim.cloud_director),
-        ("srs1", UpstreamKind::ScriptRuntime, &sim.script_runtime),
+        (vc.0, UpstreamKind::Vsphere, vc.1),
+        (snap.0, UpstreamKind::Snapservice, snap.1),
+        (vcd.0, UpstreamKind::CloudDirector, vcd.1),
+        (srs.0, UpstreamKind::ScriptRuntime, srs.1),
     ]
 }
 
@@ -126,6 +128,23 @@ pub fn simulator_listing(sim: &Simulator) -> String {
         );
     }
     b
+}
+
+/// What `simulate` prints about its control endpoint at `url`: the routes, a curl command
+/// that switches faults on, and the faults on now.
+pub fn control_listing(sim: &Simulator, url: &str, faults: &FaultSettings) -> String {
+    let names: Vec<&str> = sim.parts().iter().map(|(name, _)| *name).collect();
+    let on = if faults.any() {
+        serde_json::to_string(faults).unwrap_or_default()
+    } else {
+        "none".to_string()
+    };
+    format!(
+        "control: {url}  GET/PUT /faults (every part), /faults/{{{}}} (one)\n       \
+         e.g. curl -X PUT -d '{{\"error_rate\":0.2,\"session_expiry\":\"10s\"}}' {url}/faults\n\
+         faults: {on}",
+        names.join("|")
+    )
 }
 
 /// Copy-paste grpcurl commands that work against a running demo at `addr`.

@@ -122,6 +122,17 @@ impl UpstreamError {
         )
     }
 
+    /// This error without any excerpt of the answer's body (for answers that carry
+    /// credentials, such as a login's).
+    pub fn without_excerpt(mut self) -> Self {
+        match &mut self.failure {
+            UpstreamFailure::Api { excerpt, .. } => *excerpt = None,
+            UpstreamFailure::BadResponse { excerpt, .. } => excerpt.clear(),
+            _ => {}
+        }
+        self
+    }
+
     /// The upstream's own error kind, when its body named one (metadata `upstreamReason`).
     pub fn upstream_reason(&self) -> Option<&str> {
         match &self.failure {
@@ -384,7 +395,11 @@ impl GatewayError {
     /// The `Status` a client sees for this error on `resource` (the name it asked for).
     pub fn into_status(self, resource: &str) -> Status {
         let reason = self.reason();
-        let mut metadata = HashMap::from([("resource".to_string(), clip(resource))]);
+        // Refusals at the edge (authentication, size, shutdown) come before any resource.
+        let mut metadata = HashMap::new();
+        if !resource.is_empty() {
+            metadata.insert("resource".to_string(), clip(resource));
+        }
         let mut details = Vec::new();
         let mut retry_after = None;
         match &self {
@@ -467,7 +482,11 @@ impl GatewayError {
         );
         // Status and details travel in HTTP/2 headers, which clients cap (often at 16 KiB):
         // an upstream's long message must not turn a clear error into a protocol error.
-        let message = clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT);
+        let message = if resource.is_empty() {
+            clip_middle(&self.to_string(), MESSAGE_LIMIT)
+        } else {
+            clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT)
+        };
         Status::with_error_details_vec(reason.code(), message, details)
     }
 }
@@ -503,12 +522,95 @@ pub fn clip_middle(s: &str, limit: usize) -> String {
 
 /// A short, printable excerpt of an upstream body for error metadata.
 pub fn excerpt(body: &[u8]) -> String {
-    clip(String::from_utf8_lossy(body).trim())
+    clip(&redact(String::from_utf8_lossy(body).trim()))
+}
+
+/// Names whose values are credentials: an answer may carry a session id, a token or a key
+/// (a login answer always does), and an excerpt of it goes to callers and logs.
+const SECRET_NAMES: &[&str] = &[
+    "token",
+    "session",
+    "password",
+    "secret",
+    "key",
+    "authorization",
+    "cookie",
+    "credential",
+];
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAMES.iter().any(|s| name.contains(s))
+}
+
+/// `text` with the values of secret-looking names replaced by `<redacted>`: in a JSON body
+/// every such member at any depth; in other text, whatever follows such a name and `=` or `:`
+/// up to the next separator.
+pub fn redact(text: &str) -> String {
+    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+        redact_json(&mut v);
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['=', ':']) {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        out.push_str(&after[..1]);
+        let after = &after[1..];
+        let name = before
+            .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .next()
+            .unwrap_or("");
+        if is_secret_name(name) {
+            let lead = after.len() - after.trim_start_matches([' ', '"', '\'']).len();
+            let value_end = after[lead..]
+                .find([' ', '"', '\'', ',', ';', '&', '}', '<', '\n'])
+                .map_or(after.len(), |e| lead + e);
+            out.push_str(&after[..lead]);
+            out.push_str("<redacted>");
+            rest = &after[value_end..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret_name(k) && !val.is_object() && !val.is_array() {
+                    *val = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact_json(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_hide_credentials() {
+        let json = br#"{"value": "4f2e-session-id", "access_token": "eyJ-secret", "nested": {"X-SRS-API-KEY": "k-123"}, "ok": "shown"}"#;
+        let e = excerpt(json);
+        assert!(!e.contains("eyJ-secret") && !e.contains("k-123"), "{e}");
+        assert!(e.contains("shown"), "{e}");
+        let text = b"<html>session=abc123; token: xyz789 other=fine</html>";
+        let e = excerpt(text);
+        assert!(!e.contains("abc123") && !e.contains("xyz789"), "{e}");
+        assert!(e.contains("other=fine"), "{e}");
+        let header = b"vmware-api-session-id: 0123abcd\nnext";
+        assert!(!excerpt(header).contains("0123abcd"));
+    }
 
     #[test]
     fn clip_middle_keeps_both_ends_on_char_boundaries() {

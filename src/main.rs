@@ -1,19 +1,19 @@
 //! The `vmware-grpc-gateway` command line: parse, then hand off to the library.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use vmware_grpc_gateway::{
+    config::{Config, LogFormat},
+    demo, server,
+    simulator::{FaultSettings, SimOptions, Simulator},
+};
 
 /// mimalloc instead of glibc's malloc: under concurrent calls glibc's arenas contend (a quarter
 /// of the gateway's CPU went to malloc/free and their futex waits); see docs/BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand};
-use vmware_grpc_gateway::{
-    config::{Config, LogFormat},
-    demo, server,
-    simulator::{SimOptions, Simulator},
-};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +53,11 @@ enum Command {
         /// Serve HTTPS with a self-signed certificate.
         #[arg(long)]
         tls: bool,
+        /// Port of the control endpoint on 127.0.0.1 (GET/PUT /faults; 0: any free port).
+        #[arg(long, default_value_t = 0)]
+        control_port: u16,
+        #[command(flatten)]
+        faults: FaultFlags,
     },
     /// Validate a configuration and print it with secrets redacted.
     CheckConfig {
@@ -78,6 +83,57 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(false)
             .init(),
+    }
+}
+
+/// The standing faults of every simulated part, from the start (the control endpoint
+/// changes them later).
+#[derive(Args)]
+#[command(next_help_heading = "Faults (every part; the control endpoint changes them later)")]
+struct FaultFlags {
+    /// Answer this fraction of requests (0-1) with 503 and the upstream's own error body.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = rate)]
+    error_rate: f64,
+    /// Delay every answer by this long, e.g. 100ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    latency: Option<Duration>,
+    /// Expire every session this long after its login, however much it is used, e.g. 10s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    session_expiry: Option<Duration>,
+    /// Break this fraction (0-1) of successful JSON answers to authenticated calls: truncated,
+    /// not JSON, or JSON of the wrong shape, in turn.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = rate)]
+    malformed_rate: f64,
+    /// Close every connection at once.
+    #[arg(long)]
+    refuse_connections: bool,
+    /// Accept connections and never answer.
+    #[arg(long, conflicts_with = "refuse_connections")]
+    blackhole: bool,
+    /// Handle each request in full, then wait this long before answering.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    delay_after_handling: Option<Duration>,
+}
+
+/// A fraction between 0 and 1.
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a fraction between 0 and 1 is needed, e.g. 0.2".to_string()),
+    }
+}
+
+impl FaultFlags {
+    fn settings(&self) -> FaultSettings {
+        FaultSettings {
+            error_rate: self.error_rate,
+            latency: self.latency.unwrap_or_default(),
+            session_expiry: self.session_expiry.unwrap_or_default(),
+            malformed_rate: self.malformed_rate,
+            refuse_connections: self.refuse_connections,
+            blackhole: self.blackhole,
+            delay_after_handling: self.delay_after_handling.unwrap_or_default(),
+        }
     }
 }
 
@@ -141,19 +197,32 @@ async fn main() -> Result<()> {
                 let _ = std::fs::remove_file(path);
             }
         }
-        Command::Simulate { tls } => {
+        Command::Simulate {
+            tls,
+            control_port,
+            faults,
+        } => {
+            let faults = faults.settings();
+            faults.validate()?;
             let sim = Simulator::start(SimOptions {
                 tls,
                 ..SimOptions::default()
             })
             .await
             .context("starting the simulator")?;
+            sim.set_faults(&faults)?;
+            let control = sim
+                .start_control(control_port)
+                .await
+                .context("starting the control endpoint")?;
             print!("{}", demo::simulator_listing(&sim));
             if let Some(pem) = demo::ca_bundle(&sim) {
                 println!("\nself-signed certificates (trust them with ca_file):\n{pem}");
             }
+            println!("{}", demo::control_listing(&sim, &control.url(), &faults));
             println!("Ctrl-C stops the simulator.");
             stop_signal().await;
+            control.shutdown();
             sim.shutdown();
         }
     }

@@ -1,7 +1,8 @@
 //! The operational surface every simulated part shares: per-route request counters, the
 //! fault-injection queue, the session store with idle expiry, [`SimCore`] (all of that plus the
-//! clock and the configured credentials) and [`SimHandle`] (the core plus the listener: `url`,
-//! `requests`, `inject`, `logins`, `expire_sessions` and the rest, implemented once).
+//! clock, the standing faults and the configured credentials) and [`SimHandle`] (the core plus
+//! the listener: `url`, `requests`, `inject`, `set_faults`, `logins`, `expire_sessions` and
+//! the rest, implemented once).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,9 @@ use http::StatusCode;
 
 use super::SimOptions;
 use super::clock::SimClock;
+use super::faults::{FaultCounts, FaultSettings, InvalidFaults, StandingFaults};
 use super::ids;
-use super::listener::Listener;
+use super::listener::{Gate, Listener};
 use super::web::raw_json;
 
 /// A poisoned lock only means a panic elsewhere mid-update of plain data; keep serving.
@@ -59,6 +61,18 @@ pub enum Fault {
     Status { status: u16, body: String },
     /// Wait this long (tokio::time::sleep), then answer normally.
     Delay(Duration),
+    /// Handle the request in full (its side effects done, e.g. the runspace created), then
+    /// wait this long before answering: a caller that gives up meanwhile misses the answer.
+    DelayAfter(Duration),
+}
+
+/// What a queued fault leaves of a request.
+#[derive(Debug)]
+pub enum Entered {
+    /// The fault answers it.
+    Answer(Response),
+    /// Handle it, then wait `delay_after` before answering.
+    Handle { delay_after: Duration },
 }
 
 /// Route key that matches any route in [`FaultQueue::push`].
@@ -82,19 +96,21 @@ impl FaultQueue {
         q.remove(pos).map(|(_, f)| f)
     }
 
-    /// Applies a fault: `Some(response)` ends the request; a delay sleeps and returns `None`.
-    pub async fn apply(&self, route: &str) -> Option<Response> {
-        match self.take(route)? {
-            Fault::Status { status, body } => {
+    /// Applies the fault queued for `route`, if any: a status answers the request, a delay
+    /// sleeps first, a delay-after is left to the caller.
+    pub async fn apply(&self, route: &str) -> Entered {
+        let mut delay_after = Duration::ZERO;
+        match self.take(route) {
+            None => {}
+            Some(Fault::Status { status, body }) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                Some(raw_json(status, body))
+                return Entered::Answer(raw_json(status, body));
             }
-            Fault::Delay(d) => {
-                tokio::time::sleep(d).await;
-                None
-            }
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::DelayAfter(d)) => delay_after = d,
         }
+        Entered::Handle { delay_after }
     }
 }
 
@@ -161,6 +177,11 @@ impl SessionStore {
         lock(&self.sessions).remove(id).is_some()
     }
 
+    /// The ids of the live sessions (tests look for them where they must not be).
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.sessions).keys().cloned().collect()
+    }
+
     /// Every session becomes invalid.
     pub fn expire_all(&self) {
         lock(&self.sessions).clear();
@@ -178,37 +199,64 @@ impl SessionStore {
 // ---------------------------------------------------------------------------------------------
 // The shared operational surface
 
-/// What every simulated upstream has: clock, sessions, request counters, fault queue, the
-/// configured credentials and a login counter. Each part's handler state holds one.
+/// What every simulated upstream has: clock, sessions, request counters, fault queue,
+/// standing faults, the configured credentials and a login counter. Each part's handler
+/// state holds one.
 pub struct SimCore {
     pub clock: SimClock,
     pub sessions: SessionStore,
     pub counters: RequestCounters,
     pub faults: FaultQueue,
+    pub standing: StandingFaults,
+    /// The `traceparent` headers of the latest requests (tests check trace propagation).
+    pub traceparents: Mutex<VecDeque<String>>,
     logins: AtomicU64,
     pub username: String,
     pub password: String,
 }
 
 impl SimCore {
+    /// Remembers a request's `traceparent`, keeping the latest 64.
+    pub fn saw_traceparent(&self, value: &str) {
+        let mut seen = lock(&self.traceparents);
+        if seen.len() == 64 {
+            seen.pop_front();
+        }
+        seen.push_back(value.to_string());
+    }
+
     pub fn new(opts: &SimOptions) -> Self {
         SimCore {
             clock: opts.clock.clone(),
             sessions: SessionStore::new(opts.clock.clone(), opts.session_idle_timeout),
             counters: RequestCounters::default(),
             faults: FaultQueue::default(),
+            standing: StandingFaults::default(),
+            traceparents: Mutex::default(),
             logins: AtomicU64::new(0),
             username: opts.username.clone(),
             password: opts.password.clone(),
         }
     }
 
-    /// Counts a request under `route` and applies a queued fault (`Some` ends the request).
-    /// The shared guard middleware calls it first, so refused calls are counted and faults
-    /// beat auth.
-    pub async fn enter(&self, route: &str) -> Option<Response> {
+    /// Counts a request under `route` and applies a queued fault. The shared guard middleware
+    /// calls it first, so refused calls are counted and faults beat auth.
+    pub async fn enter(&self, route: &str) -> Entered {
         self.counters.hit(route);
         self.faults.apply(route).await
+    }
+
+    /// The live session `id`, marked used now: `None` when unknown, idle too long, or older
+    /// than the standing `session_expiry` (then it is gone for good).
+    pub fn authenticate(&self, id: &str) -> Option<Session> {
+        let session = self.sessions.touch(id)?;
+        let expiry = self.standing.get().session_expiry;
+        if !expiry.is_zero() && self.clock.now().saturating_sub(session.created) >= expiry {
+            self.sessions.remove(id);
+            self.standing.count_expired();
+            return None;
+        }
+        Some(session)
     }
 
     /// The configured user and password, exactly.
@@ -248,7 +296,8 @@ impl SimHandle {
         tls: bool,
         name: &str,
     ) -> std::io::Result<SimHandle> {
-        let listener = Listener::start(router, tls).await?;
+        let gate = Gate::faults(core.standing.clone());
+        let listener = Listener::start(router, tls, gate).await?;
         tracing::info!(url = %listener.url(), "simulated {name} listening");
         Ok(SimHandle { core, listener })
     }
@@ -281,6 +330,16 @@ impl SimHandle {
         self.core.logins()
     }
 
+    /// The `traceparent` headers of the latest requests, oldest first (at most 64).
+    pub fn traceparents(&self) -> Vec<String> {
+        lock(&self.core.traceparents).iter().cloned().collect()
+    }
+
+    /// The ids (tokens, API keys) of the live sessions.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.core.sessions.ids()
+    }
+
     /// Every session (token, API key) becomes invalid; the next call with one gets 401.
     pub fn expire_sessions(&self) {
         self.core.sessions.expire_all();
@@ -289,6 +348,27 @@ impl SimHandle {
     /// The next request to `route` (or to any route for `"*"`) gets `fault`, once.
     pub fn inject(&self, route: &str, fault: Fault) {
         self.core.faults.push(route, fault);
+    }
+
+    /// Replaces the standing faults (the settings `simulate` takes as flags and on its
+    /// control endpoint); invalid settings change nothing.
+    pub fn set_faults(&self, settings: FaultSettings) -> Result<(), InvalidFaults> {
+        self.core.standing.set(settings)
+    }
+
+    /// The standing faults now.
+    pub fn faults(&self) -> FaultSettings {
+        self.core.standing.get()
+    }
+
+    /// What the standing faults did so far (503s sent, bodies broken, ...).
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.core.standing.counts()
+    }
+
+    /// The standing faults themselves, shared (for the control endpoint).
+    pub(super) fn standing(&self) -> StandingFaults {
+        self.core.standing.clone()
     }
 
     pub fn username(&self) -> &str {
@@ -342,5 +422,38 @@ mod tests {
         assert!(q.take("B").is_none());
         assert!(q.take("A").is_some());
         assert!(q.take("A").is_none());
+    }
+
+    #[test]
+    fn sessions_older_than_the_standing_expiry_are_refused_however_used() {
+        let opts = SimOptions {
+            clock: SimClock::manual(),
+            ..SimOptions::default()
+        };
+        let core = SimCore::new(&opts);
+        let a = core.login("u");
+        core.standing
+            .set(FaultSettings {
+                session_expiry: Duration::from_secs(10),
+                ..FaultSettings::default()
+            })
+            .unwrap();
+        for _ in 0..3 {
+            opts.clock.advance(Duration::from_secs(3));
+            assert!(core.authenticate(&a).is_some(), "in use, not yet 10 s old");
+        }
+        opts.clock.advance(Duration::from_secs(1));
+        assert!(core.authenticate(&a).is_none(), "10 s old");
+        assert!(core.authenticate(&a).is_none(), "gone for good");
+        assert_eq!(core.standing.counts().sessions_expired, 1);
+        let b = core.login("u");
+        opts.clock.advance(Duration::from_secs(9));
+        assert!(core.authenticate(&b).is_some());
+        core.standing.set(FaultSettings::default()).unwrap();
+        opts.clock.advance(Duration::from_secs(60));
+        assert!(
+            core.authenticate(&b).is_some(),
+            "off: only the idle timeout"
+        );
     }
 }

@@ -8,13 +8,16 @@
 //! Each part is a [`part::Kind`]: an axum router of its real routes behind the one shared
 //! middleware in [`part`] (request counting, fault injection, authentication), served as a
 //! [`part::Part`] that dereferences to a [`SimHandle`], the one implementation of `url`,
-//! `requests`, `inject`, `logins`, `expire_sessions` and the rest ([`common`]). Shared pieces:
-//! [`vapi`] (the wire format of vCenter and the snapshot service), [`web`] (HTTP helpers),
-//! [`ids`] (made-up ids), [`listener`] (plain or TLS listener).
+//! `requests`, `inject`, `set_faults`, `logins`, `expire_sessions` and the rest ([`common`]).
+//! Shared pieces: [`vapi`] (the wire format of vCenter and the snapshot service), [`web`]
+//! (HTTP helpers), [`ids`] (made-up ids), [`listener`] (plain or TLS listener), [`faults`]
+//! (the standing fault settings) and [`control`] (the endpoint `simulate` switches them on).
 
 pub mod clock;
 pub mod cloud_director;
 pub mod common;
+pub mod control;
+pub mod faults;
 pub mod ids;
 pub mod listener;
 pub mod part;
@@ -31,6 +34,8 @@ use std::time::Duration;
 pub use clock::SimClock;
 pub use cloud_director::{CloudDirectorSim, VCD_DEMO_CANCELABLE_TASK, VCD_DEMO_RUNNING_TASK};
 pub use common::{Fault, SimHandle};
+pub use control::Control;
+pub use faults::{FaultCounts, FaultSettings, InvalidFaults};
 pub use script_runtime::{SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, ScriptRuntimeSim};
 pub use snapservice::{SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SnapserviceSim};
 pub use tasks::{
@@ -97,6 +102,30 @@ impl Simulator {
             cloud_director,
             script_runtime,
         })
+    }
+
+    /// Every part with its name, as `simulate` lists them and the control endpoint takes them.
+    pub fn parts(&self) -> [(&'static str, &SimHandle); 4] {
+        [
+            ("vc1", &self.vcenter),
+            ("snap1", &self.snapservice),
+            ("vcd1", &self.cloud_director),
+            ("srs1", &self.script_runtime),
+        ]
+    }
+
+    /// Sets the same standing faults on every part.
+    pub fn set_faults(&self, settings: &FaultSettings) -> Result<(), InvalidFaults> {
+        settings.validate()?;
+        for (_, part) in self.parts() {
+            part.set_faults(settings.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Starts the control endpoint on `127.0.0.1:port` (0: any free port).
+    pub async fn start_control(&self, port: u16) -> std::io::Result<Control> {
+        Control::start(self, port).await
     }
 
     /// Stops every part now.

@@ -9,12 +9,19 @@
 //! method, never a second hand-kept table. For every request the guard
 //! 1. resolves the key (unmatched paths and methods count as [`ROUTE_OTHER`]),
 //! 2. counts it and applies a queued fault (so refused calls are counted and faults beat auth),
-//! 3. answers unmatched requests with the kind's `not_found`,
-//! 4. runs the kind's `admit` check (Cloud Director's `Accept` negotiation),
-//! 5. authenticates non-public routes with the kind's credential header, answering its
-//!    `unauthenticated` body on failure and handing the session to the handler otherwise,
+//! 3. applies the standing [faults](super::faults): holds it while `blackhole` is on, waits
+//!    `latency`, answers the kind's `unavailable` 503 at `error_rate`,
+//! 4. answers unmatched requests with the kind's `not_found`,
+//! 5. runs the kind's `admit` check (Cloud Director's `Accept` negotiation),
+//! 6. authenticates non-public routes with the kind's credential header (sessions older than
+//!    `session_expiry` are gone), answering its `unauthenticated` body on failure and handing
+//!    the session to the handler otherwise,
+//! 7. breaks the successful answer of a non-public route at `malformed_rate`, and waits
+//!    `delay_after_handling` (and a queued [`Fault::DelayAfter`]) before answering,
 //!
 //! so handlers only do their own work.
+//!
+//! [`Fault::DelayAfter`]: super::common::Fault::DelayAfter
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -30,7 +37,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use super::SimOptions;
-use super::common::{Session, SimCore, SimHandle};
+use super::common::{Entered, Session, SimCore, SimHandle};
 use super::tasks::TaskStore;
 use super::web::{query_last, query_pairs};
 
@@ -47,6 +54,8 @@ pub struct Rules {
     pub unauthenticated: fn(&Request) -> Response,
     /// The answer to a request no route matches: method and the path as sent.
     pub not_found: fn(&Method, &str) -> Response,
+    /// The `503` the `error_rate` fault answers, in the kind's own server-error body.
+    pub unavailable: fn(&Request) -> Response,
     /// A check every matched route passes before authentication, given the route key: `Some`
     /// answers the request instead (an `Option`, as the refusal is much larger than the
     /// success). It may add request extensions for the handlers. [`admit_all`] for none.
@@ -363,6 +372,13 @@ async fn guard<K: Kind>(State(ctx): State<Shared<K>>, req: Request, next: Next) 
         .map(MatchedPath::as_str);
     let (key, access) = ctx.table.resolve(req.method(), matched, req.uri());
     tracing::debug!(part = K::RULES.name, route = key, "sim request");
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        ctx.core.saw_traceparent(tp);
+    }
     let mut resp = admit(&ctx, key, access, req, next).await;
     resp.extensions_mut().insert(RouteKey(key));
     resp
@@ -372,12 +388,42 @@ async fn admit<K: Kind>(
     ctx: &Ctx<K>,
     key: &'static str,
     access: Option<Access>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let delay_after = match ctx.core.enter(key).await {
+        Entered::Answer(resp) => return resp,
+        Entered::Handle { delay_after } => delay_after,
+    };
+    let standing = &ctx.core.standing;
+    standing.hold_while_blackholed().await;
+    let faults = standing.get();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if standing.draw_error(&faults) {
+        return (K::RULES.unavailable)(&req);
+    }
+    let mut resp = route(ctx, key, access, req, next).await;
+    if access == Some(Access::Session) {
+        resp = standing.maybe_malform(&faults, resp).await;
+    }
+    let delay_after = delay_after.saturating_add(faults.delay_after_handling);
+    if !delay_after.is_zero() {
+        tokio::time::sleep(delay_after).await;
+    }
+    resp
+}
+
+/// The request's own answer: the kind's `not_found`, `admit` refusal or `unauthenticated`
+/// body, or its handler's.
+async fn route<K: Kind>(
+    ctx: &Ctx<K>,
+    key: &'static str,
+    access: Option<Access>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    if let Some(resp) = ctx.core.enter(key).await {
-        return resp;
-    }
     let Some(access) = access else {
         let path = match req.extensions().get::<OriginalUri>() {
             Some(original) => original.path(),
@@ -390,7 +436,7 @@ async fn admit<K: Kind>(
     }
     if access == Access::Session {
         let auth = (K::RULES.credential)(req.headers()).and_then(|id| {
-            let session = ctx.core.sessions.touch(&id)?;
+            let session = ctx.core.authenticate(&id)?;
             Some(Authenticated { id, session })
         });
         match auth {

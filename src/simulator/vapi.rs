@@ -2,7 +2,7 @@
 //! (sections 2–4 of `UPSTREAM_APIS.md`): the one vAPI [`Kind`], [`Endpoint`], whose
 //! [`Dialect`] is all that differs between the two (name, session paths, seed mix, task
 //! routes); the guard [`Rules`] of both (session header, `401 UNAUTHENTICATED`, `404
-//! OPERATION_NOT_FOUND`), the Basic → session-id login and the other session handlers, error
+//! OPERATION_NOT_FOUND`, `503 SERVICE_UNAVAILABLE`), the Basic → session-id login and the other session handlers, error
 //! bodies, `Cis.Task.Info`-shaped task rendering and task-list filtering.
 
 use std::marker::PhantomData;
@@ -73,6 +73,7 @@ pub const fn rules(name: &'static str) -> Rules {
         credential: |headers| header_str(headers, SESSION_HEADER).map(str::to_string),
         unauthenticated: |_: &Request| unauthenticated(),
         not_found: operation_not_found,
+        unavailable: |_: &Request| service_unavailable(),
         admit: admit_all,
     }
 }
@@ -342,6 +343,17 @@ pub fn operation_not_found(method: &Method, path: &str) -> Response {
         "OPERATION_NOT_FOUND",
         "vapi.method.input.invalid.operation",
         &format!("Operation {method} {path} not found."),
+        &[],
+    )
+}
+
+/// `503 SERVICE_UNAVAILABLE`, as a vAPI endpoint answers while a service behind it is down.
+pub fn service_unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        "com.vmware.vapi.std.errors.service_unavailable",
+        "The service is temporarily unavailable.",
         &[],
     )
 }

@@ -428,7 +428,14 @@ impl Session {
         })?;
         // Its own task and deadline: a caller that goes away or runs out of time does not
         // abort the login everyone else waits for.
-        let login = tokio::spawn(call::scope(call::Call::default(), async move {
+        // It carries on the trace of the call that caused it, though.
+        let caller = call::current();
+        let own = call::Call {
+            trace: caller.trace,
+            tracestate: caller.tracestate,
+            ..call::Call::default()
+        };
+        let login = tokio::spawn(call::scope(own, async move {
             let _held = one_at_a_time;
             me.login_now().await
         }));
@@ -553,16 +560,12 @@ impl Session {
         };
         let reply = self.http.send("login", rb).await?;
         let upstream = self.http.upstream();
+        // A login answer carries the session or token: none of its body goes into an error.
         if !reply.is_success() {
-            return Err((self.flow.parse_error)(upstream, &reply));
+            return Err((self.flow.parse_error)(upstream, &reply).without_excerpt());
         }
         let bad = |problem: &str| {
-            UpstreamError::bad_response(
-                upstream,
-                reply.status,
-                format!("login: {problem}"),
-                &reply.body,
-            )
+            UpstreamError::bad_response(upstream, reply.status, format!("login: {problem}"), b"")
         };
         let token = match self.flow.token_source {
             TokenSource::JsonStringBody => serde_json::from_slice::<String>(&reply.body)

@@ -163,6 +163,7 @@ impl Kind for CloudDirector {
         credential: auth::credential,
         unauthenticated,
         not_found,
+        unavailable,
         admit,
     };
 
@@ -255,6 +256,17 @@ fn unauthenticated(req: &Request) -> Response {
         "UNAUTHORIZED",
         "This operation is denied: the session is missing, invalid or expired.",
         version,
+    )
+}
+
+/// `503`: the legacy Error under `/api`, the cloudapi body elsewhere.
+fn unavailable(req: &Request) -> Response {
+    error_for(
+        req.uri().path(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        "The service is temporarily unavailable. Try again later.",
+        None,
     )
 }
 

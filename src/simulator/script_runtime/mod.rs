@@ -90,6 +90,10 @@ impl Kind for ScriptRuntime {
         credential: |headers| header_str(headers, API_KEY_HEADER).map(str::to_string),
         unauthenticated: |_: &Request| unauthorized(),
         not_found: |_, _| empty(StatusCode::NOT_FOUND),
+        unavailable: |_: &Request| {
+            let msg = "The service is temporarily unavailable.";
+            error_details(StatusCode::SERVICE_UNAVAILABLE, 503, msg)
+        },
         admit: admit_all,
     };
 
@@ -370,6 +374,36 @@ mod tests {
         let (route, status, body) = p.call(Method::GET, "/nope", None).await;
         assert_eq!((route, status), (ROUTE_OTHER, StatusCode::NOT_FOUND));
         assert!(body.is_empty(), "unknown paths answer an empty 404");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_delayed_after_handling_exists_before_its_answer() {
+        let p = Probe::<ScriptRuntime>::new();
+        let key = p.login();
+        let s = Some((API_KEY_HEADER, key.as_str()));
+        let delay = Duration::from_secs(30);
+        p.ctx.core.faults.push(
+            ROUTE_RUNSPACE_CREATE,
+            crate::simulator::Fault::DelayAfter(delay),
+        );
+        let seeded = lock(&p.ctx.kind.runspaces).len();
+        let started = tokio::time::Instant::now();
+        let create = p.call(Method::POST, "/api/runspaces", s);
+        tokio::pin!(create);
+        let created = |p: &Probe<ScriptRuntime>| p.ctx.kind.created.load(Ordering::Relaxed);
+        tokio::select! {
+            _ = &mut create => panic!("answered before the delay"),
+            _ = async { while created(&p) == 0 { tokio::task::yield_now().await } } => {}
+        }
+        let now = lock(&p.ctx.kind.runspaces).len();
+        assert_eq!(now, seeded + 1, "created, not yet answered");
+        let (_, status, _) = create.await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(started.elapsed(), delay, "paused time");
+        // Used once.
+        let (_, status, _) = p.call(Method::POST, "/api/runspaces", s).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(started.elapsed(), delay);
     }
 
     #[tokio::test]
