@@ -10,6 +10,11 @@ use vmware_grpc_gateway::{
     simulator::{FaultSettings, SimOptions, Simulator},
 };
 
+/// mimalloc instead of glibc's malloc: under concurrent calls glibc's arenas contend (a quarter
+/// of the gateway's CPU went to malloc/free and their futex waits); see docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -369,7 +369,7 @@ pub fn task_from_info(
     };
     check_nesting(&raw).map_err(bad)?;
     check_id(id).map_err(bad)?;
-    let info: Info = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    let info = Info::deserialize(&raw).map_err(|e| bad(e.to_string()))?;
     // An empty parent is none; one that no name can carry is an error.
     let parent = match info.parent.as_deref() {
         None | Some("") => String::new(),

@@ -300,14 +300,15 @@ impl<R: Resource> Lane<R> {
 
     /// A state the gateway read outside the poller (a GetTask, a cancel's read-back) reaches
     /// the watchers of `id` at once, so no watcher hears older news than a caller already got.
-    pub(crate) fn observe(&self, id: &str, value: R) {
+    /// Cloned only when the resource is being watched: a read nobody watches costs nothing.
+    pub(crate) fn observe(&self, id: &str, value: &R) {
         let (at, now) = (SystemTime::now(), Instant::now());
         let mut st = self.lock();
         let Some(entry) = st.entries.get_mut(id).filter(|e| !e.finished) else {
             return;
         };
         entry.read_elsewhere = Some(now);
-        self.found(entry, value, at, now);
+        self.found(entry, value.clone(), at, now);
         drop(st);
         self.wake.notify_one();
     }

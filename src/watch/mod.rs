@@ -151,7 +151,7 @@ impl<R: Resource> Engine<R> {
 
     /// A state read outside the engine (a GetTask, a cancel's read-back) for the pollers of
     /// `id` on `upstream`, if it is watched.
-    pub fn observe(&self, upstream: &str, id: &str, value: R) {
+    pub fn observe(&self, upstream: &str, id: &str, value: &R) {
         let lane = {
             let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             lanes.get(upstream).cloned()
