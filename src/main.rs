@@ -197,6 +197,17 @@ async fn main() -> Result<()> {
                 None
             };
             let mut cfg = demo::config(&sim, listen, ca.as_deref());
+            // The demo must start wherever it runs: a busy admin port moves, it does not stop it.
+            let admin_listen = match std::net::TcpListener::bind(admin_listen) {
+                Ok(probe) => {
+                    drop(probe);
+                    admin_listen
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %admin_listen, error = %e, "admin port busy: using a free one");
+                    SocketAddr::new(admin_listen.ip(), 0)
+                }
+            };
             cfg.admin.listen = Some(admin_listen);
             cfg.server.tls = grpc_tls.as_ref().map(demo::DemoTls::config);
             let running = server::Running::start(cfg.clone()).await?;
