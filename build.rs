@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // A smaller encode buffer per call: see `proto::LeanCodec`.
+        .codec_path("crate::proto::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -139,10 +139,10 @@ struct Delays {
 }
 
 fn record(delays: &Mutex<Delays>, d: Duration) {
-    if let Ok(mut g) = delays.lock() {
-        if g.measuring {
-            g.samples.push(d);
-        }
+    if let Ok(mut g) = delays.lock()
+        && g.measuring
+    {
+        g.samples.push(d);
     }
 }
 

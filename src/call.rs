@@ -1,27 +1,58 @@
 //! The context of the gRPC call being served, readable by every layer below the gRPC face:
-//! its time and deadline (so each upstream request it causes gives up in time), and the
-//! parser of the `grpc-timeout` header they come from (tonic exposes none).
+//! its time and deadline (so each upstream request it causes gives up in time), its trace
+//! (so each upstream request carries it on), and the parser of the `grpc-timeout` header
+//! (tonic exposes none).
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-/// What a call's metadata says about its time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+use crate::{auth::Grant, trace::TraceContext};
+
+/// What a call's metadata says about its time and trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Call {
     /// The call's whole time (`grpc-timeout`), if the client set one.
     pub timeout: Option<Duration>,
     /// When the gateway gives up on it (see [`deadline`]).
     pub deadline: Option<Instant>,
+    /// The gateway's span of the call's trace (its `traceparent`, which the RPC log layer set).
+    pub trace: Option<TraceContext>,
+    /// The caller's `tracestate`, passed on as it came.
+    pub tracestate: Option<Arc<str>>,
+    /// What the authenticated caller may do; `None` when caller authentication is off.
+    pub grant: Option<Arc<Grant>>,
 }
 
 impl Call {
+    /// The call of a request: its metadata, and the grant the edge layer authenticated.
+    pub fn from_request(metadata: &MetadataMap, extensions: &http::Extensions) -> Call {
+        Call {
+            grant: extensions.get::<Arc<Grant>>().cloned(),
+            ..Call::from_metadata(metadata)
+        }
+    }
+
     pub fn from_metadata(metadata: &MetadataMap) -> Call {
         let timeout = call_timeout(metadata);
+        let header = |name| metadata.get(name).and_then(|v| v.to_str().ok());
         Call {
             timeout,
             deadline: timeout.and_then(deadline_after),
+            trace: header("traceparent").and_then(TraceContext::parse),
+            tracestate: header("tracestate")
+                .filter(|s| !s.is_empty() && s.len() <= 512)
+                .map(Arc::from),
+            grant: None,
+        }
+    }
+
+    /// Work of the gateway's own that no call caused (a poll): a trace of its own.
+    pub fn traced() -> Call {
+        Call {
+            trace: Some(TraceContext::new_root()),
+            ..Call::default()
         }
     }
 }
@@ -36,14 +67,24 @@ pub async fn scope<F: Future>(call: Call, work: F) -> F::Output {
     CURRENT.scope(call, work).await
 }
 
+/// Runs the synchronous `work` with `call` in scope.
+pub fn sync_scope<R>(call: Call, work: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(call, work)
+}
+
+/// The grant of the caller being served, when caller authentication is on.
+pub fn current_grant() -> Option<Arc<Grant>> {
+    CURRENT.try_with(|c| c.grant.clone()).ok().flatten()
+}
+
 /// The call being served, or an unbounded one outside a call.
 pub fn current() -> Call {
-    CURRENT.try_with(|c| *c).unwrap_or_default()
+    CURRENT.try_with(Call::clone).unwrap_or_default()
 }
 
 /// The deadline of the call being served, if it has one and this task serves a call.
 pub fn current_deadline() -> Option<Instant> {
-    current().deadline
+    CURRENT.try_with(|c| c.deadline).ok().flatten()
 }
 
 /// The call's deadline from its `grpc-timeout` header, less a small margin so the gateway
@@ -109,7 +150,7 @@ mod tests {
         assert_eq!(current_deadline(), None);
         let call = Call::from_metadata(&with_timeout("1S"));
         assert_eq!(call.timeout, Some(Duration::from_secs(1)));
-        assert_eq!(scope(call, async { current() }).await, call);
+        assert_eq!(scope(call.clone(), async { current() }).await, call);
         assert_eq!(current(), Call::default());
     }
 }

@@ -3,8 +3,13 @@
 //! Secrets come from the environment or from files, never from the command line or the
 //! TOML text itself, and are redacted wherever the configuration is printed.
 
-use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use rustls::{
+    RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    sign::CertifiedKey,
+};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::names::is_valid_upstream_name;
@@ -77,6 +82,77 @@ pub struct Config {
     pub watch: WatchConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Caller authentication; absent, every caller may do everything.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// Caller authentication (API.md "Caller security").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The tokens file: token hashes and mTLS client identities with their scopes; read
+    /// again when it changes.
+    pub tokens_file: PathBuf,
+    /// Services callers reach without credentials (exact names).
+    #[serde(default = "AuthConfig::default_exempt")]
+    pub exempt: Vec<String>,
+    /// How often the tokens file is checked for changes.
+    #[serde(default = "AuthConfig::default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl AuthConfig {
+    /// `tokens_file` with the default exempt services and reload interval.
+    pub fn new(tokens_file: impl Into<PathBuf>) -> Self {
+        AuthConfig {
+            tokens_file: tokens_file.into(),
+            exempt: Self::default_exempt(),
+            reload_interval: Self::default_reload(),
+        }
+    }
+
+    fn default_reload() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn default_exempt() -> Vec<String> {
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// The admin HTTP listener: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (ready to
+/// serve: 503 from shutdown on). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+/// How log lines are written (stderr; the level comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// Human-readable lines, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The gRPC server.
@@ -96,6 +172,9 @@ pub struct ServerConfig {
     /// How long in-flight unary calls may take to finish once the listener closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// `[server.tls]`: serve TLS (and mutual TLS with a client CA); absent: plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -106,7 +185,204 @@ impl Default for ServerConfig {
             max_concurrent_streams: 1024,
             drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
+    }
+}
+
+/// `[server.tls]`: the server's certificate and key, and for mutual TLS the CA that signs
+/// client certificates. The files are read at start and again whenever their contents change
+/// (`tls.rs`), so a rotated certificate needs no restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM certificates of the CAs that sign client certificates: turns on mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether a client must present a certificate (only with `client_ca_file`; default
+    /// `required` when it is set). A certificate that is presented is always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether a client certificate is required, with `client_ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A client without a certificate signed by the client CA cannot connect.
+    Required,
+    /// A client may connect without a certificate; one it presents must verify.
+    Optional,
+}
+
+impl TlsConfig {
+    /// A server certificate and key, without client certificates.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            client_ca_file: None,
+            client_auth: None,
+        }
+    }
+
+    /// Whether client certificates are asked for, and must be presented: `None` without a
+    /// client CA, else `client_auth` (default `required`).
+    pub fn client_auth(&self) -> Option<ClientAuth> {
+        self.client_ca_file
+            .as_ref()
+            .map(|_| self.client_auth.unwrap_or(ClientAuth::Required))
+    }
+
+    /// Reads the files as they are now (through their paths, so a swapped symlink is
+    /// followed); errors name the key and the file, never what it holds.
+    pub fn read(&self) -> Result<TlsFiles, ConfigError> {
+        let read = |key: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    format!("server.tls.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
+        };
+        Ok(TlsFiles {
+            cert: read("cert_file", &self.cert_file)?,
+            key: read("key_file", &self.key_file)?,
+            client_ca: match &self.client_ca_file {
+                Some(path) => Some(read("client_ca_file", path)?),
+                None => None,
+            },
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_auth.is_some() && self.client_ca_file.is_none() {
+            return Err(ConfigError::new(
+                "server.tls.client_auth",
+                "needs server.tls.client_ca_file (the CA that signs client certificates)",
+            ));
+        }
+        self.read()?.parse(self).map(drop)
+    }
+
+    /// Fills in the default `client_auth`, so the effective configuration shows it.
+    fn fill_defaults(&mut self) {
+        if self.client_ca_file.is_some() {
+            self.client_auth = self.client_auth();
+        }
+    }
+}
+
+/// The contents of the `[server.tls]` files, as read at one moment. Never printed: the key
+/// is in here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsFiles(<redacted>)")
+    }
+}
+
+/// What the `[server.tls]` files hold, parsed and checked: the certificate chain with its
+/// key (which matches the certificate), and the client CAs.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub certified: Arc<CertifiedKey>,
+    pub client_roots: Option<Arc<RootCertStore>>,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsMaterial(<redacted>)")
+    }
+}
+
+impl TlsFiles {
+    /// Parses the PEM of each file; errors name the key and the file of `cfg`, and never
+    /// quote what the files hold.
+    pub fn parse(&self, cfg: &TlsConfig) -> Result<TlsMaterial, ConfigError> {
+        let err = |key: &str, path: &PathBuf, problem: String| {
+            ConfigError::new(
+                format!("server.tls.{key}"),
+                format!("{}: {problem}", path.display()),
+            )
+        };
+        let certs = CertificateDer::pem_slice_iter(&self.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("cert_file", &cfg.cert_file, pem_problem(&e, "certificate")))?;
+        if certs.is_empty() {
+            return Err(err(
+                "cert_file",
+                &cfg.cert_file,
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key)
+            .map_err(|e| err("key_file", &cfg.key_file, pem_problem(&e, "private key")))?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(certs, key, &provider).map_err(|e| {
+            let problem = match e {
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "this key does not belong to the certificate in {}",
+                    cfg.cert_file.display()
+                ),
+                // rustls's words name the key's kind or the certificate's fault, never the key.
+                other => format!("cannot be used with its certificate: {other}"),
+            };
+            err("key_file", &cfg.key_file, problem)
+        })?;
+        let client_roots = match (&self.client_ca, &cfg.client_ca_file) {
+            (Some(pem), Some(path)) => {
+                let mut roots = RootCertStore::empty();
+                for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+                    let cert = cert
+                        .map_err(|e| err("client_ca_file", path, pem_problem(&e, "certificate")))?;
+                    roots.add(cert).map_err(|e| {
+                        err(
+                            "client_ca_file",
+                            path,
+                            format!("certificate {} is not usable as a CA: {e}", i + 1),
+                        )
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(err(
+                        "client_ca_file",
+                        path,
+                        "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+                    ));
+                }
+                Some(Arc::new(roots))
+            }
+            _ => None,
+        };
+        Ok(TlsMaterial {
+            certified: Arc::new(certified),
+            client_roots,
+        })
+    }
+}
+
+/// What is wrong with a PEM file, in words that never quote it (pki-types' own messages
+/// can quote a line).
+fn pem_problem(e: &rustls::pki_types::pem::Error, what: &str) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::NoItemsFound => format!("no PEM {what} in it"),
+        Error::MissingSectionEnd { .. } => "a PEM section has no END line".into(),
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".into(),
+        Error::Base64Decode(_) => "a PEM section is not valid base64".into(),
+        Error::SectionTooLarge => "a PEM section is too large".into(),
+        _ => format!("not a PEM {what}"),
     }
 }
 
@@ -117,6 +393,9 @@ impl Default for ServerConfig {
 pub struct LimitsConfig {
     /// Open WatchTask and WatchRunspace streams, in all.
     pub max_watch_streams: usize,
+    /// Open watch streams of one caller connection (below `server.max_concurrent_streams`,
+    /// so a caller meets this named limit before HTTP/2's anonymous REFUSED_STREAM).
+    pub max_watch_streams_per_connection: usize,
     /// Resources polled at once per upstream (one poller serves every watcher of a resource).
     pub max_pollers_per_upstream: usize,
     /// `task_ids` in one ListTasks filter.
@@ -125,16 +404,46 @@ pub struct LimitsConfig {
     pub max_request_ids: usize,
     /// Largest upstream answer body read, in bytes.
     pub max_upstream_body_bytes: usize,
+    /// HTTP requests in flight to one upstream (and so its most connections); more wait
+    /// their turn within the caller's deadline (or the request timeout), then are refused.
+    pub max_upstream_requests: usize,
+}
+
+impl LimitsConfig {
+    /// Every limit must let at least one through.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("max_watch_streams", self.max_watch_streams),
+            (
+                "max_watch_streams_per_connection",
+                self.max_watch_streams_per_connection,
+            ),
+            ("max_pollers_per_upstream", self.max_pollers_per_upstream),
+            ("max_task_ids", self.max_task_ids),
+            ("max_request_ids", self.max_request_ids),
+            ("max_upstream_body_bytes", self.max_upstream_body_bytes),
+            ("max_upstream_requests", self.max_upstream_requests),
+        ];
+        match limits.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(ConfigError::new(
+                format!("limits.{key}"),
+                "must be at least 1",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_watch_streams: 20_000,
+            max_watch_streams_per_connection: 1_000,
             max_pollers_per_upstream: 20_000,
             max_task_ids: 1_000,
             max_request_ids: 10_000,
             max_upstream_body_bytes: 16 * 1024 * 1024,
+            max_upstream_requests: 64,
         }
     }
 }
@@ -484,21 +793,26 @@ impl Config {
                 .message()
                 .strip_prefix("unknown variant `")
                 .and_then(|r| r.split('`').next());
+            // An unknown table names itself in its header.
+            let table = unknown.and_then(|field| table_named(text, field));
             let at = unknown
                 .and_then(|field| line_of(text, |k, _| k == field))
                 .or_else(|| {
                     variant.and_then(|v| line_of(text, |_, value| value.trim_matches('"') == v))
                 })
                 .or_else(|| e.span().map(|s| s.start));
-            let mut key = at.map(|at| key_at(text, at)).unwrap_or_default();
-            if let Some(field) = unknown {
-                if !key.ends_with(field) {
-                    key = if key.is_empty() {
-                        field.to_string()
-                    } else {
-                        format!("{key}.{field}")
-                    };
-                }
+            let mut key = match table {
+                Some(table) => table,
+                None => at.map(|at| key_at(text, at)).unwrap_or_default(),
+            };
+            if let Some(field) = unknown
+                && !key.ends_with(field)
+            {
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
             }
             let mut problem = e.message().to_string();
             if let Some((field, kind)) = KIND_KEYS
@@ -511,6 +825,9 @@ impl Config {
         })?;
         cfg.apply_env(env)?;
         cfg.resolve_secrets(env)?;
+        if let Some(tls) = &mut cfg.server.tls {
+            tls.fill_defaults();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -521,6 +838,11 @@ impl Config {
             self.server.listen = v.parse().map_err(|e| {
                 ConfigError::new(format!("{ENV_PREFIX}LISTEN"), format!("'{v}': {e}"))
             })?;
+        }
+        if let Some(v) = var("ADMIN_LISTEN") {
+            self.admin.listen = Some(v.parse().map_err(|e| {
+                ConfigError::new(format!("{ENV_PREFIX}ADMIN_LISTEN"), format!("'{v}': {e}"))
+            })?);
         }
         for u in &mut self.upstreams {
             let prefix = format!("UPSTREAM_{}_", env_name(&u.name));
@@ -564,16 +886,16 @@ impl Config {
                     &key("password_file"),
                 )?;
             }
-            if let Some(c) = u.cloud_director_mut() {
-                if c.api_token.is_empty() {
-                    c.api_token = read_secret(
-                        env,
-                        c.api_token_env.as_deref(),
-                        c.api_token_file.as_ref(),
-                        &key("api_token_env"),
-                        &key("api_token_file"),
-                    )?;
-                }
+            if let Some(c) = u.cloud_director_mut()
+                && c.api_token.is_empty()
+            {
+                c.api_token = read_secret(
+                    env,
+                    c.api_token_env.as_deref(),
+                    c.api_token_file.as_ref(),
+                    &key("api_token_env"),
+                    &key("api_token_file"),
+                )?;
             }
         }
         Ok(())
@@ -593,7 +915,21 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
+        }
         self.watch.validate()?;
+        self.limits.validate()?;
+        if let Some(auth) = &self.auth {
+            if auth.reload_interval < Duration::from_millis(10) {
+                return Err(ConfigError::new(
+                    "auth.reload_interval",
+                    "must be at least 10ms",
+                ));
+            }
+            crate::auth::CallerStore::load(&auth.tokens_file)
+                .map_err(|e| ConfigError::new("auth.tokens_file", e))?;
+        }
         let mut names = BTreeSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let key = |field: &str| format!("upstreams[{i}].{field}");
@@ -645,13 +981,13 @@ impl Config {
             if let Some(c) = u.cloud_director() {
                 c.validate(&key)?;
             }
-            if let Some(ca) = &u.ca_file {
-                if !ca.is_file() {
-                    return Err(ConfigError::new(
-                        key("ca_file"),
-                        format!("{} is not a readable file", ca.display()),
-                    ));
-                }
+            if let Some(ca) = &u.ca_file
+                && !ca.is_file()
+            {
+                return Err(ConfigError::new(
+                    key("ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                ));
             }
             if !(u.read_retry_ratio.is_finite() && (0.0..=1.0).contains(&u.read_retry_ratio)) {
                 return Err(ConfigError::new(
@@ -719,11 +1055,11 @@ fn line_of(text: &str, matches: impl Fn(&str, &str) -> bool) -> Option<usize> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some((k, v)) = trimmed.split_once('=') {
-            if matches(k.trim(), v.trim()) {
-                // Just past the key, so `key_at` reads the key off the line.
-                return Some(offset + line.len() - trimmed.len() + k.len());
-            }
+        if let Some((k, v)) = trimmed.split_once('=')
+            && matches(k.trim(), v.trim())
+        {
+            // Just past the key, so `key_at` reads the key off the line.
+            return Some(offset + line.len() - trimmed.len() + k.len());
         }
         offset += line.len();
     }
@@ -731,6 +1067,19 @@ fn line_of(text: &str, matches: impl Fn(&str, &str) -> bool) -> Option<usize> {
 }
 
 /// The dotted key of the TOML table/array entry around byte `offset`, for error messages.
+/// The name of a `[table]` or `[[table]]` header whose last part is `field`.
+fn table_named(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let l = line.trim();
+        let name = l
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?
+            .trim();
+        (name == field || name.ends_with(&format!(".{field}"))).then(|| name.to_string())
+    })
+}
+
 fn key_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let mut table = String::new();

@@ -1,10 +1,14 @@
 //! `demo`: the gateway wired to the embedded simulator, and the banner that tells a newcomer
 //! what to type next.
 
-use std::{fmt::Write, net::SocketAddr, path::Path};
+use std::{
+    fmt::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use crate::{
-    config::{Config, ServerConfig, UpstreamConfig, UpstreamKind},
+    config::{Config, ServerConfig, TlsConfig, UpstreamConfig, UpstreamKind},
     simulator::{self, FaultSettings, SimHandle, Simulator},
 };
 
@@ -147,8 +151,88 @@ pub fn control_listing(sim: &Simulator, url: &str, faults: &FaultSettings) -> St
     )
 }
 
-/// Copy-paste grpcurl commands that work against a running demo at `addr`.
-pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
+/// The files of `demo --grpc-tls`: a CA made for this run, and a certificate for `localhost`
+/// and `127.0.0.1` it signed, with its key. They live in a directory of their own, removed
+/// when this is dropped.
+#[derive(Debug)]
+pub struct DemoTls {
+    dir: PathBuf,
+}
+
+impl DemoTls {
+    /// Generates the CA and the server certificate into a new directory under `parent`.
+    pub fn generate(parent: &Path) -> std::io::Result<DemoTls> {
+        let dir = parent.join(format!(
+            "vmwgw-demo-grpc-tls-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        private_dir(&dir)?;
+        let tls = DemoTls { dir };
+        let (ca, cert, key) = demo_certificates().map_err(std::io::Error::other)?;
+        std::fs::write(tls.ca_file(), ca)?;
+        std::fs::write(tls.cert_file(), cert)?;
+        std::fs::write(tls.key_file(), key)?;
+        Ok(tls)
+    }
+
+    /// The CA certificate clients trust (`grpcurl -cacert`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    pub fn cert_file(&self) -> PathBuf {
+        self.dir.join("tls.crt")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("tls.key")
+    }
+
+    /// `[server.tls]` serving these files (no client certificates).
+    pub fn config(&self) -> TlsConfig {
+        TlsConfig::new(self.cert_file(), self.key_file())
+    }
+}
+
+impl Drop for DemoTls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A directory only its owner can read (the key goes in it).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// PEM of a new CA, and of a server certificate it signed for `localhost` and `127.0.0.1`
+/// with the certificate's key.
+fn demo_certificates() -> Result<(String, String, String), rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "vmware-grpc-gateway demo CA");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut server =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = server.signed_by(&key, &issuer)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}
+
+/// Copy-paste grpcurl commands that work against a running demo at `addr`; with `grpc_ca`
+/// (the demo serves gRPC over TLS) they trust that CA file instead of `-plaintext`.
+pub fn banner(addr: SocketAddr, cfg: &Config, grpc_ca: Option<&Path>) -> String {
     let services = simulator::DEMO_SERVICES
         .iter()
         .map(|s| format!("\"{s}\""))
@@ -159,49 +243,56 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
         .map(|s| format!("\"{s}\""))
         .collect::<Vec<_>>()
         .join(",");
+    let (transport, how) = match grpc_ca {
+        Some(ca) => (
+            format!("TLS, certificate signed by {}", ca.display()),
+            format!("-cacert {}", ca.display()),
+        ),
+        None => ("plaintext".to_string(), "-plaintext".to_string()),
+    };
     let mut b = String::new();
     let _ = writeln!(
         b,
-        "vmware-grpc-gateway demo: gRPC on {addr} (plaintext), upstreams simulated in-process"
+        "vmware-grpc-gateway demo: gRPC on {addr} ({transport}), upstreams simulated in-process"
     );
     for u in &cfg.upstreams {
         let _ = writeln!(b, "  upstreams/{:<6} {:<15} at {}", u.name, u.kind(), u.url);
     }
     let _ = writeln!(b, "\nTry (grpcurl 1.8+):");
     let cmds = [
-        format!("grpcurl -plaintext {addr} list"),
-        format!("grpcurl -plaintext {addr} describe vmware.gateway.v1.Task"),
-        format!("grpcurl -plaintext {addr} vmware.gateway.v1.UpstreamService/ListUpstreams"),
+        format!("grpcurl {how} {addr} list"),
+        format!("grpcurl {how} {addr} describe vmware.gateway.v1.Task"),
+        format!("grpcurl {how} {addr} vmware.gateway.v1.UpstreamService/ListUpstreams"),
         format!(
-            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/vc1\",\"filter\":{{\"services\":[{services}]}},\"page_size\":10}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
+            "grpcurl {how} -d '{{\"parent\":\"upstreams/vc1\",\"filter\":{{\"services\":[{services}]}},\"page_size\":10}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/GetTask",
+            "grpcurl {how} -d '{{\"name\":\"upstreams/vc1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/GetTask",
             simulator::DEMO_RUNNING_TASK
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
+            "grpcurl {how} -d '{{\"name\":\"upstreams/vc1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
             simulator::DEMO_CANCELABLE_TASK
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/snap1\",\"filter\":{{\"services\":[{snap_services}]}}}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
+            "grpcurl {how} -d '{{\"parent\":\"upstreams/snap1\",\"filter\":{{\"services\":[{snap_services}]}}}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"name\":\"upstreams/snap1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/GetTask",
+            "grpcurl {how} -d '{{\"name\":\"upstreams/snap1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/GetTask",
             simulator::SNAP_DEMO_RUNNING_TASK
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/vcd1\",\"page_size\":5}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
+            "grpcurl {how} -d '{{\"parent\":\"upstreams/vcd1\",\"page_size\":5}}' {addr} vmware.gateway.v1.TaskService/ListTasks"
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"name\":\"upstreams/vcd1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
+            "grpcurl {how} -d '{{\"name\":\"upstreams/vcd1/tasks/{}\"}}' {addr} vmware.gateway.v1.TaskService/CancelTask",
             simulator::VCD_DEMO_CANCELABLE_TASK
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/srs1\",\"runspace\":{{\"display_name\":\"demo\"}},\"request_id\":\"demo-1\"}}' {addr} vmware.gateway.v1.RunspaceService/CreateRunspace"
+            "grpcurl {how} -d '{{\"parent\":\"upstreams/srs1\",\"runspace\":{{\"display_name\":\"demo\"}},\"request_id\":\"demo-1\"}}' {addr} vmware.gateway.v1.RunspaceService/CreateRunspace"
         ),
         format!(
-            "grpcurl -plaintext -d '{{\"parent\":\"upstreams/srs1\"}}' {addr} vmware.gateway.v1.RunspaceService/ListRunspaces"
+            "grpcurl {how} -d '{{\"parent\":\"upstreams/srs1\"}}' {addr} vmware.gateway.v1.RunspaceService/ListRunspaces"
         ),
     ];
     for c in cmds {
@@ -213,7 +304,7 @@ pub fn banner(addr: SocketAddr, cfg: &Config) -> String {
     );
     let _ = writeln!(
         b,
-        "  grpcurl -plaintext -d '{{\"name\":\"upstreams/vc1/tasks/no-such-task\"}}' {addr} vmware.gateway.v1.TaskService/GetTask"
+        "  grpcurl {how} -d '{{\"name\":\"upstreams/vc1/tasks/no-such-task\"}}' {addr} vmware.gateway.v1.TaskService/GetTask"
     );
     let _ = writeln!(b, "\nCtrl-C stops the gateway and the simulator.");
     b

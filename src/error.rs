@@ -18,6 +18,15 @@ pub const DOMAIN: &str = "vmware-grpc-gateway";
 
 /// Longest excerpt of a client value or an upstream body echoed in an error.
 const ECHO_LIMIT: usize = 256;
+/// The longest status message, in bytes.
+const MESSAGE_LIMIT: usize = 1024;
+/// The upstream messages carried as `LocalizedMessage` details, and the length of each.
+const MAX_DETAIL_MESSAGES: usize = 8;
+const DETAIL_MESSAGE_LIMIT: usize = 512;
+
+/// Longest `problem` of a bad response, which may quote what the upstream sent (serde quotes
+/// a string of the wrong type whole): a longer one would not fit a client's header limit.
+const PROBLEM_LIMIT: usize = 1024;
 
 /// How long clients are asked to wait before retrying a transient upstream failure.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -71,6 +80,9 @@ pub enum UpstreamFailure {
     LoginBackoff { refused: String },
     /// No request sent: the upstream's circuit breaker is open after consecutive failures.
     CircuitOpen,
+    /// No request sent: `max` requests (`limits.max_upstream_requests`) were in flight to
+    /// the upstream and none finished before the call's deadline or the request timeout.
+    Saturated { max: usize },
 }
 
 /// An upstream outcome, with the configured upstream name and the HTTP status where one came.
@@ -104,10 +116,21 @@ impl UpstreamError {
             upstream,
             Some(status),
             UpstreamFailure::BadResponse {
-                problem: problem.into(),
+                problem: clip_middle(&problem.into(), PROBLEM_LIMIT),
                 excerpt: excerpt(body),
             },
         )
+    }
+
+    /// This error without any excerpt of the answer's body (for answers that carry
+    /// credentials, such as a login's).
+    pub fn without_excerpt(mut self) -> Self {
+        match &mut self.failure {
+            UpstreamFailure::Api { excerpt, .. } => *excerpt = None,
+            UpstreamFailure::BadResponse { excerpt, .. } => excerpt.clear(),
+            _ => {}
+        }
+        self
     }
 
     /// The upstream's own error kind, when its body named one (metadata `upstreamReason`).
@@ -128,6 +151,7 @@ impl UpstreamError {
                 | Reason::UpstreamRateLimited
                 | Reason::UpstreamResourceExhausted
                 | Reason::UpstreamCircuitOpen
+                | Reason::LimitReached
         )
     }
 
@@ -145,6 +169,7 @@ impl UpstreamError {
             UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
             UpstreamFailure::LoginBackoff { .. } => Reason::LoginBackoff,
             UpstreamFailure::CircuitOpen => Reason::UpstreamCircuitOpen,
+            UpstreamFailure::Saturated { .. } => Reason::LimitReached,
             UpstreamFailure::Api { reason, .. } => {
                 let status = self.http_status.unwrap_or(500);
                 match status {
@@ -171,6 +196,7 @@ impl UpstreamError {
                 format!("login refused ({refused}), backing off")
             }
             UpstreamFailure::CircuitOpen => "circuit open after consecutive failures".into(),
+            UpstreamFailure::Saturated { max } => format!("{max} requests in flight, queue full"),
             UpstreamFailure::Api { reason, .. } => format!(
                 "HTTP {} {}",
                 self.http_status.unwrap_or_default(),
@@ -206,6 +232,10 @@ impl UpstreamError {
                 "upstream '{}' failed too often in a row: the gateway sends it nothing for {}s (circuit open)",
                 self.upstream,
                 self.retry_after.map_or(0, |d| d.as_secs().max(1))
+            ),
+            UpstreamFailure::Saturated { max } => format!(
+                "{max} requests to upstream '{}' were in flight and none finished in time: the gateway's limit limits.max_upstream_requests = {max} is reached; nothing was sent",
+                self.upstream
             ),
             UpstreamFailure::Api {
                 reason, messages, ..
@@ -302,6 +332,9 @@ pub enum GatewayError {
     },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// A known caller lacks `scope`, or the upstream it names is outside its grant.
+    #[error("{message}")]
+    ScopeMissing { scope: String, message: String },
     #[error("{}", .0.describe())]
     Upstream(UpstreamError),
 }
@@ -349,6 +382,7 @@ impl GatewayError {
             GatewayError::UnknownUpstream(_) => Reason::UnknownUpstream,
             GatewayError::AmbiguousUpstream { .. } => Reason::AmbiguousUpstream,
             GatewayError::ShuttingDown => Reason::ShuttingDown,
+            GatewayError::ScopeMissing { .. } => Reason::ScopeMissing,
             GatewayError::Upstream(e) => e.reason(),
         }
     }
@@ -361,7 +395,11 @@ impl GatewayError {
     /// The `Status` a client sees for this error on `resource` (the name it asked for).
     pub fn into_status(self, resource: &str) -> Status {
         let reason = self.reason();
-        let mut metadata = HashMap::from([("resource".to_string(), clip(resource))]);
+        // Refusals at the edge (authentication, size, shutdown) come before any resource.
+        let mut metadata = HashMap::new();
+        if !resource.is_empty() {
+            metadata.insert("resource".to_string(), clip(resource));
+        }
         let mut details = Vec::new();
         let mut retry_after = None;
         match &self {
@@ -388,6 +426,9 @@ impl GatewayError {
             } => {
                 metadata.insert("upstream".into(), u.clone());
             }
+            GatewayError::ScopeMissing { scope, .. } => {
+                metadata.insert("scope".into(), clip(scope));
+            }
             GatewayError::Upstream(e) => {
                 metadata.insert("upstream".into(), e.upstream.clone());
                 if let Some(s) = e.http_status {
@@ -400,10 +441,10 @@ impl GatewayError {
                     UpstreamFailure::Api {
                         messages, excerpt, ..
                     } => {
-                        for m in messages {
+                        for m in messages.iter().take(MAX_DETAIL_MESSAGES) {
                             details.push(ErrorDetail::from(tonic_types::LocalizedMessage::new(
                                 "en-US",
-                                m.text(),
+                                clip_middle(m.text(), DETAIL_MESSAGE_LIMIT),
                             )));
                         }
                         if let Some(x) = excerpt {
@@ -439,7 +480,13 @@ impl GatewayError {
                 metadata,
             )),
         );
-        let message = format!("{}: {}", clip(resource), self);
+        // Status and details travel in HTTP/2 headers, which clients cap (often at 16 KiB):
+        // an upstream's long message must not turn a clear error into a protocol error.
+        let message = if resource.is_empty() {
+            clip_middle(&self.to_string(), MESSAGE_LIMIT)
+        } else {
+            clip_middle(&format!("{}: {}", clip(resource), self), MESSAGE_LIMIT)
+        };
         Status::with_error_details_vec(reason.code(), message, details)
     }
 }
@@ -456,14 +503,123 @@ pub fn clip(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// `s` cut to at most `limit` bytes (and `…`) by dropping its middle: its start says what was
+/// read, its end what was expected.
+pub fn clip_middle(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let mut head = limit / 2;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - limit / 2;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &s[..head], &s[tail..])
+}
+
 /// A short, printable excerpt of an upstream body for error metadata.
 pub fn excerpt(body: &[u8]) -> String {
-    clip(String::from_utf8_lossy(body).trim())
+    clip(&redact(String::from_utf8_lossy(body).trim()))
+}
+
+/// Names whose values are credentials: an answer may carry a session id, a token or a key
+/// (a login answer always does), and an excerpt of it goes to callers and logs.
+const SECRET_NAMES: &[&str] = &[
+    "token",
+    "session",
+    "password",
+    "secret",
+    "key",
+    "authorization",
+    "cookie",
+    "credential",
+];
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAMES.iter().any(|s| name.contains(s))
+}
+
+/// `text` with the values of secret-looking names replaced by `<redacted>`: in a JSON body
+/// every such member at any depth; in other text, whatever follows such a name and `=` or `:`
+/// up to the next separator.
+pub fn redact(text: &str) -> String {
+    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+        redact_json(&mut v);
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['=', ':']) {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        out.push_str(&after[..1]);
+        let after = &after[1..];
+        let name = before
+            .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .next()
+            .unwrap_or("");
+        if is_secret_name(name) {
+            let lead = after.len() - after.trim_start_matches([' ', '"', '\'']).len();
+            let value_end = after[lead..]
+                .find([' ', '"', '\'', ',', ';', '&', '}', '<', '\n'])
+                .map_or(after.len(), |e| lead + e);
+            out.push_str(&after[..lead]);
+            out.push_str("<redacted>");
+            rest = &after[value_end..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret_name(k) && !val.is_object() && !val.is_array() {
+                    *val = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact_json(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_hide_credentials() {
+        let json = br#"{"value": "4f2e-session-id", "access_token": "eyJ-secret", "nested": {"X-SRS-API-KEY": "k-123"}, "ok": "shown"}"#;
+        let e = excerpt(json);
+        assert!(!e.contains("eyJ-secret") && !e.contains("k-123"), "{e}");
+        assert!(e.contains("shown"), "{e}");
+        let text = b"<html>session=abc123; token: xyz789 other=fine</html>";
+        let e = excerpt(text);
+        assert!(!e.contains("abc123") && !e.contains("xyz789"), "{e}");
+        assert!(e.contains("other=fine"), "{e}");
+        let header = b"vmware-api-session-id: 0123abcd\nnext";
+        assert!(!excerpt(header).contains("0123abcd"));
+    }
+
+    #[test]
+    fn clip_middle_keeps_both_ends_on_char_boundaries() {
+        let s = format!("start {} end", "é".repeat(1000));
+        let c = clip_middle(&s, 101);
+        assert!(c.len() <= 101 + "…".len(), "{}", c.len());
+        assert!(c.starts_with("start é") && c.ends_with("é end"), "{c}");
+        assert_eq!(clip_middle("short", 100), "short");
+    }
 
     fn api(status: u16, reason: Option<&str>) -> UpstreamError {
         UpstreamError::new(

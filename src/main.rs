@@ -5,10 +5,15 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use vmware_grpc_gateway::{
-    config::Config,
+    config::{Config, LogFormat},
     demo, server,
     simulator::{FaultSettings, SimOptions, Simulator},
 };
+
+/// mimalloc instead of glibc's malloc: under concurrent calls glibc's arenas contend (a quarter
+/// of the gateway's CPU went to malloc/free and their futex waits); see docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +21,9 @@ use vmware_grpc_gateway::{
     about = "A gRPC gateway for VMware task and runspace REST APIs"
 )]
 struct Cli {
+    /// Log line format on stderr (default: `[log] format` of the configuration, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +44,13 @@ enum Command {
         /// Let the simulator speak HTTPS with a self-signed certificate the gateway trusts.
         #[arg(long)]
         tls: bool,
+        /// Serve gRPC over TLS, with a certificate for localhost and 127.0.0.1 signed by a CA
+        /// generated for this run (the banner shows grpcurl with -cacert).
+        #[arg(long)]
+        grpc_tls: bool,
+        /// Address of the admin listener (/metrics, /healthz, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
     },
     /// Run only the simulator, to point other tools at it.
     Simulate {
@@ -53,6 +68,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Read a caller token on standard input and print its line for the tokens file.
+    HashToken,
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`), as text or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// The standing faults of every simulated part, from the start (the control endpoint
@@ -108,23 +143,36 @@ impl FaultFlags {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve { config } => {
-            let cfg = Config::load(&config)?;
+    let cli = Cli::parse();
+    let cfg = match &cli.command {
+        Command::Serve { config } | Command::CheckConfig { config } => Some(Config::load(config)?),
+        _ => None,
+    };
+    let configured = cfg.as_ref().map(|c| c.log.format);
+    init_logging(cli.log_format.or(configured).unwrap_or_default());
+    match cli.command {
+        Command::Serve { .. } => {
+            let cfg = cfg.context("configuration loaded")?;
             server::serve(cfg, stop_signal()).await?;
         }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+                .context("reading the token on standard input")?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!token.is_empty(), "no token on standard input");
+            println!("{}", vmware_grpc_gateway::auth::hash_line(token));
+        }
         Command::CheckConfig { config } => {
-            let cfg = Config::load(&config)?;
+            let cfg = cfg.context("configuration loaded")?;
             println!("# {}: valid\n{}", config.display(), cfg.redacted_toml());
         }
-        Command::Demo { listen, tls } => {
+        Command::Demo {
+            listen,
+            tls,
+            grpc_tls,
+            admin_listen,
+        } => {
             let sim = Simulator::start(SimOptions {
                 tls,
                 ..SimOptions::default()
@@ -140,9 +188,23 @@ async fn main() -> Result<()> {
                 }
                 None => None,
             };
-            let cfg = demo::config(&sim, listen, ca.as_deref());
+            // Removes its directory when dropped, at the end of this block.
+            let grpc_tls = if grpc_tls {
+                let files = demo::DemoTls::generate(&std::env::temp_dir())
+                    .context("writing the gRPC certificate")?;
+                Some(files)
+            } else {
+                None
+            };
+            let mut cfg = demo::config(&sim, listen, ca.as_deref());
+            cfg.admin.listen = Some(admin_listen);
+            cfg.server.tls = grpc_tls.as_ref().map(demo::DemoTls::config);
             let running = server::Running::start(cfg.clone()).await?;
-            println!("{}", demo::banner(running.addr, &cfg));
+            let grpc_ca = grpc_tls.as_ref().map(demo::DemoTls::ca_file);
+            println!("{}", demo::banner(running.addr, &cfg, grpc_ca.as_deref()));
+            if let Some(admin) = running.admin_addr {
+                println!("Metrics: curl http://{admin}/metrics   (also /healthz, /readyz)\n");
+            }
             stop_signal().await;
             running.shutdown().await?;
             sim.shutdown();

@@ -9,8 +9,6 @@ use percent_encoding::{AsciiSet, percent_decode_str, utf8_percent_encode};
 
 use crate::error::{GatewayError, Reason, Result, clip};
 
-/// What an id escapes inside a name: only what would break the grammar.
-const NAME_ID: &AsciiSet = &AsciiSet::EMPTY.add(b'%').add(b'/');
 /// What an id escapes as one URL path segment: all but RFC 3986 unreserved characters and `:`
 /// (Cloud Director URNs keep their colons).
 const PATH_SEGMENT: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -109,6 +107,27 @@ pub fn parse_resource(name: &str, collection: &str, field: &str) -> Result<Resou
     Ok(ResourceName { upstream, id })
 }
 
+/// `Err` saying why when `id` cannot be the id of a name (empty, with control characters,
+/// longer than 1024 bytes escaped): an adapter refuses such an upstream id rather than give
+/// out a name that no call accepts.
+pub fn check_id(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() {
+        Err("the id is empty".into())
+    } else if id.chars().any(char::is_control) {
+        Err(format!(
+            "the id '{}' holds control characters",
+            clip(id).escape_debug()
+        ))
+    } else if percent_encode(id).len() > MAX_ID_LEN {
+        Err(format!(
+            "the id '{}' is longer than {MAX_ID_LEN} bytes escaped",
+            clip(id)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// `upstreams/{upstream}`.
 pub fn upstream_name(upstream: &str) -> String {
     format!("upstreams/{upstream}")
@@ -119,9 +138,10 @@ pub fn resource_name(upstream: &str, collection: &str, id: &str) -> String {
     format!("upstreams/{upstream}/{collection}/{}", percent_encode(id))
 }
 
-/// Escapes only what would break the name's grammar: `%` and `/`.
+/// Escapes only what would break the name's grammar: `%` and `/` (as `%25` and `%2F`).
 pub fn percent_encode(id: &str) -> String {
-    utf8_percent_encode(id, NAME_ID).to_string()
+    // Not the crate's encoder: it escapes every byte outside ASCII as well.
+    id.replace('%', "%25").replace('/', "%2F")
 }
 
 /// Percent-encodes an id for use as one URL path segment on an upstream.
@@ -156,6 +176,25 @@ mod tests {
         let parsed = parse_resource(&name, "tasks", "name").unwrap();
         assert_eq!(parsed.upstream, UpstreamRef::Named("vc1".into()));
         assert_eq!(parsed.id, "a/b%c");
+    }
+
+    #[test]
+    fn names_keep_characters_outside_ascii_as_they_are() {
+        // A name a client sends with `é` is the name it gets back, not `%C3%A9`.
+        let name = resource_name("vc1", "tasks", "é/€%");
+        assert_eq!(name, "upstreams/vc1/tasks/é%2F€%25");
+        assert_eq!(parse_resource(&name, "tasks", "name").unwrap().id, "é/€%");
+    }
+
+    #[test]
+    fn ids_no_name_can_carry_are_told() {
+        for id in ["", "a\nb", &"/".repeat(342)] {
+            assert!(check_id(id).is_err(), "{id:?}");
+            let name = resource_name("vc1", "tasks", id);
+            assert!(parse_resource(&name, "tasks", "name").is_err(), "{id:?}");
+        }
+        assert!(check_id(&"/".repeat(341)).is_ok());
+        assert!(check_id("é/%").is_ok());
     }
 
     #[test]
@@ -205,3 +244,6 @@ mod tests {
         assert!(!is_valid_upstream_name(&"a".repeat(64)));
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -1,25 +1,35 @@
 //! Assembles the tonic server: the three services, reflection v1 and v1alpha, health,
-//! message and stream limits, the middleware stack (one span and log line per RPC), and
-//! graceful shutdown.
+//! message and stream limits, the middleware stack (one span and log line per RPC), the
+//! incoming connections (plaintext, or TLS through `tls.rs`), and graceful shutdown.
 //!
 //! Shutdown order: health turns NOT_SERVING, open streams end with UNAVAILABLE
 //! "shutting down", the server keeps accepting for `drain_delay` (so probes see
 //! NOT_SERVING), then no new connections are accepted, in-flight unary calls get
-//! `shutdown_grace` to finish, and every upstream session is logged out.
+//! `shutdown_grace` to finish; the calls still running then get UNAVAILABLE SHUTTING_DOWN
+//! (the [`EdgeLayer`]), and every upstream session is logged out.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{rpc_log::RpcLogLayer, runspaces::RunspaceApi, tasks::TaskApi, upstreams::UpstreamApi},
+    api::{
+        edge::{Authenticator, EdgeLayer},
+        rpc_log::RpcLogLayer,
+        runspaces::RunspaceApi,
+        tasks::TaskApi,
+        upstreams::UpstreamApi,
+    },
+    auth::CallerStore,
     config::{Config, ConfigError},
     proto::{
         self, runspace_service_server::RunspaceServiceServer,
         task_service_server::TaskServiceServer, upstream_service_server::UpstreamServiceServer,
     },
+    tls::{self, ServerTls},
     upstream::Registry,
     watch::WatchEngine,
 };
@@ -40,6 +50,9 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How long the answers of calls cut at the end of the grace may take to be written.
+const CUT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The names health reports on, besides the overall "" service.
 pub const SERVICES: [&str; 3] = [
     <TaskServiceServer<TaskApi> as NamedService>::NAME,
@@ -54,7 +67,19 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = bind(cfg.server.listen).await?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(cfg.server.listen), "gRPC server listening");
-    serve_on(cfg, listener, signal).await
+    let admin = bind_admin(&cfg).await?;
+    if let Some(a) = &admin {
+        tracing::info!(addr = %a.local_addr().map_err(|source| ServeError::Bind { addr: cfg.server.listen, source })?, "admin listener: /metrics /healthz /readyz");
+    }
+    serve_on(cfg, listener, admin, signal).await
+}
+
+/// The admin listener, when `[admin] listen` is set.
+async fn bind_admin(cfg: &Config) -> Result<Option<TcpListener>, ServeError> {
+    match cfg.admin.listen {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -67,9 +92,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 pub async fn serve_on(
     cfg: Config,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let registry = Arc::new(Registry::new(&cfg)?);
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(Arc::new(ServerTls::load(t)?)),
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for s in SERVICES {
@@ -87,6 +117,7 @@ pub async fn serve_on(
     let max = cfg.server.max_message_bytes;
     // Created before the services so open watches can end when shutdown starts.
     let (stopping_tx, mut stopping) = watch::channel(false);
+    let admin = admin.map(|l| crate::admin::spawn(l, stopping.clone()));
     let shared = crate::api::Shared {
         registry: registry.clone(),
         watch: Arc::new(WatchEngine::new(&cfg.watch, &cfg.limits)),
@@ -122,8 +153,22 @@ pub async fn serve_on(
         tokio::time::sleep(drain_delay).await;
         tracing::info!("drain delay over: no new connections");
     };
+    // Fires at the end of the grace: the calls still running answer SHUTTING_DOWN.
+    let cut = CancellationToken::new();
+    let auth = match &cfg.auth {
+        Some(a) => {
+            let store = CallerStore::load(&a.tokens_file)
+                .map_err(|e| ConfigError::new("auth.tokens_file", e))?;
+            store.spawn_reloader(a.reload_interval);
+            Some(Arc::new(Authenticator::new(store, a)))
+        }
+        None => None,
+    };
+    let stack = tower::ServiceBuilder::new()
+        .layer(RpcLogLayer)
+        .layer(EdgeLayer::new(cut.clone(), max, auth));
     let server = tonic::transport::Server::builder()
-        .layer(tower::ServiceBuilder::new().layer(RpcLogLayer))
+        .layer(stack)
         .max_concurrent_streams(cfg.server.max_concurrent_streams)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .add_service(health_service)
@@ -132,32 +177,39 @@ pub async fn serve_on(
         .add_service(tasks)
         .add_service(runspaces)
         .add_service(upstreams)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown);
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown);
     let grace = cfg.server.shutdown_grace;
+    tokio::pin!(server);
     let result = tokio::select! {
-        r = server => r.map_err(ServeError::from),
+        r = &mut server => r.map_err(ServeError::from),
         _ = async {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(drain_delay + grace).await;
         } => {
-            tracing::warn!(?grace, "grace period over: closing the calls still running");
-            Ok(())
+            tracing::warn!(?grace, "grace period over: the calls still running get SHUTTING_DOWN");
+            cut.cancel();
+            // Their answers are written at once; then whatever is left is closed.
+            match tokio::time::timeout(CUT_FLUSH, &mut server).await {
+                Ok(r) => r.map_err(ServeError::from),
+                Err(_) => Ok(()),
+            }
         }
     };
     registry.logout_all().await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     tracing::info!("shutdown complete");
     result
-}
-
-/// The accepted connections of `listener`, with TCP_NODELAY: without it a small response
-/// write waits for the client's delayed ACK, about 40 ms per call.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// A gateway running in this process (tests, `demo`).
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `[admin] listen` is set.
+    pub admin_addr: Option<SocketAddr>,
+    /// Whether it serves TLS (`[server.tls]`).
+    pub tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -170,20 +222,26 @@ impl Running {
             addr: cfg.server.listen,
             source,
         })?;
+        let admin = bind_admin(&cfg).await?;
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let tls = cfg.server.tls.is_some();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve_on(cfg, listener, async {
+        let task = tokio::spawn(serve_on(cfg, listener, admin, async {
             let _ = rx.await;
         }));
         Ok(Running {
             addr,
+            admin_addr,
+            tls,
             stop: Some(tx),
             task,
         })
     }
 
-    /// `http://ADDR`, for clients.
+    /// `http://ADDR`, or `https://ADDR` with TLS, for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Starts the graceful shutdown and waits for it to finish.

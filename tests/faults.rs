@@ -20,9 +20,9 @@ use vmware_grpc_gateway::{
 const SCALE: u32 = 25;
 
 /// Production's `[watch]` and upstream defaults, times divided by [`SCALE`] (polls between
-/// 20 ms and 400 ms, the circuit open for 400 ms), with the same
-/// watch retry budget (5 failures in a row) and read retries (2). Two upstream settings are
-/// raised, because with production's a steady 20 % of 503s ends some watches:
+/// 20 ms and 400 ms, the circuit open for 400 ms), with the same watch retry budget (5
+/// failures in a row) and read retries (2). Two upstream settings are raised, because with
+/// production's a steady 20 % of 503s ends some watches:
 /// - `read_retry_ratio` 0.5, not 0.2: at 20 % 503s a read needs 0.24 retries on average, so
 ///   production's budget runs dry after a few hundred reads and polls then fail one in five;
 /// - `breaker_failures` 10, not 5: five 503s in a row come about once in 3,000 requests, and

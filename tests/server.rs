@@ -189,13 +189,3 @@ async fn list_upstreams_pages_by_name() {
     assert_eq!(second.upstreams.len(), 1);
     assert!(second.next_page_token.is_empty());
 }
-
-#[tokio::test]
-async fn messages_over_the_configured_limit_are_refused() {
-    let env = Env::start_with(sim_options(), |cfg| cfg.server.max_message_bytes = 4096).await;
-    let err = env
-        .get_task(&task_name(&"x".repeat(8000)))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-}

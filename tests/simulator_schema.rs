@@ -85,10 +85,10 @@ fn status_rule_violations(info: &Value, exclude_result: bool) -> Vec<String> {
         out.push("result present although exclude_result".into());
     }
     for k in ["start_time", "end_time"] {
-        if let Some(t) = info.get(k) {
-            if !t.as_str().is_some_and(is_vapi_datetime) {
-                out.push(format!("{k} {t} is not in vAPI datetime format"));
-            }
+        if let Some(t) = info.get(k)
+            && !t.as_str().is_some_and(is_vapi_datetime)
+        {
+            out.push(format!("{k} {t} is not in vAPI datetime format"));
         }
     }
     if let Some(p) = info.get("progress") {

@@ -10,10 +10,13 @@ use tonic::{Code, Status};
 use vmware_grpc_gateway::{
     config::{CloudDirectorConfig, Secret, UpstreamConfig},
     proto::{
-        DeleteRunspaceRequest, ListRunspacesRequest, ListRunspacesResponse, ListTasksRequest,
-        ListUpstreamsRequest, RunspaceState, TaskFilter, TaskState, UpstreamKind,
+        CreateRunspaceRequest, DeleteRunspaceRequest, ListRunspacesRequest, ListRunspacesResponse,
+        ListTasksRequest, ListUpstreamsRequest, Runspace, RunspaceState, TaskFilter, TaskState,
+        UpstreamKind,
     },
-    simulator::{Fault, Phase, SimHandle, Simulator, Step, TaskSpec, cloud_director},
+    simulator::{
+        Fault, Phase, SimHandle, Simulator, Step, TaskSpec, cloud_director, script_runtime,
+    },
 };
 
 const PG: &str = "com.vmware.snapservice.clusters.protection_groups";
@@ -220,6 +223,36 @@ async fn a_retried_create_with_the_same_request_id_makes_one_runspace() {
         .collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(env.sim.script_runtime.runspaces_created(), 2);
+}
+
+#[tokio::test]
+async fn a_create_whose_caller_gives_up_still_finishes_and_its_retry_finds_it() {
+    let env = all_upstreams().await;
+    env.create_runspace("upstreams/srs1", "warm-up", "")
+        .await
+        .unwrap(); // logged in
+    let created = env.sim.script_runtime.runspaces_created();
+    env.sim.script_runtime.inject(
+        script_runtime::ROUTE_RUNSPACE_CREATE,
+        Fault::DelayAfter(Duration::from_millis(800)),
+    );
+    let mut req = tonic::IntoRequest::into_request(CreateRunspaceRequest {
+        parent: "upstreams/srs1".into(),
+        runspace: Some(Runspace {
+            display_name: "slow".into(),
+            ..Default::default()
+        }),
+        request_id: "req-slow".into(),
+    });
+    req.set_timeout(Duration::from_millis(300));
+    let err = env.runspaces().create_runspace(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // The retry joins the create that went on without its caller.
+    let again = env
+        .create_runspace("upstreams/srs1", "slow", "req-slow")
+        .await;
+    assert_eq!(again.unwrap().display_name, "slow");
+    assert_eq!(env.sim.script_runtime.runspaces_created(), created + 1);
 }
 
 #[tokio::test]

@@ -149,6 +149,26 @@ async fn http_status_decides_where_the_body_names_no_error_kind() {
 }
 
 #[tokio::test]
+async fn a_huge_upstream_message_still_reaches_the_client_as_a_clear_error() {
+    let env = Env::start().await;
+    let name = env.add(running_for(100));
+    let huge = "x".repeat(20_000);
+    let body = serde_json::json!({
+        "error_type": "NOT_FOUND",
+        "messages": (0..20)
+            .map(|_| serde_json::json!({"id": "m", "default_message": huge, "args": []}))
+            .collect::<Vec<_>>()
+    })
+    .to_string();
+    answer_next_read(&env, 404, body);
+    let err = env.get_task(&name).await.unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert!(err.message().len() <= 1100, "{}", err.message().len());
+    let messages = err.get_details_localized_message();
+    assert!(messages.is_some_and(|m| m.message.len() <= 520));
+}
+
+#[tokio::test]
 async fn a_success_body_that_is_not_the_documented_json_is_internal() {
     let env = Env::start().await;
     let name = env.add(running_for(100));

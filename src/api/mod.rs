@@ -26,7 +26,8 @@ macro_rules! service {
                     request: tonic::Request<$req_ty>,
                 ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
                     let $req = request.get_ref();
-                    $crate::api::rpc::unary($resource, request.metadata(), self.$handler($req)).await
+                    let call = $crate::call::Call::from_request(request.metadata(), request.extensions());
+                    $crate::api::rpc::unary($resource, call, self.$handler($req)).await
                 }
             )*
             $($(
@@ -37,15 +38,18 @@ macro_rules! service {
                     request: tonic::Request<$sreq_ty>,
                 ) -> std::result::Result<tonic::Response<Self::$stream>, tonic::Status> {
                     let $sreq = request.get_ref();
-                    let watch = self.$shandler($sreq, request.metadata());
+                    let call = $crate::call::Call::from_request(request.metadata(), request.extensions());
+                    let watch = $crate::call::sync_scope(call, || self.$shandler($sreq, request.metadata()));
                     let to_msg = $crate::api::streams::$to_msg;
-                    $crate::api::streams::open(&self.ctx, $sresource, watch, to_msg).await
+                    let peer = $crate::tls::peer(request.extensions());
+                    $crate::api::streams::open(&self.ctx, peer, $sresource, watch, to_msg).await
                 }
             )*)?
         }
     };
 }
 
+pub mod edge;
 pub mod paging;
 pub mod rpc;
 pub mod rpc_log;

@@ -1,13 +1,9 @@
 //! The pieces every RPC handler uses: the context the services share, running a unary call
 //! in its call context, request-field checks, and lists over one or every upstream.
 
-use std::{
-    future::Future,
-    sync::{Arc, atomic::AtomicUsize},
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use tonic::{Response, Status, metadata::MetadataMap};
+use tonic::{Response, Status};
 
 use crate::{
     call,
@@ -29,7 +25,7 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub limits: LimitsConfig,
     /// Watch streams open now.
-    pub streams: Arc<AtomicUsize>,
+    pub streams: Arc<super::streams::OpenStreams>,
 }
 
 /// RESOURCE_EXHAUSTED (LIMIT_REACHED) naming the limit `key` of `[limits]`.
@@ -41,11 +37,11 @@ pub fn limit_reached(key: &str, max: usize, what: &str) -> GatewayError {
 /// becomes a `Status` naming `resource`. The RPC log layer writes the call's log line.
 pub async fn unary<T>(
     resource: &str,
-    metadata: &MetadataMap,
+    call: call::Call,
     work: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
     record_resource(resource);
-    call::scope(call::Call::from_metadata(metadata), work)
+    call::scope(call, work)
         .await
         .map(Response::new)
         .map_err(|e| e.into_status(resource))

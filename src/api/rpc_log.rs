@@ -1,8 +1,14 @@
-//! The tower layer that gives every RPC one span and one log line: method, peer, code and
-//! latency, plus the resource name the handler records into the span (the layer cannot read
-//! it from the encoded request). A unary call and a stream are logged the same way, when
-//! their status is known: from the headers of a trailers-only answer, from the trailers at
-//! the end of the body, or as CANCELLED when the client goes away first.
+//! The tower layer that gives every RPC its trace, one span and one log line (method, peer,
+//! trace id, code and latency, plus the resource name the handler records into the span: the
+//! layer cannot read it from the encoded request) and its metrics. A unary call and a stream
+//! are logged the same way, when their status is known: from the headers of a trailers-only
+//! answer, from the trailers at the end of the body, or as CANCELLED when the client goes
+//! away first.
+//!
+//! The trace: the caller's W3C `traceparent` is continued in a span of the gateway's, or a
+//! new trace starts; the request's `traceparent` header is set to the gateway's span, which
+//! the call context (`call::Call`) reads, so every upstream request the call causes carries
+//! the same trace id.
 
 use std::{
     future::Future,
@@ -10,12 +16,14 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
-use tonic::{Code, transport::server::TcpConnectInfo};
+use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Span;
+
+use crate::{telemetry, trace::TraceContext};
 
 /// Adds [`RpcLog`] around the gRPC routes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,18 +55,27 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let trace = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::continue_from)
+            .unwrap_or_else(TraceContext::new_root);
+        if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+            req.headers_mut().insert("traceparent", v);
+        }
         let method = req.uri().path();
-        let peer = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr);
+        let peer = crate::tls::peer(req.extensions());
         let span = tracing::info_span!(
             "rpc",
             method = %method.trim_start_matches('/'),
             peer = peer.map(tracing::field::display),
+            trace_id = %trace.trace_id_hex(),
             resource = tracing::field::Empty,
+            poller_trace_id = tracing::field::Empty,
         );
+        let labels = telemetry::served_method(method).unwrap_or(("other", "other"));
         // Health probes come every few seconds from every prober: log them only at debug.
         let quiet = method.starts_with("/grpc.health.");
         let inner = span.in_scope(|| self.inner.call(req));
@@ -68,6 +85,7 @@ where
                 span,
                 started: Instant::now(),
                 quiet,
+                labels,
             }),
         }
     }
@@ -78,12 +96,16 @@ struct Pending {
     span: Span,
     started: Instant,
     quiet: bool,
+    /// `(service, method)` for the metrics.
+    labels: (&'static str, &'static str),
 }
 
 impl Pending {
     fn finish(self, code: Code, message: &str) {
         let _in = self.span.enter();
-        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        let elapsed = self.started.elapsed();
+        telemetry::grpc_handled(self.labels, code, elapsed);
+        let elapsed_ms = elapsed.as_millis() as u64;
         let code = tracing::field::debug(code);
         if self.quiet {
             tracing::debug!(code, elapsed_ms, error = message, "rpc");
@@ -180,10 +202,10 @@ impl<B: Body> Body for LoggedBody<B> {
         };
         match &frame {
             Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref() {
-                    if let Some(l) = this.log.take() {
-                        *this.log = l.finish_with(trailers);
-                    }
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(l) = this.log.take()
+                {
+                    *this.log = l.finish_with(trailers);
                 }
             }
             Some(Err(_)) => {

@@ -15,14 +15,15 @@ use super::{
     streams,
 };
 use crate::{
-    error::{GatewayError, Reason, Result, clip},
+    call,
+    error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure, clip},
     names::{self, UpstreamRef},
     proto::{
         CreateRunspaceRequest, DeleteRunspaceRequest, GetRunspaceRequest, ListRunspacesRequest,
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
         runspace_service_server::RunspaceService,
     },
-    upstream::Runspaces,
+    upstream::{RunspaceSource, Runspaces},
     watch,
 };
 
@@ -56,9 +57,7 @@ impl RunspaceApi {
         let (upstream, source) = self.ctx.registry.one::<Runspaces>(&parent, "parent")?;
         let spec = req.runspace.clone().unwrap_or_default();
         if req.request_id.is_empty() {
-            return source
-                .create(&spec.display_name, spec.run_vc_connection_script)
-                .await;
+            return create_detached(source, &upstream.name, &spec, Arc::default()).await;
         }
         if req.request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(GatewayError::invalid(
@@ -112,9 +111,7 @@ impl RunspaceApi {
             entry.made.clone()
         };
         // A failed create leaves the cell empty, so a retry tries again.
-        let made = cell
-            .get_or_try_init(|| source.create(&spec.display_name, spec.run_vc_connection_script))
-            .await?;
+        let made = create_detached(source, &upstream.name, &spec, cell).await?;
         // A retry sees the runspace as it is now, or as created when it is gone.
         match source.get(&made.id).await {
             Ok(now) => Ok(now),
@@ -177,6 +174,40 @@ impl RunspaceApi {
 fn runspace_key(r: &Runspace, merged: bool) -> NewestFirstKey {
     let tie = if merged { r.name.clone() } else { r.id.clone() };
     newest_first_key(r.create_time.as_ref(), tie)
+}
+
+/// Runs the upstream create into `made` on a task of its own, under the request timeout rather
+/// than the caller's deadline, so that it finishes even when the caller goes away or runs out
+/// of time: a retry with the same `request_id` then finds the runspace it made instead of
+/// creating a second one. The caller waits for it within its own deadline.
+async fn create_detached(
+    source: &Arc<dyn RunspaceSource>,
+    upstream: &str,
+    spec: &Runspace,
+    made: Arc<OnceCell<Runspace>>,
+) -> Result<Runspace> {
+    let work = {
+        let source = source.clone();
+        let (name, script) = (spec.display_name.clone(), spec.run_vc_connection_script);
+        tokio::spawn(async move {
+            made.get_or_try_init(|| source.create(&name, script))
+                .await
+                .cloned()
+        })
+    };
+    let joined = match call::current_deadline() {
+        Some(deadline) => tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| UpstreamError::new(upstream, None, UpstreamFailure::Timeout))?,
+        None => work.await,
+    };
+    joined.unwrap_or_else(|e| {
+        Err(GatewayError::refused(
+            Reason::Internal,
+            Some(upstream),
+            format!("the create on upstream '{upstream}' ended unexpectedly: {e}"),
+        ))
+    })
 }
 
 service! {

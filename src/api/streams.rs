@@ -6,11 +6,10 @@
 //! `Status` only through `GatewayError::into_status`, naming the resource.
 
 use std::{
+    collections::HashMap,
+    net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -22,7 +21,7 @@ use super::rpc::{Shared, limit_reached};
 use crate::{
     call,
     error::{GatewayError, Result},
-    proto,
+    proto, telemetry,
     watch::{Event, EventKind, Resource, Watch, WatchOptions},
 };
 
@@ -66,32 +65,70 @@ struct Served<R: Resource, M> {
     _slot: StreamSlot,
 }
 
-/// One of the open streams `limits.max_watch_streams` bounds, given back when dropped.
-struct StreamSlot(Arc<AtomicUsize>);
+/// The watch streams open now, in all and per caller connection (by the peer's address).
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_connection: HashMap<SocketAddr, usize>,
+}
+
+/// One of the open streams `limits.max_watch_streams` and
+/// `limits.max_watch_streams_per_connection` bound, given back when dropped.
+struct StreamSlot {
+    open: Arc<OpenStreams>,
+    peer: Option<SocketAddr>,
+}
 
 impl StreamSlot {
-    /// A slot, or LIMIT_REACHED when every one is taken.
-    fn take(ctx: &Shared) -> Result<StreamSlot> {
-        let max = ctx.limits.max_watch_streams;
-        let taken = ctx
-            .streams
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Ok(StreamSlot(ctx.streams.clone())),
-            Err(_) => Err(limit_reached(
+    /// A slot for a stream of `peer`'s connection, or LIMIT_REACHED naming the limit reached.
+    fn take(ctx: &Shared, peer: Option<SocketAddr>) -> Result<StreamSlot> {
+        let limits = &ctx.limits;
+        let mut c = ctx.streams.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= limits.max_watch_streams {
+            return Err(limit_reached(
                 "max_watch_streams",
-                max,
+                limits.max_watch_streams,
                 "open watch streams",
-            )),
+            ));
         }
+        if let Some(peer) = peer {
+            let mine = c.by_connection.entry(peer).or_default();
+            if *mine >= limits.max_watch_streams_per_connection {
+                return Err(limit_reached(
+                    "max_watch_streams_per_connection",
+                    limits.max_watch_streams_per_connection,
+                    "open watch streams of this connection",
+                ));
+            }
+            *mine += 1;
+        }
+        c.total += 1;
+        metrics::gauge!(telemetry::WATCH_STREAMS).set(c.total as f64);
+        Ok(StreamSlot {
+            open: ctx.streams.clone(),
+            peer,
+        })
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut c = self.open.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total -= 1;
+        metrics::gauge!(telemetry::WATCH_STREAMS).set(c.total as f64);
+        if let Some(peer) = self.peer
+            && let Some(n) = c.by_connection.get_mut(&peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.by_connection.remove(&peer);
+            }
+        }
     }
 }
 
@@ -100,16 +137,20 @@ impl Drop for StreamSlot {
 /// that records the outcome when the stream ends.
 pub async fn open<R: Resource, M: Send + 'static>(
     ctx: &Shared,
+    peer: Option<SocketAddr>,
     resource: &str,
     setup: Result<Watch<R>>,
     to_msg: fn(Event<R>) -> M,
 ) -> std::result::Result<Response<EventStream<M>>, Status> {
     super::rpc::record_resource(resource);
     let fail = |e: GatewayError| e.into_status(resource);
-    let slot = StreamSlot::take(ctx).map_err(fail)?;
+    let slot = StreamSlot::take(ctx, peer).map_err(fail)?;
     let mut watch = setup.map_err(fail)?;
     let first = match watch.next().await {
-        Some(Ok(event)) => to_msg(event),
+        Some(Ok(event)) => {
+            sent(&event);
+            to_msg(event)
+        }
         Some(Err(e)) => return Err(fail(e)),
         None => return Err(fail(GatewayError::ShuttingDown)),
     };
@@ -130,6 +171,7 @@ pub async fn open<R: Resource, M: Send + 'static>(
         }
         match s.watch.next().await {
             Some(Ok(event)) => {
+                sent(&event);
                 let msg = (s.to_msg)(event);
                 Some((Ok(msg), s))
             }
@@ -142,6 +184,16 @@ pub async fn open<R: Resource, M: Send + 'static>(
         }
     });
     Ok(Response::new(Box::pin(stream)))
+}
+
+/// Logs an event in the stream's RPC span, naming the trace of the read that found it: a
+/// shared poll's own trace (one poll serves many callers), so a stream's line leads to the
+/// upstream request behind its news.
+fn sent<R>(event: &Event<R>) {
+    let Some(trace) = event.trace else { return };
+    let id = trace.trace_id_hex();
+    tracing::Span::current().record("poller_trace_id", id.as_str());
+    tracing::debug!(kind = ?event.kind, poller_trace_id = %id, "watch event");
 }
 
 /// A watcher's options from its request fields and the call's metadata.

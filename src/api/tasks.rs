@@ -44,10 +44,7 @@ impl TaskApi {
         let view = enum_field::<TaskView>(req.view, "view")?;
         let (upstream, source, id) = self.resolve(&req.name)?;
         let task = source.get(&id).await?;
-        self.ctx
-            .watch
-            .tasks
-            .observe(&upstream.name, &id, task.clone());
+        self.ctx.watch.tasks.observe(&upstream.name, &id, &task);
         Ok(with_view(task, view))
     }
 
@@ -112,10 +109,7 @@ impl TaskApi {
         // The upstream accepted the cancel: from here on the call succeeds, whatever the
         // read-back meets.
         let after = read_back(source.as_ref(), &id, before).await;
-        self.ctx
-            .watch
-            .tasks
-            .observe(&upstream.name, &id, after.clone());
+        self.ctx.watch.tasks.observe(&upstream.name, &id, &after);
         Ok(with_view(after, TaskView::Basic))
     }
 

@@ -24,7 +24,7 @@ impl UpstreamApi {
 
     async fn list(&self, req: &ListUpstreamsRequest) -> Result<ListUpstreamsResponse> {
         let page = PageRequest::<String>::new(&req.page_token, req.page_size, "upstreams", "")?;
-        let all: Vec<Upstream> = self.registry.all().map(|u| u.info()).collect();
+        let all: Vec<Upstream> = self.registry.visible().map(|u| u.info()).collect();
         let (upstreams, next_page_token) = page.take(all, |u| u.name.clone());
         Ok(ListUpstreamsResponse {
             upstreams,

@@ -177,6 +177,11 @@ impl SessionStore {
         lock(&self.sessions).remove(id).is_some()
     }
 
+    /// The ids of the live sessions (tests look for them where they must not be).
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.sessions).keys().cloned().collect()
+    }
+
     /// Every session becomes invalid.
     pub fn expire_all(&self) {
         lock(&self.sessions).clear();
@@ -203,12 +208,23 @@ pub struct SimCore {
     pub counters: RequestCounters,
     pub faults: FaultQueue,
     pub standing: StandingFaults,
+    /// The `traceparent` headers of the latest requests (tests check trace propagation).
+    pub traceparents: Mutex<VecDeque<String>>,
     logins: AtomicU64,
     pub username: String,
     pub password: String,
 }
 
 impl SimCore {
+    /// Remembers a request's `traceparent`, keeping the latest 64.
+    pub fn saw_traceparent(&self, value: &str) {
+        let mut seen = lock(&self.traceparents);
+        if seen.len() == 64 {
+            seen.pop_front();
+        }
+        seen.push_back(value.to_string());
+    }
+
     pub fn new(opts: &SimOptions) -> Self {
         SimCore {
             clock: opts.clock.clone(),
@@ -216,6 +232,7 @@ impl SimCore {
             counters: RequestCounters::default(),
             faults: FaultQueue::default(),
             standing: StandingFaults::default(),
+            traceparents: Mutex::default(),
             logins: AtomicU64::new(0),
             username: opts.username.clone(),
             password: opts.password.clone(),
@@ -311,6 +328,16 @@ impl SimHandle {
     /// Successful logins (each part documents which calls count).
     pub fn logins(&self) -> u64 {
         self.core.logins()
+    }
+
+    /// The `traceparent` headers of the latest requests, oldest first (at most 64).
+    pub fn traceparents(&self) -> Vec<String> {
+        lock(&self.core.traceparents).iter().cloned().collect()
+    }
+
+    /// The ids (tokens, API keys) of the live sessions.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.core.sessions.ids()
     }
 
     /// Every session (token, API key) becomes invalid; the next call with one gets 401.

@@ -41,7 +41,9 @@ pub use snapservice::{SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SnapserviceSim
 pub use tasks::{
     CancelRefusal, Phase, Step, TaskError, TaskSnapshot, TaskSpec, TaskStatus, TaskStore,
 };
-pub use vcenter::{DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, VcenterSim};
+pub use vcenter::{
+    DEMO_CANCELABLE_TASK, DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, VcenterSim,
+};
 
 /// Default [`SimOptions::vcd_api_token`].
 pub const DEFAULT_VCD_API_TOKEN: &str = "sim-vcd-api-token-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f10";

@@ -372,6 +372,13 @@ async fn guard<K: Kind>(State(ctx): State<Shared<K>>, req: Request, next: Next) 
         .map(MatchedPath::as_str);
     let (key, access) = ctx.table.resolve(req.method(), matched, req.uri());
     tracing::debug!(part = K::RULES.name, route = key, "sim request");
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        ctx.core.saw_traceparent(tp);
+    }
     let mut resp = admit(&ctx, key, access, req, next).await;
     resp.extensions_mut().insert(RouteKey(key));
     resp

@@ -498,23 +498,23 @@ fn render(task: &Task, now: Duration, clock: &SimClock) -> TaskSnapshot {
     }
 
     let mut canceled = false;
-    if let Some(c) = effective_cancel {
-        if !status.is_terminal() {
-            canceled = true;
-            status = TaskStatus::Failed;
-            // A task cancelled while still queued never started; FAILED still carries a
-            // start_time on the wire, so it starts and ends at the cancel.
-            start = start.or(Some(wall(c)));
-            end = Some(wall(c));
-            result = None;
-            error = Some(TaskError {
-                error_type: CANCELED_ERROR_TYPE.to_string(),
-                messages: vec![(
-                    "com.vmware.vapi.std.errors.canceled".to_string(),
-                    CANCELED_MESSAGE.to_string(),
-                )],
-            });
-        }
+    if let Some(c) = effective_cancel
+        && !status.is_terminal()
+    {
+        canceled = true;
+        status = TaskStatus::Failed;
+        // A task cancelled while still queued never started; FAILED still carries a
+        // start_time on the wire, so it starts and ends at the cancel.
+        start = start.or(Some(wall(c)));
+        end = Some(wall(c));
+        result = None;
+        error = Some(TaskError {
+            error_type: CANCELED_ERROR_TYPE.to_string(),
+            messages: vec![(
+                "com.vmware.vapi.std.errors.canceled".to_string(),
+                CANCELED_MESSAGE.to_string(),
+            )],
+        });
     }
 
     TaskSnapshot {

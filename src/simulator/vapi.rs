@@ -270,29 +270,30 @@ pub fn task_info(s: &TaskSnapshot, spec: GetSpec) -> Value {
             info.insert("start_time".into(), json!(vapi_datetime(start)));
         }
     }
-    if s.status.is_terminal() {
-        if let Some(end) = s.end_time {
-            info.insert("end_time".into(), json!(vapi_datetime(end)));
-        }
+    if s.status.is_terminal()
+        && let Some(end) = s.end_time
+    {
+        info.insert("end_time".into(), json!(vapi_datetime(end)));
     }
-    if s.status == TaskStatus::Failed {
-        if let Some(err) = &s.error {
-            let messages: Vec<Value> = err
-                .messages
-                .iter()
-                .map(|(id, text)| message(id, text, &[]))
-                .collect();
-            info.insert(
-                "error".into(),
-                json!({"error_type": err.error_type, "messages": messages}),
-            );
-        }
+    if s.status == TaskStatus::Failed
+        && let Some(err) = &s.error
+    {
+        let messages: Vec<Value> = err
+            .messages
+            .iter()
+            .map(|(id, text)| message(id, text, &[]))
+            .collect();
+        info.insert(
+            "error".into(),
+            json!({"error_type": err.error_type, "messages": messages}),
+        );
     }
     // A result only once SUCCEEDED (the engine has none before), unless the caller said no.
-    if s.status == TaskStatus::Succeeded && !spec.exclude_result {
-        if let Some(result) = &s.result {
-            info.insert("result".into(), result.clone());
-        }
+    if s.status == TaskStatus::Succeeded
+        && !spec.exclude_result
+        && let Some(result) = &s.result
+    {
+        info.insert("result".into(), result.clone());
     }
     Value::Object(info)
 }

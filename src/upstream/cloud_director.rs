@@ -24,15 +24,15 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    http::{HttpClient, Reply},
-    json::{timestamp_field, to_struct, to_value},
+    http::{Endpoint, HttpClient, Reply},
+    json::{check_nesting, timestamp_field, to_struct, to_value},
     session::{Credential, LoginFlow, Session, TokenSource, api_error, password_of},
     source::{Batch, TaskSource},
 };
 use crate::{
     config::{CloudDirectorConfig, UpstreamConfig},
     error::{GatewayError, Reason, Result, UpstreamError, UpstreamMessage},
-    names::{path_segment, resource_name, upstream_name},
+    names::{check_id, path_segment, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
 
@@ -241,6 +241,7 @@ fn task_head<'a>(
         .raw
         .as_object()
         .ok_or_else(|| bad.bad("is not a JSON object"))?;
+    check_nesting(bad.raw).map_err(|p| bad.bad(p))?;
     let id_from = |key: &str| match key {
         "id" => str_field(o, "id").map(bare_id),
         _ => str_field(o, "href").and_then(|h| h.rsplit('/').next()),
@@ -249,6 +250,7 @@ fn task_head<'a>(
         .or_else(|| id_from(keys[1]))
         .ok_or_else(|| bad.bad(format!("has neither {} nor {}", keys[0], keys[1])))?
         .to_string();
+    check_id(&id).map_err(|p| bad.bad(p))?;
     let status = str_field(o, "status").ok_or_else(|| bad.bad("has no status"))?;
     let state = state_of(status);
     let head = proto::Task {
@@ -301,10 +303,12 @@ fn task_from_json(answer: Answer<'_>) -> std::result::Result<proto::Task, Upstre
                 ..Default::default()
             }],
             message,
+            // A code past i32 is left out like one of another type (the payload keeps it).
             http_code: e
                 .get("majorErrorCode")
                 .and_then(Json::as_i64)
-                .unwrap_or_default() as i32,
+                .and_then(|c| i32::try_from(c).ok())
+                .unwrap_or_default(),
         }
     });
     let vcenter_tasks = o
@@ -512,7 +516,9 @@ impl CloudDirector {
         }
         let reply = self
             .session
-            .read(Method::GET, "/api/query", |rb| rb.query(&query))
+            .read(Method::GET, &Endpoint::fixed("/api/query"), |rb| {
+                rb.query(&query)
+            })
             .await?;
         let body =
             serde_json::from_value(self.session.json(&reply, "query result")?).map_err(|e| {
@@ -602,8 +608,8 @@ impl CloudDirector {
     }
 
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
-        let path = format!("/api/task/{}", path_segment(bare_id(id)));
-        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+        let at = Endpoint::with_id("/api/task/{task}", bare_id(id));
+        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
         let raw = self.session.json(&reply, "task")?;
         Ok(task_from_json(Answer {
             upstream: self.upstream(),
@@ -614,8 +620,8 @@ impl CloudDirector {
     }
 
     async fn cancel_task(&self, id: &str) -> Result<()> {
-        let path = format!("/api/task/{}/action/cancel", path_segment(bare_id(id)));
-        self.session.call(Method::POST, &path, |rb| rb).await?;
+        let at = Endpoint::with_id("/api/task/{task}/action/cancel", bare_id(id));
+        self.session.call(Method::POST, &at, |rb| rb).await?;
         Ok(())
     }
 
@@ -728,6 +734,53 @@ mod tests {
         assert_eq!(t.start_time.unwrap().seconds, 1709727117);
     }
 
+    fn task(raw: &Json) -> std::result::Result<proto::Task, UpstreamError> {
+        task_from_json(Answer {
+            upstream: "vcd1",
+            http_status: 200,
+            raw,
+            what: "task",
+        })
+    }
+
+    #[test]
+    fn an_error_code_past_i32_is_left_out_not_cut() {
+        // `as i32` made 2147483648 into -2147483648 and 4294967696 into 400.
+        for (code, expected) in [(2147483648i64, 0), (4294967696, 0), (503, 503)] {
+            let raw = serde_json::json!({"id": "urn:vcloud:task:1", "status": "error",
+                "error": {"majorErrorCode": code, "minorErrorCode": "X"}});
+            assert_eq!(
+                task(&raw).unwrap().error.unwrap().http_code,
+                expected,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_no_name_can_carry_and_deep_nesting_are_bad_responses() {
+        // `urn:vcloud:task:` and an href ending in `/` gave a task with an empty id; a
+        // subtask list nested 12 deep a task no protobuf client could decode.
+        for raw in [
+            serde_json::json!({"id": "urn:vcloud:task:", "status": "running"}),
+            serde_json::json!({"href": "https://vcd/api/task/", "status": "running"}),
+        ] {
+            let e = task(&raw).unwrap_err();
+            assert_eq!(e.reason(), Reason::UpstreamBadResponse, "{raw}");
+        }
+        let deep = (0..12).fold(
+            serde_json::json!({"id": "urn:vcloud:task:leaf", "status": "success"}),
+            |inner, i| {
+                serde_json::json!({"id": format!("urn:vcloud:task:{i}"), "status": "running",
+                "tasks": {"task": [inner]}})
+            },
+        );
+        assert_eq!(
+            task(&deep).unwrap_err().reason(),
+            Reason::UpstreamBadResponse
+        );
+    }
+
     #[test]
     fn record_objects_are_named_by_urn_like_task_owners() {
         let vapp = "https://vcd/api/vApp/vapp-77a1c0de-5b1e-4f6a-9c3d-2e1f0a9b8c70";
@@ -766,3 +819,6 @@ mod tests {
         assert_eq!(fiql_escape("a,b;c"), "a\\,b\\;c");
     }
 }
+
+#[cfg(test)]
+mod proptests;

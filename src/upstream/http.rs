@@ -1,21 +1,64 @@
 //! The one HTTP client per upstream: TLS options, timeouts bounded by the caller's deadline,
+//! a bound on the requests in flight (callers queue for a turn), the circuit breaker,
 //! transport errors turned into `UpstreamError`, and the upstream's reachability recorded.
 
 use std::{
+    borrow::Cow,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, header::HeaderMap};
-use tokio::time::Instant;
+use tokio::{
+    sync::{Semaphore, SemaphorePermit},
+    time::Instant,
+};
 
 use super::breaker::{Breaker, BreakerSettings};
 use crate::{
     call,
-    config::{ConfigError, UpstreamConfig},
+    config::{ConfigError, LimitsConfig, UpstreamConfig},
     error::{UpstreamError, UpstreamFailure},
+    names::path_segment,
+    telemetry,
 };
+
+/// Where a request goes: its path, and the route template the path was made from, which
+/// labels the request's metrics (never an id).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub template: &'static str,
+    pub path: Cow<'static, str>,
+}
+
+impl Endpoint {
+    /// A path without ids; it is its own template.
+    pub const fn fixed(path: &'static str) -> Self {
+        Endpoint {
+            template: path,
+            path: Cow::Borrowed(path),
+        }
+    }
+
+    /// `template` with its one `{…}` placeholder replaced by `id` as one percent-encoded path
+    /// segment: `with_id("/api/task/{task}", "a/b")` is `/api/task/a%2Fb`.
+    pub fn with_id(template: &'static str, id: &str) -> Self {
+        let path = match (template.find('{'), template.find('}')) {
+            (Some(open), Some(close)) if open < close => format!(
+                "{}{}{}",
+                &template[..open],
+                path_segment(id),
+                &template[close + 1..]
+            ),
+            _ => template.to_string(),
+        };
+        Endpoint {
+            template,
+            path: Cow::Owned(path),
+        }
+    }
+}
 
 /// What the last request to an upstream told us, for `Upstream.reachable` / `last_error`.
 #[derive(Debug, Clone, Default)]
@@ -58,20 +101,32 @@ impl Reply {
 pub struct HttpClient {
     client: reqwest::Client,
     base: String,
+    /// `base` parsed once, and its path without the trailing `/`: a request's URL is this
+    /// with its path set, instead of the whole URL parsed again on every request.
+    base_url: Option<(reqwest::Url, String)>,
     upstream: String,
     timeout: Duration,
     /// Largest answer body read; a longer one is a bad response, never held whole.
     max_body: usize,
     breaker: Breaker,
+    /// Metric labels: the upstream's name and kind.
+    label: metrics::SharedString,
+    kind: &'static str,
+    /// One permit per request in flight (`limits.max_upstream_requests`).
+    turns: Semaphore,
+    max_requests: usize,
     health: Mutex<Health>,
 }
 
 impl HttpClient {
-    pub fn new(cfg: &UpstreamConfig, max_body: usize) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Arc<Self>, ConfigError> {
+        let max_requests = limits.max_upstream_requests;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(10))
+            // Keep as many connections warm as requests may be in flight.
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(max_requests)
             // A redirect would carry the session header elsewhere: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION")));
@@ -106,10 +161,21 @@ impl HttpClient {
         Ok(Arc::new(Self {
             client,
             base: cfg.url.trim_end_matches('/').to_string(),
+            base_url: reqwest::Url::parse(&cfg.url)
+                .ok()
+                .filter(|u| u.query().is_none() && u.fragment().is_none())
+                .map(|u| {
+                    let path = u.path().trim_end_matches('/').to_string();
+                    (u, path)
+                }),
             upstream: cfg.name.clone(),
             timeout: cfg.request_timeout,
-            max_body,
+            max_body: limits.max_upstream_body_bytes,
             breaker: Breaker::new(breaker_settings(cfg)?),
+            turns: Semaphore::new(max_requests),
+            label: metrics::SharedString::from(Arc::<str>::from(cfg.name.as_str())),
+            kind: cfg.kind().as_str(),
+            max_requests,
             health: Mutex::new(Health::default()),
         }))
     }
@@ -122,9 +188,26 @@ impl HttpClient {
         &self.base
     }
 
-    /// A request to `path` (starting with `/`) on this upstream.
+    /// A request to `path` (starting with `/`) on this upstream, carrying the trace of the
+    /// call it serves on as a child span (W3C `traceparent`, and the caller's `tracestate`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base))
+        let mut rb = match &self.base_url {
+            // A path with a query or fragment takes the slow way, parsed whole.
+            Some((base, base_path)) if !path.contains(['?', '#']) => {
+                let mut url = base.clone();
+                url.set_path(&format!("{base_path}{path}"));
+                self.client.request(method, url)
+            }
+            _ => self.client.request(method, format!("{}{path}", self.base)),
+        };
+        let call = call::current();
+        if let Some(trace) = call.trace {
+            rb = rb.header("traceparent", trace.child().traceparent());
+            if let Some(state) = call.tracestate {
+                rb = rb.header("tracestate", &*state);
+            }
+        }
+        rb
     }
 
     pub fn health(&self) -> Health {
@@ -146,9 +229,36 @@ impl HttpClient {
         );
     }
 
-    /// Sends the request within the request timeout and the caller's deadline, unless the
-    /// upstream's circuit breaker is open.
-    pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+    /// Sends the request within the request timeout and the caller's deadline, once it has a
+    /// turn and unless the upstream's circuit breaker is open.
+    /// `endpoint` is the request's route template (its metrics label).
+    pub async fn send(
+        &self,
+        endpoint: &'static str,
+        rb: RequestBuilder,
+    ) -> Result<Reply, UpstreamError> {
+        let started = Instant::now();
+        let result = self.send_in_turn(rb).await;
+        let status: Cow<'static, str> = match &result {
+            Ok(reply) => Cow::Owned(reply.status.to_string()),
+            Err(e) => Cow::Borrowed(match e.failure {
+                UpstreamFailure::Timeout => "timeout",
+                UpstreamFailure::CircuitOpen => "circuit_open",
+                UpstreamFailure::Saturated { .. } => "queue_full",
+                UpstreamFailure::BadResponse { .. } => "bad_response",
+                _ => "unreachable",
+            }),
+        };
+        let (upstream, kind) = (self.label.clone(), self.kind);
+        metrics::counter!(telemetry::UPSTREAM_REQUESTS, "upstream" => upstream.clone(), "kind" => kind, "endpoint" => endpoint, "status" => status)
+            .increment(1);
+        metrics::histogram!(telemetry::UPSTREAM_SECONDS, "upstream" => upstream, "kind" => kind, "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_in_turn(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+        let _turn = self.turn().await?;
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
             Err(wait) => {
@@ -175,6 +285,34 @@ impl HttpClient {
             ticket.record(healthy);
         }
         result
+    }
+
+    /// A turn to send: at most `limits.max_upstream_requests` requests are in flight to
+    /// this upstream, so a burst of calls never opens a socket each. The others queue, for
+    /// no longer than the caller's deadline or the request timeout; then the call is refused
+    /// (LIMIT_REACHED) without sending anything.
+    async fn turn(&self) -> Result<SemaphorePermit<'_>, UpstreamError> {
+        if let Ok(turn) = self.turns.try_acquire() {
+            return Ok(turn);
+        }
+        let mut until = Instant::now() + self.timeout;
+        if let Some(deadline) = call::current_deadline() {
+            until = until.min(deadline);
+        }
+        match tokio::time::timeout_at(until, self.turns.acquire()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            _ => {
+                let mut e = UpstreamError::new(
+                    &self.upstream,
+                    None,
+                    UpstreamFailure::Saturated {
+                        max: self.max_requests,
+                    },
+                );
+                e.retry_after = Some(Duration::from_secs(1));
+                Err(e)
+            }
+        }
     }
 
     async fn send_admitted(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {

@@ -27,6 +27,30 @@ pub fn to_struct(map: &serde_json::Map<String, Json>) -> Struct {
     }
 }
 
+/// How deep arrays and objects may nest in an upstream document that a task keeps: each
+/// level becomes up to three nested protobuf messages (`Value`, `Struct`, its map entry), and
+/// protobuf decoders (prost, C++, Java, Python) refuse messages nested more than 100 deep.
+pub const MAX_NESTING: usize = 32;
+
+/// `Err` saying so when arrays and objects in `json` nest deeper than [`MAX_NESTING`]: a
+/// task keeping it could not be decoded by its clients.
+pub fn check_nesting(json: &Json) -> Result<(), String> {
+    fn deeper_than(v: &Json, levels: usize) -> bool {
+        match v {
+            Json::Array(a) => levels == 0 || a.iter().any(|v| deeper_than(v, levels - 1)),
+            Json::Object(o) => levels == 0 || o.values().any(|v| deeper_than(v, levels - 1)),
+            _ => false,
+        }
+    }
+    if deeper_than(json, MAX_NESTING) {
+        Err(format!(
+            "arrays and objects nest deeper than {MAX_NESTING} levels, more than protobuf clients decode"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Parses an upstream datetime: RFC 3339, or an offset written without a colon (`+0200`).
 pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s)
@@ -34,21 +58,36 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
         .or_else(|| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
 }
 
-pub fn to_timestamp(t: DateTime<FixedOffset>) -> Timestamp {
-    Timestamp {
+/// The seconds a `Timestamp` may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// `t` as a `Timestamp`; `None` outside the years 1 to 9999, which a `Timestamp` cannot hold.
+/// A leap second (chrono's nanos past a second) becomes the next second's start.
+pub fn to_timestamp(t: DateTime<FixedOffset>) -> Option<Timestamp> {
+    let mut ts = Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
-    }
+    };
+    ts.normalize();
+    TIMESTAMP_SECONDS.contains(&ts.seconds).then_some(ts)
 }
 
 /// An optional upstream datetime field as a `Timestamp`; `Err` names the field when the
-/// upstream sent something that is not a datetime.
+/// upstream sent something that is not a datetime, or one outside the years 1 to 9999.
 pub fn timestamp_field(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
     match value {
         None | Some("") => Ok(None),
-        Some(s) => parse_time(s)
-            .map(|t| Some(to_timestamp(t)))
-            .ok_or_else(|| format!("{field} '{}' is not a datetime", crate::error::clip(s))),
+        Some(s) => {
+            let t = parse_time(s)
+                .ok_or_else(|| format!("{field} '{}' is not a datetime", crate::error::clip(s)))?;
+            let ts = to_timestamp(t).ok_or_else(|| {
+                format!(
+                    "{field} '{}' is outside the years 1 to 9999",
+                    crate::error::clip(s)
+                )
+            })?;
+            Ok(Some(ts))
+        }
     }
 }
 
@@ -69,6 +108,37 @@ mod tests {
     }
 
     #[test]
+    fn leap_seconds_carry_into_the_next_second() {
+        // chrono reads 23:59:60.5 as 23:59:59 with 1.5 s of nanos: not a valid Timestamp.
+        let t = timestamp_field("t", Some("2016-12-31T23:59:60.5Z")).unwrap();
+        assert_eq!(
+            t,
+            Some(Timestamp {
+                seconds: 1_483_228_800,
+                nanos: 500_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn datetimes_a_timestamp_cannot_hold_are_errors() {
+        for s in [
+            "+10000-01-01T00:00:00+0000",
+            "0000-12-31T23:59:59Z",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "-0001-01-01T00:00:00+0000",
+        ] {
+            let e = timestamp_field("start_time", Some(s)).unwrap_err();
+            assert!(e.contains("outside the years 1 to 9999"), "{s}: {e}");
+        }
+        let last = timestamp_field("t", Some("9999-12-31T23:59:59.999999999Z")).unwrap();
+        assert_eq!(last.unwrap().seconds, 253_402_300_799);
+        let first = timestamp_field("t", Some("0001-01-01T00:00:00Z")).unwrap();
+        assert_eq!(first.unwrap().seconds, -62_135_596_800);
+    }
+
+    #[test]
     fn json_becomes_protobuf_value_without_loss() {
         let j: Json = serde_json::json!({"a": [1, "x", null, true], "b": {"c": 2.5}});
         let v = to_value(&j);
@@ -82,3 +152,9 @@ mod tests {
         assert_eq!(l.values.len(), 4);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod strategies;
+
+#[cfg(test)]
+mod proptests;

@@ -9,6 +9,7 @@ use super::{
     vapi, vsphere,
 };
 use crate::{
+    call,
     config::{Config, ConfigError, KindConfig, LimitsConfig, UpstreamConfig, UpstreamKind},
     error::{GatewayError, Reason, Result},
     names::{UpstreamRef, upstream_name},
@@ -37,7 +38,7 @@ pub struct Upstream {
 
 impl Upstream {
     fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Self, ConfigError> {
-        let http = http::HttpClient::new(cfg, limits.max_upstream_body_bytes)?;
+        let http = http::HttpClient::new(cfg, limits)?;
         let mut tasks: Option<Arc<dyn TaskSource>> = None;
         let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
         let session = match &cfg.kind {
@@ -146,15 +147,37 @@ impl Registry {
         self.upstreams.values()
     }
 
+    /// The upstream `name`, if the caller may use it (whether or not it exists, a name
+    /// outside the caller's grant is SCOPE_MISSING: the answer reveals nothing).
     pub fn get(&self, name: &str) -> Result<&Arc<Upstream>> {
+        if let Some(grant) = call::current_grant()
+            && !grant.may_use(name)
+        {
+            return Err(GatewayError::ScopeMissing {
+                scope: format!("upstreams/{name}"),
+                message: format!(
+                    "caller '{}' may not use upstream '{}'",
+                    grant.name,
+                    crate::error::clip(name)
+                ),
+            });
+        }
         self.upstreams
             .get(name)
             .ok_or_else(|| GatewayError::UnknownUpstream(name.to_string()))
     }
 
-    /// Upstreams that serve collection `C`, ordered by name.
-    pub fn serving<C: Collection>(&self) -> Vec<Served<'_, C>> {
+    /// Every upstream the caller may use (all of them without caller authentication),
+    /// ordered by name.
+    pub fn visible(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        let grant = call::current_grant();
         self.all()
+            .filter(move |u| grant.as_ref().is_none_or(|g| g.may_use(&u.name)))
+    }
+
+    /// Upstreams that serve collection `C` and the caller may use, ordered by name.
+    pub fn serving<C: Collection>(&self) -> Vec<Served<'_, C>> {
+        self.visible()
             .filter_map(|u| C::of(u).map(|s| (u, s)))
             .collect()
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::{
-    http::{HttpClient, Reply},
+    http::{Endpoint, HttpClient, Reply},
     json::timestamp_field,
     session::{LoginFlow, Session, TokenSource, api_error},
     source::RunspaceSource,
@@ -18,12 +18,13 @@ use super::{
 use crate::{
     config::UpstreamConfig,
     error::{Reason, Result, UpstreamError, UpstreamMessage},
-    names::{path_segment, resource_name},
+    names::{check_id, resource_name},
     proto::{self, RunspaceState},
 };
 
 const KEY_HEADER: &str = "X-SRS-API-KEY";
 const RUNSPACES: &str = "/api/runspaces";
+const RUNSPACE: &str = "/api/runspaces/{id}";
 /// SRS code for a failed delete, which the server also answers for unknown ids.
 const DELETE_FAILED_CODE: i64 = 2040;
 
@@ -105,18 +106,27 @@ fn convert(
         )
     };
     let r: Runspace = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    check_id(&r.id).map_err(bad)?;
     let create_time = timestamp_field("creation_time", r.creation_time.as_deref()).map_err(bad)?;
+    let error = match r.error_details {
+        None => None,
+        Some(e) => Some(proto::RunspaceError {
+            code: match e.code {
+                None => 0,
+                Some(c) => i32::try_from(c)
+                    .map_err(|_| bad(format!("error_details.code {c} is not a 32-bit integer")))?,
+            },
+            message: e.error_message,
+            details: e.details.unwrap_or_default(),
+        }),
+    };
     Ok(proto::Runspace {
         name: resource_name(upstream, "runspaces", &r.id),
         id: r.id,
         display_name: r.name.unwrap_or_default(),
         state: r.state.as_deref().map(state_of).unwrap_or_default() as i32,
         create_time,
-        error: r.error_details.map(|e| proto::RunspaceError {
-            code: e.code.unwrap_or_default() as i32,
-            message: e.error_message,
-            details: e.details.unwrap_or_default(),
-        }),
+        error,
         run_vc_connection_script: r.run_vc_connection_script.unwrap_or(false),
         vc_connection_script_id: r.vc_connection_script_id.unwrap_or_default(),
     })
@@ -146,7 +156,9 @@ impl ScriptRuntime {
         }
         let reply = self
             .session
-            .call(Method::POST, RUNSPACES, |rb| rb.json(&body))
+            .call(Method::POST, &Endpoint::fixed(RUNSPACES), |rb| {
+                rb.json(&body)
+            })
             .await?;
         Ok(convert(
             self.upstream(),
@@ -156,8 +168,8 @@ impl ScriptRuntime {
     }
 
     async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
-        let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+        let at = Endpoint::with_id(RUNSPACE, id);
+        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
         Ok(convert(
             self.upstream(),
             self.session.json(&reply, "runspace")?,
@@ -166,7 +178,10 @@ impl ScriptRuntime {
     }
 
     async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
-        let reply = self.session.read(Method::GET, RUNSPACES, |rb| rb).await?;
+        let reply = self
+            .session
+            .read(Method::GET, &Endpoint::fixed(RUNSPACES), |rb| rb)
+            .await?;
         let Json::Array(items) = self.session.json(&reply, "runspace list")? else {
             return Err(UpstreamError::bad_response(
                 self.upstream(),
@@ -183,19 +198,17 @@ impl ScriptRuntime {
     }
 
     async fn delete_runspace(&self, id: &str) -> Result<()> {
-        let path = format!("{RUNSPACES}/{}", path_segment(id));
-        let Err(e) = self.session.call(Method::DELETE, &path, |rb| rb).await else {
+        let at = Endpoint::with_id(RUNSPACE, id);
+        let Err(e) = self.session.call(Method::DELETE, &at, |rb| rb).await else {
             return Ok(());
         };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)
         // from a real failure, which stays the error it was.
-        if e.upstream_reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}")) {
-            if let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
-            {
-                if get_err.reason() == Reason::NotFound {
-                    return Err(get_err.into());
-                }
-            }
+        if e.upstream_reason() == Some(&format!("SRS_{DELETE_FAILED_CODE}"))
+            && let Err(crate::error::GatewayError::Upstream(get_err)) = self.get_runspace(id).await
+            && get_err.reason() == Reason::NotFound
+        {
+            return Err(get_err.into());
         }
         Err(e.into())
     }
@@ -252,6 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_id_or_an_error_code_past_i32_is_a_bad_response() {
+        // An empty id gave the name `upstreams/srs1/runspaces/`, which every call refuses;
+        // `as i32` made the code 2147483648 into -2147483648.
+        for raw in [
+            serde_json::json!({"id": "", "state": "ready"}),
+            serde_json::json!({"id": "a1", "state": "error",
+                "error_details": {"code": 2147483648u64, "error_message": "x"}}),
+        ] {
+            let e = convert("srs1", raw.clone(), &reply(200, "")).unwrap_err();
+            assert_eq!(e.reason(), Reason::UpstreamBadResponse, "{raw}");
+        }
+    }
+
+    #[test]
     fn runspaces_convert_with_local_offsets_and_omitted_fields() {
         let raw = serde_json::json!({"id": "a1", "state": "error", "creation_time": "2024-05-02T11:20:31.5123456+03:00",
             "error_details": {"code": 500, "error_message": "Failed", "details": "System.Exception"}});
@@ -263,3 +290,6 @@ mod tests {
         assert_eq!(r.create_time.unwrap().seconds, 1714638031);
     }
 }
+
+#[cfg(test)]
+mod proptests;

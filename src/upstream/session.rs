@@ -22,12 +22,13 @@ use std::{
 use reqwest::{Method, RequestBuilder};
 use tokio::time::Instant;
 
-use super::http::{HttpClient, Reply};
+use super::http::{Endpoint, HttpClient, Reply};
 use crate::{
     call,
     config::{Secret, UpstreamConfig},
     error::{Reason, UpstreamError, UpstreamFailure, UpstreamMessage},
     proto::SessionState,
+    telemetry,
 };
 
 /// The first backoff window after a refused login, and the longest one.
@@ -245,7 +246,26 @@ impl Session {
     }
 
     fn set_state(&self, s: SessionState) {
-        self.state.store(s as u8, Ordering::Relaxed);
+        let old = self.state.swap(s as u8, Ordering::Relaxed);
+        if old != s as u8 {
+            let name = |raw: u8| {
+                SessionState::try_from(i32::from(raw))
+                    .unwrap_or(SessionState::Unspecified)
+                    .as_str_name()
+                    .trim_start_matches("SESSION_STATE_")
+                    .to_ascii_lowercase()
+            };
+            let upstream = self.http.upstream().to_string();
+            metrics::gauge!(telemetry::UPSTREAM_SESSION, "upstream" => upstream.clone(), "state" => name(old))
+                .set(0.0);
+            metrics::gauge!(telemetry::UPSTREAM_SESSION, "upstream" => upstream, "state" => name(s as u8))
+                .set(1.0);
+        }
+    }
+
+    fn count_login(&self, outcome: &'static str) {
+        metrics::counter!(telemetry::UPSTREAM_LOGINS, "upstream" => self.http.upstream().to_string(), "outcome" => outcome)
+            .increment(1);
     }
 
     /// Successful logins so far (for tests and diagnostics).
@@ -262,7 +282,7 @@ impl Session {
     pub async fn send(
         &self,
         method: Method,
-        path: &str,
+        at: &Endpoint,
         customize: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, UpstreamError> {
         let token = match self.current() {
@@ -270,7 +290,7 @@ impl Session {
             None => self.login_replacing(None).await?,
         };
         let reply = self
-            .send_with(&token, method.clone(), path, &customize)
+            .send_with(&token, method.clone(), at, &customize)
             .await?;
         if reply.status != 401 {
             self.set_state(SessionState::Active);
@@ -278,7 +298,7 @@ impl Session {
         }
         self.set_state(SessionState::Expired);
         let token = self.login_replacing(Some(token.generation)).await?;
-        let reply = self.send_with(&token, method, path, &customize).await?;
+        let reply = self.send_with(&token, method, at, &customize).await?;
         if reply.status == 401 {
             // A fresh session was refused at once: report it, do not loop.
             self.set_state(SessionState::Expired);
@@ -293,10 +313,10 @@ impl Session {
     pub async fn call(
         &self,
         method: Method,
-        path: &str,
+        at: &Endpoint,
         customize: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, UpstreamError> {
-        let reply = self.send(method, path, customize).await?;
+        let reply = self.send(method, at, customize).await?;
         if reply.is_success() {
             return Ok(reply);
         }
@@ -312,14 +332,14 @@ impl Session {
     pub async fn read(
         &self,
         method: Method,
-        path: &str,
+        at: &Endpoint,
         customize: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, UpstreamError> {
         self.retries.deposit();
         let mut pause = RETRY_PAUSE;
         let mut attempt = 0;
         loop {
-            let result = self.call(method.clone(), path, &customize).await;
+            let result = self.call(method.clone(), at, &customize).await;
             let Err(e) = &result else { return result };
             let retryable = matches!(
                 e.reason(),
@@ -339,7 +359,7 @@ impl Session {
             {
                 return result;
             }
-            tracing::debug!(upstream = %self.http.upstream(), path, error = %e.to_short_text(), "read retried");
+            tracing::debug!(upstream = %self.http.upstream(), path = %at.path, error = %e.to_short_text(), "read retried");
             tokio::time::sleep(wait).await;
             pause *= 2;
             attempt += 1;
@@ -364,10 +384,10 @@ impl Session {
         &self,
         token: &Token,
         method: Method,
-        path: &str,
+        at: &Endpoint,
         customize: &impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, UpstreamError> {
-        let mut rb = self.http.request(method, path);
+        let mut rb = self.http.request(method, &at.path);
         for (k, v) in &self.flow.extra_headers {
             rb = rb.header(*k, v);
         }
@@ -375,7 +395,7 @@ impl Session {
             self.flow.auth_header,
             format!("{}{}", self.flow.auth_prefix, token.value.expose()),
         );
-        self.http.send(rb).await
+        self.http.send(at.template, rb).await
     }
 
     /// Logs in unless another caller already replaced the `stale` session (or, with `None`,
@@ -386,10 +406,10 @@ impl Session {
         let one_at_a_time = self
             .within_deadline(self.login_lock.clone().lock_owned())
             .await?;
-        if let Some(t) = self.current() {
-            if Some(t.generation) != stale {
-                return Ok(t);
-            }
+        if let Some(t) = self.current()
+            && Some(t.generation) != stale
+        {
+            return Ok(t);
         }
         if let Some(failed) = self.last_failure() {
             if failed.attempt > seen {
@@ -408,7 +428,14 @@ impl Session {
         })?;
         // Its own task and deadline: a caller that goes away or runs out of time does not
         // abort the login everyone else waits for.
-        let login = tokio::spawn(call::scope(call::Call::default(), async move {
+        // It carries on the trace of the call that caused it, though.
+        let caller = call::current();
+        let own = call::Call {
+            trace: caller.trace,
+            tracestate: caller.tracestate,
+            ..call::Call::default()
+        };
+        let login = tokio::spawn(call::scope(own, async move {
             let _held = one_at_a_time;
             me.login_now().await
         }));
@@ -483,12 +510,14 @@ impl Session {
                     *f = None;
                 }
                 self.logins.fetch_add(1, Ordering::Relaxed);
+                self.count_login("ok");
                 self.set_state(SessionState::Active);
                 tracing::info!(upstream = %self.http.upstream(), "logged in");
                 Ok(token)
             }
             Err(e) => {
                 let refused = matches!(e.http_status, Some(401 | 403));
+                self.count_login(if refused { "refused" } else { "failed" });
                 let backoff = refused.then(|| {
                     let previous = self.last_failure().and_then(|f| f.backoff).map(|(_, w)| w);
                     let window = previous.map_or(LOGIN_BACKOFF.0, |w| (w * 2).min(LOGIN_BACKOFF.1));
@@ -529,18 +558,14 @@ impl Session {
             ]),
             None => rb.basic_auth(&self.user, Some(secret.expose())),
         };
-        let reply = self.http.send(rb).await?;
+        let reply = self.http.send("login", rb).await?;
         let upstream = self.http.upstream();
+        // A login answer carries the session or token: none of its body goes into an error.
         if !reply.is_success() {
-            return Err((self.flow.parse_error)(upstream, &reply));
+            return Err((self.flow.parse_error)(upstream, &reply).without_excerpt());
         }
         let bad = |problem: &str| {
-            UpstreamError::bad_response(
-                upstream,
-                reply.status,
-                format!("login: {problem}"),
-                &reply.body,
-            )
+            UpstreamError::bad_response(upstream, reply.status, format!("login: {problem}"), b"")
         };
         let token = match self.flow.token_source {
             TokenSource::JsonStringBody => serde_json::from_slice::<String>(&reply.body)
@@ -570,7 +595,11 @@ impl Session {
         let Some((method, path)) = self.flow.logout.clone() else {
             return;
         };
-        match self.send_with(&token, method, &path, &|rb| rb).await {
+        let at = Endpoint {
+            template: "logout",
+            path: path.into(),
+        };
+        match self.send_with(&token, method, &at, &|rb| rb).await {
             Ok(r) if r.is_success() => {
                 tracing::info!(upstream = %self.http.upstream(), "logged out")
             }

@@ -6,7 +6,11 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{http::Reply, session::Session, vapi::Dialect};
+use super::{
+    http::{Endpoint, Reply},
+    session::Session,
+    vapi::Dialect,
+};
 use crate::{
     error::UpstreamError,
     proto::{TaskFilter, UpstreamKind},
@@ -19,6 +23,7 @@ impl Dialect for SnapserviceTasks {
     const KIND: UpstreamKind = UpstreamKind::Snapservice;
     const SESSION_PATH: &'static str = "/api/snapservice/sessions";
     const TASKS_PATH: &'static str = "/api/snapservice/tasks";
+    const TASK_PATH: &'static str = "/api/snapservice/tasks/{task}";
     const CAN_CANCEL: bool = false;
 
     /// One list call for `ids` (empty = by the other filter fields), each value its own key.
@@ -35,9 +40,11 @@ impl Dialect for SnapserviceTasks {
         query.extend(statuses.iter().map(|v| ("status", *v)));
         query.extend(filter.users.iter().map(|v| ("users", v.as_str())));
         session
-            .read(Method::GET, SnapserviceTasks::TASKS_PATH, |rb| {
-                rb.query(&query)
-            })
+            .read(
+                Method::GET,
+                &Endpoint::fixed(SnapserviceTasks::TASKS_PATH),
+                |rb| rb.query(&query),
+            )
             .await
     }
 
@@ -69,3 +76,6 @@ struct ListItem {
     task: String,
     info: Json,
 }
+
+#[cfg(test)]
+mod proptests;

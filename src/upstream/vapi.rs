@@ -11,15 +11,15 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    http::{HttpClient, Reply},
-    json::{timestamp_field, to_struct, to_value},
+    http::{Endpoint, HttpClient, Reply},
+    json::{check_nesting, timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, api_error},
     source::{Batch, TaskSource},
 };
 use crate::{
     config::UpstreamConfig,
     error::{GatewayError, Reason, Result as GwResult, UpstreamError, UpstreamMessage},
-    names::{path_segment, resource_name, upstream_name},
+    names::{check_id, resource_name, upstream_name},
     proto::{self, TaskFilter, TaskState},
 };
 
@@ -35,6 +35,8 @@ pub trait Dialect: Send + Sync + 'static {
     const SESSION_PATH: &'static str;
     /// `GET {TASKS_PATH}/{task}` reads a task.
     const TASKS_PATH: &'static str;
+    /// One task, `{task}` standing for its id.
+    const TASK_PATH: &'static str;
     /// False where the API has no cancel operation.
     const CAN_CANCEL: bool;
 
@@ -138,8 +140,8 @@ fn too_many_matches(e: UpstreamError) -> GatewayError {
 impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
         async move {
-            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
-            let reply = self.session.read(Method::GET, &path, |rb| rb).await?;
+            let at = Endpoint::with_id(D::TASK_PATH, id);
+            let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
             let body = self.session.json(&reply, "task")?;
             Ok(task_from_info(
                 self.upstream(),
@@ -169,9 +171,9 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
                     ),
                 ));
             }
-            let path = format!("{}/{}", D::TASKS_PATH, path_segment(id));
+            let at = Endpoint::with_id(D::TASK_PATH, id);
             self.session
-                .call(Method::POST, &path, |rb| rb.query(&[("action", "cancel")]))
+                .call(Method::POST, &at, |rb| rb.query(&[("action", "cancel")]))
                 .await?;
             Ok(())
         }
@@ -341,7 +343,8 @@ pub fn percent(total: i64, completed: i64) -> i32 {
     if total <= 0 {
         0
     } else {
-        (completed.clamp(0, total) * 100 / total) as i32
+        // In i128: `completed * 100` overflows i64 from 2^63 / 100 on.
+        (i128::from(completed.clamp(0, total)) * 100 / i128::from(total)) as i32
     }
 }
 
@@ -364,7 +367,17 @@ pub fn task_from_info(
     let Json::Object(map) = &raw else {
         return Err(bad("is not a JSON object".into()));
     };
-    let info: Info = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    check_nesting(&raw).map_err(bad)?;
+    check_id(id).map_err(bad)?;
+    let info = Info::deserialize(&raw).map_err(|e| bad(e.to_string()))?;
+    // An empty parent is none; one that no name can carry is an error.
+    let parent = match info.parent.as_deref() {
+        None | Some("") => String::new(),
+        Some(p) => {
+            check_id(p).map_err(|e| bad(format!("parent: {e}")))?;
+            resource_name(upstream, "tasks", p)
+        }
+    };
     let error_type = info.error.as_ref().and_then(|e| e.error_type.clone());
     let state = state_of(&info.status, error_type.as_deref());
     let start_time = timestamp_field("start_time", info.start_time.as_deref()).map_err(bad)?;
@@ -401,10 +414,7 @@ pub fn task_from_info(
         service: info.service,
         operation: info.operation,
         operation_name: String::new(),
-        parent: info
-            .parent
-            .map(|p| resource_name(upstream, "tasks", &p))
-            .unwrap_or_default(),
+        parent,
         target: info.target.map(|t| proto::TaskTarget {
             r#type: t.kind,
             id: t.id,
@@ -496,4 +506,80 @@ mod tests {
         assert_eq!(percent(0, 5), 0);
         assert_eq!(percent(100, 150), 100);
     }
+
+    #[test]
+    fn percent_of_huge_counts_does_not_overflow() {
+        // `completed * 100` overflowed i64: a panic in debug builds, a wrong value in release.
+        assert_eq!(percent(92233720368547759, 92233720368547759), 100);
+        assert_eq!(percent(i64::MAX, i64::MAX), 100);
+        assert_eq!(percent(i64::MAX, i64::MAX / 2), 49);
+    }
+
+    #[test]
+    fn a_huge_value_of_the_wrong_type_gives_an_error_a_client_can_receive() {
+        // serde quoted the whole string in the message: past the 16 KiB a client takes in
+        // headers, it saw "h2 protocol error" instead of UPSTREAM_BAD_RESPONSE.
+        let raw = serde_json::json!({"service": "s", "operation": "o", "status": "RUNNING",
+            "cancelable": "é".repeat(32 * 1024)});
+        let e = task_from_info("vc1", proto::UpstreamKind::Vsphere, "t1", raw, 200).unwrap_err();
+        let status = GatewayError::from(e).into_status("upstreams/vc1/tasks/t1");
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().len() < 1500, "{}", status.message().len());
+        assert!(
+            status
+                .message()
+                .contains("task 't1': invalid type: string \"éé")
+        );
+        assert!(status.message().ends_with("éé\", expected a boolean"));
+    }
+
+    #[test]
+    fn ids_no_name_can_carry_are_a_bad_response() {
+        // A list answer keyed by such an id gave a task whose name every call refused.
+        let raw = serde_json::json!({"service": "s", "operation": "o", "status": "RUNNING",
+            "cancelable": false});
+        for id in ["", "a\u{7}b", &"a".repeat(1025)] {
+            let e = task_from_info(
+                "snap1",
+                proto::UpstreamKind::Snapservice,
+                id,
+                raw.clone(),
+                200,
+            )
+            .unwrap_err();
+            assert_eq!(e.reason(), Reason::UpstreamBadResponse, "{id:?}");
+        }
+        let mut with_parent = raw;
+        with_parent["parent"] = serde_json::json!("p\n1");
+        let e = task_from_info(
+            "vc1",
+            proto::UpstreamKind::Vsphere,
+            "t1",
+            with_parent.clone(),
+            200,
+        );
+        assert_eq!(e.unwrap_err().reason(), Reason::UpstreamBadResponse);
+        with_parent["parent"] = serde_json::json!("");
+        let t = task_from_info("vc1", proto::UpstreamKind::Vsphere, "t1", with_parent, 200);
+        assert_eq!(t.unwrap().parent, "", "an empty parent is none");
+    }
+
+    #[test]
+    fn info_nested_deeper_than_clients_decode_is_a_bad_response() {
+        // A result nested 40 objects deep made a Task that prost (and C++, Java, Python
+        // clients) refuse to decode: past 100 nested messages.
+        let deep = (0..40).fold(
+            serde_json::json!(1),
+            |inner, _| serde_json::json!({"a": inner}),
+        );
+        let raw = serde_json::json!({"service": "s", "operation": "o", "status": "SUCCEEDED",
+            "cancelable": false, "result": deep});
+        let e = task_from_info("vc1", proto::UpstreamKind::Vsphere, "t1", raw, 200).unwrap_err();
+        assert_eq!(e.reason(), Reason::UpstreamBadResponse);
+        let text = GatewayError::from(e).to_string();
+        assert!(text.contains("deeper than 32"), "{text}");
+    }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -5,7 +5,11 @@
 use reqwest::Method;
 use serde_json::{Value as Json, json};
 
-use super::{http::Reply, session::Session, vapi::Dialect};
+use super::{
+    http::{Endpoint, Reply},
+    session::Session,
+    vapi::Dialect,
+};
 use crate::{
     error::UpstreamError,
     proto::{TaskFilter, UpstreamKind},
@@ -18,6 +22,7 @@ impl Dialect for CisTasks {
     const KIND: UpstreamKind = UpstreamKind::Vsphere;
     const SESSION_PATH: &'static str = "/api/session";
     const TASKS_PATH: &'static str = "/api/cis/tasks";
+    const TASK_PATH: &'static str = "/api/cis/tasks/{task}";
     const CAN_CANCEL: bool = true;
 
     /// One list call for `ids` (empty = by the other filter fields).
@@ -39,7 +44,7 @@ impl Dialect for CisTasks {
         });
         session
             // A list is a read, though vAPI sends it as a POST.
-            .read(Method::POST, CisTasks::TASKS_PATH, |rb| {
+            .read(Method::POST, &Endpoint::fixed(CisTasks::TASKS_PATH), |rb| {
                 rb.query(&[("action", "list")]).json(&body)
             })
             .await

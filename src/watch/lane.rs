@@ -27,7 +27,11 @@ use super::{
     resource::{Fetch, Observed, Resource},
     schedule::{Pacer, Settings},
 };
-use crate::error::{GatewayError, Reason, UpstreamError, UpstreamFailure};
+use crate::{
+    call,
+    error::{GatewayError, Reason, UpstreamError, UpstreamFailure},
+    telemetry,
+};
 
 /// The pollers of one upstream.
 pub(crate) struct Lane<R: Resource> {
@@ -39,6 +43,27 @@ pub(crate) struct Lane<R: Resource> {
     wake: Notify,
     /// Poll requests sent to the upstream (each `get` or `get_many` counts one).
     requests: AtomicU64,
+    metrics: LaneMetrics,
+}
+
+/// The lane's metrics, registered once with its upstream's label.
+struct LaneMetrics {
+    pollers: metrics::Gauge,
+    polls: metrics::Counter,
+    resources: metrics::Histogram,
+    saved: metrics::Counter,
+}
+
+impl LaneMetrics {
+    fn new(upstream: &str) -> Self {
+        let label = || ("upstream", upstream.to_string());
+        LaneMetrics {
+            pollers: metrics::gauge!(telemetry::WATCH_POLLERS, &[label()]),
+            polls: metrics::counter!(telemetry::WATCH_POLLS, &[label()]),
+            resources: metrics::histogram!(telemetry::WATCH_POLL_RESOURCES, &[label()]),
+            saved: metrics::counter!(telemetry::WATCH_SAVED, &[label()]),
+        }
+    }
 }
 
 struct State<R> {
@@ -132,6 +157,7 @@ impl<R: Resource> Lane<R> {
             }),
             wake: Notify::new(),
             requests: AtomicU64::new(0),
+            metrics: LaneMetrics::new(upstream),
         }
     }
 
@@ -186,6 +212,7 @@ impl<R: Resource> Lane<R> {
             floor,
             rx: Some(entry.tx.subscribe()),
         };
+        self.metrics.pollers.set(st.entries.len() as f64);
         let start = !st.driving;
         st.driving = true;
         drop(st);
@@ -207,6 +234,7 @@ impl<R: Resource> Lane<R> {
         }
         if entry.tx.receiver_count() == 0 {
             st.entries.remove(id);
+            self.metrics.pollers.set(st.entries.len() as f64);
             if st.entries.is_empty() {
                 drop(st);
                 self.wake.notify_one();
@@ -254,24 +282,33 @@ impl<R: Resource> Lane<R> {
         Some((rounds, next))
     }
 
-    /// The ids of `ids` whose entries still exist (watchers may have left while pacing).
-    fn still_watched(&self, ids: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    /// The ids of `ids` whose entries still exist (watchers may have left while pacing),
+    /// and how many watchers they have in all.
+    fn still_watched(&self, ids: Vec<(String, u64)>) -> (Vec<(String, u64)>, usize) {
         let st = self.lock();
-        ids.into_iter()
-            .filter(|(id, epoch)| st.entries.get(id).is_some_and(|e| e.epoch == *epoch))
-            .collect()
+        let mut watchers = 0;
+        let ids = ids
+            .into_iter()
+            .filter(|(id, epoch)| {
+                let entry = st.entries.get(id).filter(|e| e.epoch == *epoch);
+                watchers += entry.map_or(0, |e| e.tx.receiver_count());
+                entry.is_some()
+            })
+            .collect();
+        (ids, watchers)
     }
 
     /// A state the gateway read outside the poller (a GetTask, a cancel's read-back) reaches
     /// the watchers of `id` at once, so no watcher hears older news than a caller already got.
-    pub(crate) fn observe(&self, id: &str, value: R) {
+    /// Cloned only when the resource is being watched: a read nobody watches costs nothing.
+    pub(crate) fn observe(&self, id: &str, value: &R) {
         let (at, now) = (SystemTime::now(), Instant::now());
         let mut st = self.lock();
         let Some(entry) = st.entries.get_mut(id).filter(|e| !e.finished) else {
             return;
         };
         entry.read_elsewhere = Some(now);
-        self.found(entry, value, at, now);
+        self.found(entry, value.clone(), at, now);
         drop(st);
         self.wake.notify_one();
     }
@@ -358,6 +395,7 @@ impl<R: Resource> Lane<R> {
             entry.tx.send_replace(Observed::Seen {
                 value: Arc::new(value),
                 at,
+                trace: call::current().trace,
             });
         } else {
             // Same state, newer observation: kept for later readers without waking anyone.
@@ -419,13 +457,22 @@ async fn drive<R: Resource>(lane: Arc<Lane<R>>) {
             // Beyond the upstream's cap the driver waits here, which slows every poller of the
             // upstream down instead of piling requests onto it.
             pacer.acquire().await;
-            let ids = lane.still_watched(ids);
+            let (ids, watchers) = lane.still_watched(ids);
             if ids.is_empty() {
                 continue;
             }
             lane.requests.fetch_add(1, Ordering::Relaxed);
+            // Each watcher polling alone would have sent a read of its own.
+            lane.metrics.polls.increment(1);
+            lane.metrics.resources.record(ids.len() as f64);
+            lane.metrics
+                .saved
+                .increment(watchers.saturating_sub(1) as u64);
             let lane = lane.clone();
-            tokio::spawn(async move { lane.poll(ids).await });
+            // A poll serves no caller: it starts a trace of its own.
+            tokio::spawn(call::scope(call::Call::traced(), async move {
+                lane.poll(ids).await
+            }));
         }
         match next {
             Some(at) => {

@@ -37,6 +37,7 @@ use crate::{
     config::{LimitsConfig, WatchConfig},
     error::{GatewayError, Result, UpstreamError, UpstreamFailure},
     proto,
+    trace::TraceContext,
 };
 
 /// Why an event is sent.
@@ -54,6 +55,9 @@ pub struct Event<R> {
     pub value: R,
     /// When the gateway read this state from the upstream.
     pub observed: SystemTime,
+    /// The trace of the read that found it: the shared poller's own (a poll serves many
+    /// callers), or a caller's whose GetTask or cancel read it.
+    pub trace: Option<TraceContext>,
 }
 
 /// The resource to watch: the upstream's name, the id and where to read it.
@@ -147,7 +151,7 @@ impl<R: Resource> Engine<R> {
 
     /// A state read outside the engine (a GetTask, a cancel's read-back) for the pollers of
     /// `id` on `upstream`, if it is watched.
-    pub fn observe(&self, upstream: &str, id: &str, value: R) {
+    pub fn observe(&self, upstream: &str, id: &str, value: &R) {
         let lane = {
             let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             lanes.get(upstream).cloned()
@@ -255,7 +259,7 @@ impl<R: Resource> Watch<R> {
             match self.membership.current() {
                 Observed::Pending => {}
                 Observed::Failed(e) => return self.end(e),
-                Observed::Seen { value, at } => {
+                Observed::Seen { value, at, trace } => {
                     let shown = (self.project)(&value);
                     let kind = match &self.last {
                         None => Some(EventKind::Snapshot),
@@ -264,7 +268,7 @@ impl<R: Resource> Watch<R> {
                     };
                     if let Some(kind) = kind {
                         self.ended = value.is_final();
-                        return Some(Ok(self.sent(kind, shown, at)));
+                        return Some(Ok(self.sent(kind, shown, at, trace)));
                     }
                     if value.is_final() {
                         self.ended = true;
@@ -292,10 +296,10 @@ impl<R: Resource> Watch<R> {
                     }
                 }
                 _ = sleep_until(heartbeat_at) => {
-                    if let Observed::Seen { value, at } = self.membership.current() {
+                    if let Observed::Seen { value, at, trace } = self.membership.current() {
                         let shown = (self.project)(&value);
                         if self.last.as_ref() == Some(&shown) {
-                            return Some(Ok(self.sent(EventKind::Heartbeat, shown, at)));
+                            return Some(Ok(self.sent(EventKind::Heartbeat, shown, at, trace)));
                         }
                     }
                     // A change arrived together with the heartbeat: the loop sends it instead.
@@ -304,7 +308,13 @@ impl<R: Resource> Watch<R> {
         }
     }
 
-    fn sent(&mut self, kind: EventKind, shown: R, at: SystemTime) -> Event<R> {
+    fn sent(
+        &mut self,
+        kind: EventKind,
+        shown: R,
+        at: SystemTime,
+        trace: Option<TraceContext>,
+    ) -> Event<R> {
         self.last_sent = Instant::now();
         if kind != EventKind::Heartbeat {
             self.last = Some(shown.clone());
@@ -313,6 +323,7 @@ impl<R: Resource> Watch<R> {
             kind,
             value: shown,
             observed: at,
+            trace,
         }
     }
 

@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use crate::{
     error::{GatewayError, Result},
     proto,
+    trace::TraceContext,
     upstream::{Batch, RunspaceSource, TaskSource},
 };
 
@@ -86,9 +87,13 @@ impl Fetch<proto::Runspace> for Runspaces {
 pub(crate) enum Observed<R> {
     /// Not read yet.
     Pending,
-    /// The latest state and when the gateway read it (a read that found no change only
-    /// moves `at`).
-    Seen { value: Arc<R>, at: SystemTime },
+    /// The latest state, when the gateway read it (a read that found no change only moves
+    /// `at`) and the trace of the read that found it (a poll's own, or a caller's GetTask).
+    Seen {
+        value: Arc<R>,
+        at: SystemTime,
+        trace: Option<TraceContext>,
+    },
     /// The poller ended with this error (gone, budget spent, not retryable).
     Failed(GatewayError),
 }

@@ -88,11 +88,16 @@ impl Env {
         let mut cfg = config_for(&sim);
         tweak(&mut cfg, &sim);
         let gateway = Running::start(cfg).await.expect("gateway starts");
-        let channel = Channel::from_shared(gateway.url())
-            .unwrap()
-            .connect()
-            .await
-            .expect("gateway accepts connections");
+        let endpoint = Channel::from_shared(gateway.url()).unwrap();
+        let channel = if gateway.tls {
+            // Tests of a TLS gateway make their own channels (tests/tls.rs).
+            endpoint.connect_lazy()
+        } else {
+            endpoint
+                .connect()
+                .await
+                .expect("gateway accepts connections")
+        };
         Env {
             sim,
             gateway: Some(gateway),

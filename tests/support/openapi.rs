@@ -211,20 +211,19 @@ impl<'a> Validator<'a> {
                 return;
             }
         }
-        if let Some(options) = obj.get("enum").and_then(Value::as_array) {
-            if !options.contains(value) {
-                self.fail(
-                    path,
-                    format!("{value} is not one of {}", Value::Array(options.clone())),
-                );
-            }
+        if let Some(options) = obj.get("enum").and_then(Value::as_array)
+            && !options.contains(value)
+        {
+            self.fail(
+                path,
+                format!("{value} is not one of {}", Value::Array(options.clone())),
+            );
         }
-        if obj.get("format").and_then(Value::as_str) == Some("date-time") {
-            if let Some(s) = value.as_str() {
-                if chrono::DateTime::parse_from_rfc3339(s).is_err() {
-                    self.fail(path, format!("{s:?} is not an RFC 3339 date-time"));
-                }
-            }
+        if obj.get("format").and_then(Value::as_str) == Some("date-time")
+            && let Some(s) = value.as_str()
+            && chrono::DateTime::parse_from_rfc3339(s).is_err()
+        {
+            self.fail(path, format!("{s:?} is not an RFC 3339 date-time"));
         }
 
         // Names allowed at this object: own + allOf branches + what the parent allowed.

@@ -116,10 +116,10 @@ pub(super) async fn query(
         (None, Some(f)) => Some((f, true)),
         (None, None) => None,
     };
-    if let Some((field, _)) = sort {
-        if !fiql::FIELDS.contains(&field) {
-            return bad(&format!("Cannot sort by unknown field '{field}'."));
-        }
+    if let Some((field, _)) = sort
+        && !fiql::FIELDS.contains(&field)
+    {
+        return bad(&format!("Cannot sort by unknown field '{field}'."));
     }
 
     let mut records: Vec<Value> = st

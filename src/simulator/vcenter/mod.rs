@@ -49,6 +49,9 @@ pub const ROUTE_TASK_CANCEL: &str = "POST /api/cis/tasks/{task}?action=cancel";
 pub const DEMO_RUNNING_TASK: &str = "52f6c7a4-7c8e-4d39-9b0b-3a1c8f0e2d11";
 /// RUNNING and cancelable for six hours unless cancelled.
 pub const DEMO_CANCELABLE_TASK: &str = "52f6c7a4-7c8e-4d39-9b0b-3a1c8f0e2d12";
+/// RUNNING from 0 to 100 % over the first 15 s after the start, then SUCCEEDED: a task a
+/// client can watch to its end (examples/python/client.py).
+pub const DEMO_QUICK_TASK: &str = "52f6c7a4-7c8e-4d39-9b0b-3a1c8f0e2d13";
 /// SUCCEEDED an hour ago, with a result (`"vm-2002"`).
 pub const DEMO_SUCCEEDED_TASK: &str = "5eed0000-0000-4000-8000-000000000002";
 /// FAILED 40 minutes ago with a two-message error stack.

@@ -25,7 +25,7 @@ mod tests {
     use crate::simulator::tasks::TaskStatus;
     use crate::simulator::vcenter::{
         DEMO_BLOCKED_TASK, DEMO_CANCELABLE_TASK, DEMO_FAILED_TASK, DEMO_PENDING_TASK,
-        DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_SUCCEEDED_TASK,
+        DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_SUCCEEDED_TASK,
     };
 
     #[test]
@@ -56,6 +56,9 @@ mod tests {
         let status = |id: &str| store.snapshot(id).map(|s| s.status);
         assert_eq!(status(DEMO_RUNNING_TASK), Some(TaskStatus::Running));
         assert_eq!(status(DEMO_CANCELABLE_TASK), Some(TaskStatus::Running));
+        assert_eq!(status(DEMO_QUICK_TASK), Some(TaskStatus::Running));
+        store.clock().advance(std::time::Duration::from_secs(16));
+        assert_eq!(status(DEMO_QUICK_TASK), Some(TaskStatus::Succeeded));
         assert_eq!(status(DEMO_SUCCEEDED_TASK), Some(TaskStatus::Succeeded));
         assert_eq!(status(DEMO_FAILED_TASK), Some(TaskStatus::Failed));
         assert_eq!(status(DEMO_BLOCKED_TASK), Some(TaskStatus::Blocked));
