@@ -236,7 +236,7 @@ async fn main() -> Result<()> {
             })
             .await
             .context("starting the simulator")?;
-            sim.set_faults(&faults)?;
+            sim.set_faults(faults.clone())?;
             let control = sim
                 .start_control(control_port)
                 .await

@@ -115,7 +115,7 @@ impl Simulator {
     }
 
     /// Sets the same standing faults on every part.
-    pub fn set_faults(&self, settings: &FaultSettings) -> Result<(), InvalidFaults> {
+    pub fn set_faults(&self, settings: FaultSettings) -> Result<(), InvalidFaults> {
         settings.validate()?;
         for (_, part) in self.parts() {
             part.set_faults(settings.clone())?;

@@ -391,10 +391,19 @@ mod tests {
         let create = p.call(Method::POST, "/api/runspaces", s);
         tokio::pin!(create);
         let created = |p: &Probe<ScriptRuntime>| p.ctx.kind.created.load(Ordering::Relaxed);
+        let handled = async {
+            for _ in 0..10_000 {
+                if created(&p) > 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
         tokio::select! {
             _ = &mut create => panic!("answered before the delay"),
-            _ = async { while created(&p) == 0 { tokio::task::yield_now().await } } => {}
+            _ = handled => {}
         }
+        assert_eq!(created(&p), 1, "handled before the answer");
         let now = lock(&p.ctx.kind.runspaces).len();
         assert_eq!(now, seeded + 1, "created, not yet answered");
         let (_, status, _) = create.await;
