@@ -200,7 +200,7 @@ where
     type Output = Result<Response<EdgeBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = match self.project() {
+        let (inner, cut, body_cut, max_message_bytes) = match self.project() {
             ResponseFutureProj::Refused { status } => {
                 let status = status.take().unwrap_or_else(shutting_down);
                 return Poll::Ready(Ok(trailers_only(status)));
@@ -210,14 +210,9 @@ where
                 cut,
                 body_cut,
                 max_message_bytes,
-            } => Running {
-                inner,
-                cut,
-                body_cut,
-                max_message_bytes,
-            },
+            } => (inner, cut, body_cut, max_message_bytes),
         };
-        match this.inner.poll(cx) {
+        match inner.poll(cx) {
             Poll::Ready(Ok(response)) => {
                 if response.headers().get("grpc-status") == Some(&code_value(Code::OutOfRange)) {
                     let limit = GatewayError::refused(
@@ -225,29 +220,21 @@ where
                         None,
                         format!(
                             "the request message is too large: the gateway's limit server.max_message_bytes = {} is reached",
-                            this.max_message_bytes
+                            max_message_bytes
                         ),
                     );
                     return Poll::Ready(Ok(trailers_only(limit.into_status(""))));
                 }
-                let cut = this.body_cut.take().unwrap_or_default().cancelled_owned();
+                let cut = body_cut.take().unwrap_or_default().cancelled_owned();
                 Poll::Ready(Ok(response.map(|inner| EdgeBody::Open { inner, cut })))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                ready!(this.cut.poll(cx));
+                ready!(cut.poll(cx));
                 Poll::Ready(Ok(trailers_only(shutting_down())))
             }
         }
     }
-}
-
-/// The running future's fields, projected.
-struct Running<'a, F> {
-    inner: Pin<&'a mut F>,
-    cut: Pin<&'a mut WaitForCancellationFutureOwned>,
-    body_cut: &'a mut Option<CancellationToken>,
-    max_message_bytes: &'a mut usize,
 }
 
 fn code_value(code: Code) -> HeaderValue {
