@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-use crate::{auth::Grant, trace::TraceContext};
+use crate::{auth::Grant, trace::TraceContext, upstream::identity::CallerIdentity};
 
 /// What a call's metadata says about its time and trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Call {
     pub tracestate: Option<Arc<str>>,
     /// What the authenticated caller may do; `None` when caller authentication is off.
     pub grant: Option<Arc<Grant>>,
+    /// The caller's own VMware identity, when it sent one (pass-through upstreams use it).
+    pub identity: Option<Arc<CallerIdentity>>,
 }
 
 impl Call {
@@ -45,6 +47,7 @@ impl Call {
                 .filter(|s| !s.is_empty() && s.len() <= 512)
                 .map(Arc::from),
             grant: None,
+            identity: CallerIdentity::from_metadata(metadata),
         }
     }
 
@@ -75,6 +78,11 @@ pub fn sync_scope<R>(call: Call, work: impl FnOnce() -> R) -> R {
 /// The grant of the caller being served, when caller authentication is on.
 pub fn current_grant() -> Option<Arc<Grant>> {
     CURRENT.try_with(|c| c.grant.clone()).ok().flatten()
+}
+
+/// The caller's own VMware identity, when the call being served carries one.
+pub fn current_identity() -> Option<Arc<CallerIdentity>> {
+    CURRENT.try_with(|c| c.identity.clone()).ok().flatten()
 }
 
 /// The call being served, or an unbounded one outside a call.

@@ -407,6 +407,12 @@ pub struct LimitsConfig {
     /// HTTP requests in flight to one upstream (and so its most connections); more wait
     /// their turn within the caller's deadline (or the request timeout), then are refused.
     pub max_upstream_requests: usize,
+    /// Sessions of callers' own identities (pass-through logins) kept per upstream; the
+    /// least recently used one is logged out to make room.
+    pub max_caller_sessions: usize,
+    /// How long a caller's session is kept unused before it is logged out.
+    #[serde(with = "humantime_serde")]
+    pub caller_session_idle: Duration,
 }
 
 impl LimitsConfig {
@@ -423,7 +429,14 @@ impl LimitsConfig {
             ("max_request_ids", self.max_request_ids),
             ("max_upstream_body_bytes", self.max_upstream_body_bytes),
             ("max_upstream_requests", self.max_upstream_requests),
+            ("max_caller_sessions", self.max_caller_sessions),
         ];
+        if self.caller_session_idle.is_zero() {
+            return Err(ConfigError::new(
+                "limits.caller_session_idle",
+                "must be longer than zero",
+            ));
+        }
         match limits.iter().find(|(_, v)| *v == 0) {
             Some((key, _)) => Err(ConfigError::new(
                 format!("limits.{key}"),
@@ -444,6 +457,8 @@ impl Default for LimitsConfig {
             max_request_ids: 10_000,
             max_upstream_body_bytes: 16 * 1024 * 1024,
             max_upstream_requests: 64,
+            max_caller_sessions: 1_000,
+            caller_session_idle: Duration::from_secs(600),
         }
     }
 }
@@ -570,10 +585,28 @@ pub struct UpstreamConfig {
     /// How long an open circuit refuses calls before one probe may try again.
     #[serde(default = "default_breaker_open_for", with = "humantime_serde")]
     pub breaker_open_for: Duration,
+    /// Whose identity calls to this upstream use: the service account's (the default), the
+    /// caller's own (`pass_through`), or the caller's when it sends one (`either`).
+    #[serde(default)]
+    pub auth: AuthMode,
     /// `kind = "..."` and the settings only that kind has. Unknown keys land here, so a key
     /// of another kind (or a typo) is refused by name.
     #[serde(flatten)]
     pub kind: KindConfig,
+}
+
+/// Whose VMware identity the gateway uses towards an upstream (see API.md, "Caller security").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// The configured service account, for every caller.
+    #[default]
+    ServiceAccount,
+    /// The caller's own identity (`x-upstream-authorization` or `x-upstream-session`),
+    /// required on every call.
+    PassThrough,
+    /// The caller's own identity when it sends one, else the service account.
+    Either,
 }
 
 /// The REST API an upstream speaks, with the settings only it has.
@@ -724,6 +757,7 @@ impl UpstreamConfig {
             read_retry_ratio: default_read_retry_ratio(),
             breaker_failures: default_breaker_failures(),
             breaker_open_for: default_breaker_open_for(),
+            auth: AuthMode::default(),
             kind: KindConfig::new(kind),
         }
     }
@@ -964,7 +998,8 @@ impl Config {
                 ));
             }
             let has_token = u.cloud_director().is_some_and(|c| !c.api_token.is_empty());
-            if !has_token {
+            // A pass-through upstream is only ever called as the caller: no service account.
+            if !has_token && u.auth != AuthMode::PassThrough {
                 if u.username.as_deref().unwrap_or("").is_empty() {
                     return Err(ConfigError::new(key("username"), "is required"));
                 }

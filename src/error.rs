@@ -83,6 +83,9 @@ pub enum UpstreamFailure {
     /// No request sent: `max` requests (`limits.max_upstream_requests`) were in flight to
     /// the upstream and none finished before the call's deadline or the request timeout.
     Saturated { max: usize },
+    /// No request sent: the upstream acts as the caller, and the call carries no usable
+    /// identity for it (why, never quoting a credential).
+    NoCallerIdentity(String),
 }
 
 /// An upstream outcome, with the configured upstream name and the HTTP status where one came.
@@ -93,6 +96,9 @@ pub struct UpstreamError {
     pub failure: UpstreamFailure,
     /// The upstream's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
+    /// The request went with the caller's own identity (pass-through), not the service
+    /// account's: a 401 is then the caller's to fix.
+    pub as_caller: bool,
 }
 
 impl UpstreamError {
@@ -102,6 +108,7 @@ impl UpstreamError {
             http_status,
             failure,
             retry_after: None,
+            as_caller: false,
         }
     }
 
@@ -161,9 +168,19 @@ impl UpstreamError {
     }
 
     /// The mapping table of the contract: a redirect or a 401 decide alone; otherwise the
-    /// upstream's own error kind first, the HTTP status only where the body names none.
+    /// upstream's own error kind first, the HTTP status only where the body names none. An
+    /// authentication failure is the service account's (UPSTREAM_LOGIN_FAILED) unless the
+    /// request went as the caller (UPSTREAM_UNAUTHENTICATED).
     pub fn reason(&self) -> Reason {
+        match self.service_reason() {
+            Reason::UpstreamLoginFailed if self.as_caller => Reason::UpstreamUnauthenticated,
+            r => r,
+        }
+    }
+
+    fn service_reason(&self) -> Reason {
         match &self.failure {
+            UpstreamFailure::NoCallerIdentity(_) => Reason::UpstreamUnauthenticated,
             UpstreamFailure::Unreachable(_) => Reason::UpstreamUnreachable,
             UpstreamFailure::Timeout => Reason::UpstreamTimeout,
             UpstreamFailure::BadResponse { .. } => Reason::UpstreamBadResponse,
@@ -174,8 +191,8 @@ impl UpstreamError {
                 let status = self.http_status.unwrap_or(500);
                 match status {
                     300..=399 => Reason::UpstreamBadResponse,
-                    // Sessions are the service account's: a 401 that survived one fresh login
-                    // (or a refused login) is the operator's credentials, not the caller's.
+                    // A 401 that survived one fresh login (or a refused login) is the
+                    // credentials' fault: the service account's, or the caller's (see `reason`).
                     401 => Reason::UpstreamLoginFailed,
                     _ => reason
                         .as_deref()
@@ -197,6 +214,7 @@ impl UpstreamError {
             }
             UpstreamFailure::CircuitOpen => "circuit open after consecutive failures".into(),
             UpstreamFailure::Saturated { max } => format!("{max} requests in flight, queue full"),
+            UpstreamFailure::NoCallerIdentity(why) => format!("no caller identity: {why}"),
             UpstreamFailure::Api { reason, .. } => format!(
                 "HTTP {} {}",
                 self.http_status.unwrap_or_default(),
@@ -235,6 +253,10 @@ impl UpstreamError {
             ),
             UpstreamFailure::Saturated { max } => format!(
                 "{max} requests to upstream '{}' were in flight and none finished in time: the gateway's limit limits.max_upstream_requests = {max} is reached; nothing was sent",
+                self.upstream
+            ),
+            UpstreamFailure::NoCallerIdentity(why) => format!(
+                "upstream '{}' is called with the caller's own identity: {why}",
                 self.upstream
             ),
             UpstreamFailure::Api {

@@ -18,6 +18,7 @@ pub const UPSTREAM_REQUESTS: &str = "vmwgw_upstream_requests_total";
 pub const UPSTREAM_SECONDS: &str = "vmwgw_upstream_request_duration_seconds";
 pub const UPSTREAM_LOGINS: &str = "vmwgw_upstream_logins_total";
 pub const UPSTREAM_SESSION: &str = "vmwgw_upstream_session_state";
+pub const CALLER_SESSIONS: &str = "vmwgw_upstream_caller_sessions";
 pub const WATCH_STREAMS: &str = "vmwgw_watch_streams_open";
 pub const WATCH_POLLERS: &str = "vmwgw_watch_pollers";
 pub const WATCH_POLLS: &str = "vmwgw_watch_polls_total";
@@ -98,6 +99,10 @@ fn describe() {
     describe_gauge!(
         UPSTREAM_SESSION,
         "1 for the session state each upstream is in (none, active, expired, failed)"
+    );
+    describe_gauge!(
+        CALLER_SESSIONS,
+        "callers' own sessions (pass-through logins) the gateway keeps, by upstream"
     );
     describe_gauge!(WATCH_STREAMS, "open WatchTask and WatchRunspace streams");
     describe_gauge!(WATCH_POLLERS, "resources polled now, by upstream");

@@ -16,7 +16,7 @@ use common::*;
 use tonic::{Request, Status};
 use vmware_grpc_gateway::{
     auth::hash_line,
-    config::{AuthConfig, CloudDirectorConfig, Secret},
+    config::{AuthConfig, AuthMode, CloudDirectorConfig, Secret},
     proto::{
         CancelTaskRequest, CreateRunspaceRequest, ListTasksRequest, ListUpstreamsRequest, Runspace,
         WaitTaskRequest, WatchTaskRequest, upstream_service_client::UpstreamServiceClient,
@@ -33,6 +33,9 @@ const CALLER: &str = "CALLER-SECRET-token-5e2f";
 const WRONG_CALLER: &str = "WRONG-CALLER-SECRET-0c3a";
 const WRONG_PASSWORD: &str = "WRONG-SECRET-password-31b7";
 const IN_A_LOGIN_ANSWER: &str = "LEAKED-SECRET-session-4a9c";
+const PT_WRONG_PASSWORD: &str = "PT-WRONG-SECRET-pw-8e1f";
+const BOGUS_SESSION: &str = "PT-SECRET-bogus-session-7c1d";
+const GARBLED_BASIC: &str = "PT-SECRET-garbled-basic-2b6e";
 
 /// Everything the gateway logs, at every level of its own code.
 #[derive(Clone, Default)]
@@ -105,6 +108,14 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
         wrong.name = "vc-wrong".into();
         wrong.password = Secret::new(WRONG_PASSWORD);
         ups.push(wrong);
+        // Upstreams that act as the caller: vCenter, and SRS.
+        for (from, name) in [(0, "vc-pt"), (3, "srs-pt")] {
+            let mut pt = ups[from].clone();
+            pt.name = name.into();
+            pt.auth = AuthMode::PassThrough;
+            pt.password = Secret::default();
+            ups.push(pt);
+        }
         cfg.upstreams = ups;
         cfg.auth = Some(AuthConfig::new(tokens_path));
         cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -267,6 +278,99 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
                 .unwrap_or(Ok(None)),
         );
     }
+    // Pass-through: the caller's password (right and wrong), its own session (good and
+    // bogus), garbled credentials, a watch and a create as the caller.
+    let user = env.sim.vcenter.username().to_string();
+    let basic = |password: &str| {
+        use base64::Engine as _;
+        let pair = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let own_session = reqwest::Client::new()
+        .post(format!("{}/api/session", env.sim.vcenter.url()))
+        .basic_auth(&user, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json::<String>()
+        .await
+        .unwrap();
+    let pt_task = format!("upstreams/vc-pt/tasks/{DEMO_RUNNING_TASK}");
+    for (what, key, value) in [
+        ("pt right", "x-upstream-authorization", basic(PASSWORD)),
+        (
+            "pt wrong",
+            "x-upstream-authorization",
+            basic(PT_WRONG_PASSWORD),
+        ),
+        ("pt session", "x-upstream-session", own_session.clone()),
+        ("pt bogus", "x-upstream-session", BOGUS_SESSION.to_string()),
+        (
+            "pt garbled",
+            "x-upstream-authorization",
+            format!("Basic {GARBLED_BASIC}"),
+        ),
+    ] {
+        let mut req = with_caller(CALLER, get_req(&pt_task));
+        req.metadata_mut().insert(key, value.parse().unwrap());
+        said(&mut answers, what, tasks.get_task(req).await);
+    }
+    let mut req = with_caller(
+        CALLER,
+        WatchTaskRequest {
+            name: pt_task.clone(),
+            ..Default::default()
+        },
+    );
+    req.metadata_mut()
+        .insert("x-upstream-authorization", basic(PASSWORD).parse().unwrap());
+    if let Ok(s) = tasks.watch_task(req).await {
+        let mut s = s.into_inner();
+        said(
+            &mut answers,
+            "pt watch",
+            tokio::time::timeout(Duration::from_secs(2), s.message())
+                .await
+                .unwrap_or(Ok(None)),
+        );
+    }
+    let srs_user = env.sim.script_runtime.username().to_string();
+    let mut req = with_caller(
+        CALLER,
+        CreateRunspaceRequest {
+            parent: "upstreams/srs-pt".into(),
+            runspace: Some(Runspace::default()),
+            request_id: "r2".into(),
+        },
+    );
+    req.metadata_mut().insert(
+        "x-upstream-authorization",
+        {
+            use base64::Engine as _;
+            let pair = format!("{srs_user}:{PT_WRONG_PASSWORD}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        }
+        .parse()
+        .unwrap(),
+    );
+    said(
+        &mut answers,
+        "pt create",
+        runspaces.create_runspace(req).await,
+    );
+    for part in parts {
+        issued.extend(part.session_ids());
+    }
+    issued.push(own_session);
+    issued.push(basic(PASSWORD));
+    issued.push(basic(PT_WRONG_PASSWORD));
+
     let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
     let metrics = reqwest::get(format!("http://{admin}/metrics"))
         .await
@@ -281,7 +385,12 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(logs.contains("logged in"), "the logs were captured");
     assert!(
-        answers.contains("NOT_FOUND") && answers.contains("UNAUTHENTICATED"),
+        answers.contains("NOT_FOUND")
+            && answers.contains("UNAUTHENTICATED")
+            && answers.contains("UPSTREAM_UNAUTHENTICATED")
+            && answers.contains("pt right: Ok(")
+            && answers.contains("pt session: Ok(")
+            && answers.contains("pt watch: Ok(Some("),
         "{answers}"
     );
     assert!(
@@ -296,6 +405,9 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
         WRONG_CALLER,
         WRONG_PASSWORD,
         IN_A_LOGIN_ANSWER,
+        PT_WRONG_PASSWORD,
+        BOGUS_SESSION,
+        GARBLED_BASIC,
     ]
     .map(String::from)
     .to_vec();

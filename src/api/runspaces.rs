@@ -23,13 +23,15 @@ use crate::{
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
         runspace_service_server::RunspaceService,
     },
-    upstream::{RunspaceSource, Runspaces},
+    upstream::{RunspaceSource, Runspaces, identity::IdentityKey},
     watch,
 };
 
 /// How long a create's `request_id` is remembered (the contract says at least 10 minutes).
 const REQUEST_ID_TTL: Duration = Duration::from_secs(15 * 60);
 const MAX_REQUEST_ID_LEN: usize = 256;
+
+type CreateKey = (String, Option<IdentityKey>, String);
 
 /// One remembered create: what was asked, and the runspace it made (once it is made).
 struct Remembered {
@@ -40,8 +42,10 @@ struct Remembered {
 
 pub struct RunspaceApi {
     ctx: Shared,
-    /// Creates by (upstream, request_id); a retry joins the first attempt instead of creating twice.
-    creates: Mutex<HashMap<(String, String), Remembered>>,
+    /// Creates by (upstream, the caller's own identity if it sent one, request_id); a retry
+    /// joins the first attempt instead of creating twice, and one caller's request_id never
+    /// answers with another identity's runspace.
+    creates: Mutex<HashMap<CreateKey, Remembered>>,
 }
 
 impl RunspaceApi {
@@ -83,7 +87,8 @@ impl RunspaceApi {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             creates.retain(|_, r| r.at.elapsed() < REQUEST_ID_TTL);
-            let key = (upstream.name.clone(), req.request_id.clone());
+            let identity = call::current_identity().map(|i| i.key());
+            let key = (upstream.name.clone(), identity, req.request_id.clone());
             // At capacity new ids are refused: evicting one early could create twice.
             let max = self.ctx.limits.max_request_ids;
             if creates.len() >= max && !creates.contains_key(&key) {
@@ -152,11 +157,11 @@ impl RunspaceApi {
             metadata,
         )?;
         let (upstream, source) = self.ctx.registry.one::<Runspaces>(&name.upstream, "name")?;
-        let target = watch::Target {
-            upstream: upstream.name.clone(),
-            id: name.id,
-            source: Arc::new(watch::Runspaces(source.clone())),
-        };
+        let target = watch::Target::of_call(
+            upstream,
+            name.id,
+            Arc::new(watch::Runspaces(source.clone())),
+        )?;
         self.ctx
             .watch
             .runspaces
@@ -189,11 +194,17 @@ async fn create_detached(
     let work = {
         let source = source.clone();
         let (name, script) = (spec.display_name.clone(), spec.run_vc_connection_script);
-        tokio::spawn(async move {
+        // The create goes on as the caller (its trace and identity), without its deadline.
+        let call = call::Call {
+            timeout: None,
+            deadline: None,
+            ..call::current()
+        };
+        tokio::spawn(call::scope(call, async move {
             made.get_or_try_init(|| source.create(&name, script))
                 .await
                 .cloned()
-        })
+        }))
     };
     let joined = match call::current_deadline() {
         Some(deadline) => tokio::time::timeout_at(deadline, work)

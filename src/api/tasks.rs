@@ -44,7 +44,11 @@ impl TaskApi {
         let view = enum_field::<TaskView>(req.view, "view")?;
         let (upstream, source, id) = self.resolve(&req.name)?;
         let task = source.get(&id).await?;
-        self.ctx.watch.tasks.observe(&upstream.name, &id, &task);
+        let poller = upstream.sessions.poller_key();
+        self.ctx
+            .watch
+            .tasks
+            .observe(&upstream.name, poller, &id, &task);
         Ok(with_view(task, view))
     }
 
@@ -109,7 +113,11 @@ impl TaskApi {
         // The upstream accepted the cancel: from here on the call succeeds, whatever the
         // read-back meets.
         let after = read_back(source.as_ref(), &id, before).await;
-        self.ctx.watch.tasks.observe(&upstream.name, &id, &after);
+        let poller = upstream.sessions.poller_key();
+        self.ctx
+            .watch
+            .tasks
+            .observe(&upstream.name, poller, &id, &after);
         Ok(with_view(after, TaskView::Basic))
     }
 
@@ -122,7 +130,7 @@ impl TaskApi {
             metadata,
         )?;
         self.ctx.watch.tasks.watch(
-            task_target(upstream, source, id),
+            task_target(upstream, source, id)?,
             opts,
             self.ctx.stopping.clone(),
             move |t: &Task| with_view(t.clone(), view),
@@ -142,7 +150,7 @@ impl TaskApi {
         let latest = if timeout.is_some_and(|t| t.is_zero()) {
             None
         } else {
-            let target = task_target(upstream, source, id.clone());
+            let target = task_target(upstream, source, id.clone())?;
             let stopping = self.ctx.stopping.clone();
             self.ctx.watch.tasks.wait(target, until, stopping).await?
         };
@@ -227,11 +235,11 @@ service! {
     }
 }
 
-/// The watch engine's target for a resolved task.
-fn task_target(upstream: &Upstream, source: &Arc<dyn TaskSource>, id: String) -> Target<Task> {
-    Target {
-        upstream: upstream.name.clone(),
-        id,
-        source: Arc::new(watch::Tasks(source.clone())),
-    }
+/// The watch engine's target for a resolved task, as the call being served may watch it.
+fn task_target(
+    upstream: &Upstream,
+    source: &Arc<dyn TaskSource>,
+    id: String,
+) -> Result<Target<Task>> {
+    Target::of_call(upstream, id, Arc::new(watch::Tasks(source.clone())))
 }

@@ -272,3 +272,48 @@ fn a_bad_key_file_is_named_without_quoting_it() {
         "{err}"
     );
 }
+
+#[test]
+fn auth_modes_parse_and_pass_through_needs_no_service_account() {
+    let mode = |m: &str| {
+        VC.replace(
+            "kind = \"vsphere\"",
+            &format!("kind = \"vsphere\"\nauth = \"{m}\""),
+        )
+    };
+    let cfg = Config::from_toml(VC, &env(&[("VC1_PASSWORD", "x")])).unwrap();
+    assert_eq!(cfg.upstreams[0].auth, AuthMode::ServiceAccount);
+    let cfg = Config::from_toml(&mode("either"), &env(&[("VC1_PASSWORD", "x")])).unwrap();
+    assert_eq!(cfg.upstreams[0].auth, AuthMode::Either);
+    // Either still falls back to the service account: it needs its password.
+    let err = Config::from_toml(&mode("either"), &env(&[])).unwrap_err();
+    assert_eq!(err.key, "upstreams[0].password_env", "{err}");
+    // Pass-through only ever acts as the caller.
+    let pt = mode("pass_through")
+        .replace("username = \"svc@vsphere.local\"\n", "")
+        .replace("password_env = \"VC1_PASSWORD\"\n", "");
+    let cfg = Config::from_toml(&pt, &env(&[])).unwrap();
+    assert_eq!(cfg.upstreams[0].auth, AuthMode::PassThrough);
+    let err = Config::from_toml(&mode("caller"), &env(&[("VC1_PASSWORD", "x")])).unwrap_err();
+    assert!(err.to_string().contains("pass_through"), "{err}");
+
+    let limits = |l: &str| VC.replace("[server]", &format!("[limits]\n{l}\n[server]"));
+    let err = Config::from_toml(
+        &limits("max_caller_sessions = 0"),
+        &env(&[("VC1_PASSWORD", "x")]),
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "limits.max_caller_sessions", "{err}");
+    let err = Config::from_toml(
+        &limits("caller_session_idle = \"0s\""),
+        &env(&[("VC1_PASSWORD", "x")]),
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "limits.caller_session_idle", "{err}");
+    let cfg = Config::from_toml(
+        &limits("caller_session_idle = \"2m\""),
+        &env(&[("VC1_PASSWORD", "x")]),
+    )
+    .unwrap();
+    assert_eq!(cfg.limits.caller_session_idle, Duration::from_secs(120));
+}

@@ -27,6 +27,7 @@ use super::{
     http::{Endpoint, HttpClient, Reply},
     json::{check_nesting, timestamp_field, to_struct, to_value},
     session::{Credential, LoginFlow, Session, TokenSource, api_error, password_of},
+    sessions::{CallerLogin, Sessions},
     source::{Batch, TaskSource},
 };
 use crate::{
@@ -46,16 +47,23 @@ const POLL_BATCH: usize = 50;
 /// How long a polled task is remembered without being polled again.
 const POLL_MEMORY: Duration = Duration::from_secs(600);
 
+/// The organization of the provider (System): its users log in at the provider endpoint.
+const PROVIDER_ORG: &str = "System";
+
+/// The service account's org: the configured tenant, or System for a provider.
+fn account_org(vcd: &CloudDirectorConfig) -> String {
+    match &vcd.org {
+        Some(org) if !org.is_empty() && !vcd.provider => org.clone(),
+        _ => PROVIDER_ORG.to_string(),
+    }
+}
+
 pub fn session(
     http: Arc<HttpClient>,
     cfg: &UpstreamConfig,
     vcd: &CloudDirectorConfig,
 ) -> Arc<Session> {
-    let version = &vcd.api_version;
-    let org = match &vcd.org {
-        Some(org) if !org.is_empty() && !vcd.provider => org.clone(),
-        _ => "System".to_string(),
-    };
+    let org = account_org(vcd);
     let (login_path, token_source, refresh_token) = if !vcd.api_token.is_empty() {
         let path = if vcd.provider {
             "/oauth/provider/token".to_string()
@@ -85,8 +93,19 @@ pub fn session(
     // Cloud Director's Basic user is `user@org` (the user part may itself hold an `@`).
     let user = format!("{}@{org}", cfg.username.as_deref().unwrap_or_default());
     let flow = LoginFlow {
-        login_path,
         token_source,
+        refresh_token,
+        ..login_flow(&vcd.api_version, login_path)
+    };
+    Session::new(http, flow, cfg, user, password_of(cfg))
+}
+
+/// A Basic login at `login_path` answering the bearer token in a header, as every user logs
+/// in (the service account's API token changes where and how).
+fn login_flow(version: &str, login_path: String) -> LoginFlow {
+    LoginFlow {
+        login_path,
+        token_source: TokenSource::Header("X-VMWARE-VCLOUD-ACCESS-TOKEN"),
         auth_header: "Authorization",
         auth_prefix: "Bearer ",
         login_headers: vec![("Accept", format!("application/json;version={version}"))],
@@ -94,10 +113,41 @@ pub fn session(
         // The cloudapi logout path is not confirmed by the reference; this is the documented
         // "current session" resource.
         logout: Some((Method::DELETE, "/cloudapi/1.0.0/sessions/current".into())),
-        refresh_token,
+        refresh_token: None,
         parse_error,
-    };
-    Session::new(http, flow, cfg, user, password_of(cfg))
+    }
+}
+
+/// How a caller's own user logs in: as `user@org` (a user without `@` belongs to the
+/// configured org); users of the System org log in as the provider.
+pub fn caller_login(vcd: &CloudDirectorConfig) -> CallerLogin {
+    let tenant = Arc::new(login_flow(
+        &vcd.api_version,
+        "/cloudapi/1.0.0/sessions".into(),
+    ));
+    let provider = Arc::new(login_flow(
+        &vcd.api_version,
+        "/cloudapi/1.0.0/sessions/provider".into(),
+    ));
+    let default_org = account_org(vcd);
+    Box::new(move |user: &str| {
+        let user = match user.rsplit_once('@') {
+            Some((_, org)) if !org.is_empty() => user.to_string(),
+            _ => format!("{}@{default_org}", user.trim_end_matches('@')),
+        };
+        let flow = if is_provider_user(&user) {
+            provider.clone()
+        } else {
+            tenant.clone()
+        };
+        (flow, user)
+    })
+}
+
+/// True for a `user@System` login.
+fn is_provider_user(user: &str) -> bool {
+    user.rsplit_once('@')
+        .is_some_and(|(_, org)| org.eq_ignore_ascii_case(PROVIDER_ORG))
 }
 
 /// The Cloud Director error object (legacy `/api` and cloudapi share these fields).
@@ -479,7 +529,7 @@ struct Polled {
 }
 
 pub struct CloudDirector {
-    session: Arc<Session>,
+    sessions: Arc<Sessions>,
     provider: bool,
     polled: Mutex<HashMap<String, Polled>>,
     /// Set once the query service refused an `id` filter: batched polls use GETs.
@@ -487,25 +537,34 @@ pub struct CloudDirector {
 }
 
 impl CloudDirector {
-    pub fn new(session: Arc<Session>, vcd: &CloudDirectorConfig) -> Self {
+    pub fn new(sessions: Arc<Sessions>, vcd: &CloudDirectorConfig) -> Self {
         Self {
-            session,
+            sessions,
             provider: vcd.provider,
             polled: Mutex::new(HashMap::new()),
             no_id_filter: AtomicBool::new(false),
         }
     }
 
-    fn query_type(&self) -> &'static str {
-        if self.provider { "adminTask" } else { "task" }
+    /// The query type the session may use: a provider sees every org's tasks as
+    /// `adminTask`; a tenant its org's as `task`. A caller is a provider only when it logged
+    /// in as `user@System` (a caller's token is assumed a tenant's: nothing tells).
+    fn query_type(&self, session: &Session) -> &'static str {
+        let provider = if session.is_caller() {
+            is_provider_user(session.user())
+        } else {
+            self.provider
+        };
+        if provider { "adminTask" } else { "task" }
     }
 
     /// One page of the query service.
     async fn query_page(&self, fiql: Option<&str>, page: usize) -> Result<(QueryPage, u16)> {
         let page_s = page.to_string();
         let size_s = QUERY_PAGE_SIZE.to_string();
+        let session = self.sessions.current()?;
         let mut query = vec![
-            ("type", self.query_type()),
+            ("type", self.query_type(&session)),
             ("format", "records"),
             ("page", page_s.as_str()),
             ("pageSize", size_s.as_str()),
@@ -514,21 +573,19 @@ impl CloudDirector {
         if let Some(f) = fiql {
             query.push(("filter", f));
         }
-        let reply = self
-            .session
+        let reply = session
             .read(Method::GET, &Endpoint::fixed("/api/query"), |rb| {
                 rb.query(&query)
             })
             .await?;
-        let body =
-            serde_json::from_value(self.session.json(&reply, "query result")?).map_err(|e| {
-                UpstreamError::bad_response(
-                    self.upstream(),
-                    reply.status,
-                    format!("query result: {e}"),
-                    &reply.body,
-                )
-            })?;
+        let body = serde_json::from_value(session.json(&reply, "query result")?).map_err(|e| {
+            UpstreamError::bad_response(
+                self.upstream(),
+                reply.status,
+                format!("query result: {e}"),
+                &reply.body,
+            )
+        })?;
         Ok((body, reply.status))
     }
 
@@ -604,13 +661,14 @@ impl CloudDirector {
     }
 
     fn upstream(&self) -> &str {
-        self.session.http().upstream()
+        self.sessions.service().http().upstream()
     }
 
     async fn get_task(&self, id: &str) -> Result<proto::Task> {
         let at = Endpoint::with_id("/api/task/{task}", bare_id(id));
-        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
-        let raw = self.session.json(&reply, "task")?;
+        let session = self.sessions.current()?;
+        let reply = session.read(Method::GET, &at, |rb| rb).await?;
+        let raw = session.json(&reply, "task")?;
         Ok(task_from_json(Answer {
             upstream: self.upstream(),
             http_status: reply.status,
@@ -621,7 +679,10 @@ impl CloudDirector {
 
     async fn cancel_task(&self, id: &str) -> Result<()> {
         let at = Endpoint::with_id("/api/task/{task}/action/cancel", bare_id(id));
-        self.session.call(Method::POST, &at, |rb| rb).await?;
+        self.sessions
+            .current()?
+            .call(Method::POST, &at, |rb| rb)
+            .await?;
         Ok(())
     }
 

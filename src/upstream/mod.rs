@@ -4,10 +4,12 @@
 pub mod breaker;
 pub mod cloud_director;
 pub mod http;
+pub mod identity;
 pub mod json;
 pub mod registry;
 pub mod script_runtime;
 pub mod session;
+pub mod sessions;
 pub mod snapservice;
 pub mod source;
 pub mod vapi;

@@ -4,7 +4,9 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
-    cloud_director, http, script_runtime, session, snapservice,
+    cloud_director, http, script_runtime,
+    sessions::{CallerLogin, Sessions},
+    snapservice,
     source::{RunspaceSource, TaskSource},
     vapi, vsphere,
 };
@@ -27,11 +29,11 @@ impl From<UpstreamKind> for proto::UpstreamKind {
     }
 }
 
-/// One configured upstream with its session and the sources it serves.
+/// One configured upstream with its sessions and the sources it serves.
 pub struct Upstream {
     pub name: String,
     pub kind: UpstreamKind,
-    pub session: Arc<session::Session>,
+    pub sessions: Arc<Sessions>,
     pub tasks: Option<Arc<dyn TaskSource>>,
     pub runspaces: Option<Arc<dyn RunspaceSource>>,
 }
@@ -39,43 +41,51 @@ pub struct Upstream {
 impl Upstream {
     fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Self, ConfigError> {
         let http = http::HttpClient::new(cfg, limits)?;
-        let mut tasks: Option<Arc<dyn TaskSource>> = None;
-        let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
-        let session = match &cfg.kind {
-            KindConfig::Vsphere {} => {
-                let session = vapi::session::<vsphere::CisTasks>(http, cfg);
-                tasks = Some(Arc::new(vapi::VapiTasks::<vsphere::CisTasks>::new(
-                    session.clone(),
-                )));
-                session
-            }
-            KindConfig::Snapservice {} => {
-                let session = vapi::session::<snapservice::SnapserviceTasks>(http, cfg);
-                tasks = Some(Arc::new(
-                    vapi::VapiTasks::<snapservice::SnapserviceTasks>::new(session.clone()),
-                ));
-                session
-            }
-            KindConfig::CloudDirector(vcd) => {
-                let session = cloud_director::session(http, cfg, vcd);
-                tasks = Some(Arc::new(cloud_director::CloudDirector::new(
-                    session.clone(),
-                    vcd,
-                )));
-                session
-            }
-            KindConfig::ScriptRuntime {} => {
-                let session = script_runtime::session(http, cfg);
-                runspaces = Some(Arc::new(script_runtime::ScriptRuntime::new(
-                    session.clone(),
-                )));
-                session
+        let service = match &cfg.kind {
+            KindConfig::Vsphere {} => vapi::session::<vsphere::CisTasks>(http, cfg),
+            KindConfig::Snapservice {} => vapi::session::<snapservice::SnapserviceTasks>(http, cfg),
+            KindConfig::CloudDirector(vcd) => cloud_director::session(http, cfg, vcd),
+            KindConfig::ScriptRuntime {} => script_runtime::session(http, cfg),
+        };
+        // A caller logs in where the service account would, except on Cloud Director, where
+        // the caller's org decides (and an API token is the service account's alone).
+        let caller_login: CallerLogin = match &cfg.kind {
+            KindConfig::CloudDirector(vcd) => cloud_director::caller_login(vcd),
+            _ => {
+                let flow = service.flow().clone();
+                Box::new(move |user: &str| (flow.clone(), user.to_string()))
             }
         };
+        let sessions = Sessions::new(service, cfg.auth, limits, caller_login);
+        let mut tasks: Option<Arc<dyn TaskSource>> = None;
+        let mut runspaces: Option<Arc<dyn RunspaceSource>> = None;
+        match &cfg.kind {
+            KindConfig::Vsphere {} => {
+                tasks = Some(Arc::new(vapi::VapiTasks::<vsphere::CisTasks>::new(
+                    sessions.clone(),
+                )))
+            }
+            KindConfig::Snapservice {} => {
+                tasks = Some(Arc::new(
+                    vapi::VapiTasks::<snapservice::SnapserviceTasks>::new(sessions.clone()),
+                ))
+            }
+            KindConfig::CloudDirector(vcd) => {
+                tasks = Some(Arc::new(cloud_director::CloudDirector::new(
+                    sessions.clone(),
+                    vcd,
+                )))
+            }
+            KindConfig::ScriptRuntime {} => {
+                runspaces = Some(Arc::new(script_runtime::ScriptRuntime::new(
+                    sessions.clone(),
+                )))
+            }
+        }
         Ok(Self {
             name: cfg.name.clone(),
             kind: cfg.kind(),
-            session,
+            sessions,
             tasks,
             runspaces,
         })
@@ -83,14 +93,15 @@ impl Upstream {
 
     /// The upstream as `UpstreamService` shows it.
     pub fn info(&self) -> proto::Upstream {
-        let health = self.session.http().health();
+        let service = self.sessions.service();
+        let health = service.http().health();
         proto::Upstream {
             name: upstream_name(&self.name),
             kind: proto::UpstreamKind::from(self.kind) as i32,
-            base_url: self.session.http().base_url().to_string(),
+            base_url: service.http().base_url().to_string(),
             reachable: health.reachable,
             last_error: health.last_error,
-            session_state: self.session.state() as i32,
+            session_state: service.state() as i32,
         }
     }
 }
@@ -225,8 +236,8 @@ impl Registry {
         }
     }
 
-    /// Logs every session out (shutdown).
+    /// Logs every session out, the service accounts' and the callers' (shutdown).
     pub async fn logout_all(&self) {
-        futures_util::future::join_all(self.all().map(|u| u.session.logout())).await;
+        futures_util::future::join_all(self.all().map(|u| u.sessions.logout_all())).await;
     }
 }

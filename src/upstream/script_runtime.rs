@@ -13,6 +13,7 @@ use super::{
     http::{Endpoint, HttpClient, Reply},
     json::timestamp_field,
     session::{LoginFlow, Session, TokenSource, api_error},
+    sessions::Sessions,
     source::RunspaceSource,
 };
 use crate::{
@@ -133,16 +134,16 @@ fn convert(
 }
 
 pub struct ScriptRuntime {
-    session: Arc<Session>,
+    sessions: Arc<Sessions>,
 }
 
 impl ScriptRuntime {
-    pub fn new(session: Arc<Session>) -> Self {
-        Self { session }
+    pub fn new(sessions: Arc<Sessions>) -> Self {
+        Self { sessions }
     }
 
     fn upstream(&self) -> &str {
-        self.session.http().upstream()
+        self.sessions.service().http().upstream()
     }
 
     async fn create_runspace(
@@ -154,35 +155,36 @@ impl ScriptRuntime {
         if !display_name.is_empty() {
             body["name"] = json!(display_name);
         }
-        let reply = self
-            .session
+        let session = self.sessions.current()?;
+        let reply = session
             .call(Method::POST, &Endpoint::fixed(RUNSPACES), |rb| {
                 rb.json(&body)
             })
             .await?;
         Ok(convert(
             self.upstream(),
-            self.session.json(&reply, "runspace")?,
+            session.json(&reply, "runspace")?,
             &reply,
         )?)
     }
 
     async fn get_runspace(&self, id: &str) -> Result<proto::Runspace> {
         let at = Endpoint::with_id(RUNSPACE, id);
-        let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
+        let session = self.sessions.current()?;
+        let reply = session.read(Method::GET, &at, |rb| rb).await?;
         Ok(convert(
             self.upstream(),
-            self.session.json(&reply, "runspace")?,
+            session.json(&reply, "runspace")?,
             &reply,
         )?)
     }
 
     async fn list_runspaces(&self) -> Result<Vec<proto::Runspace>> {
-        let reply = self
-            .session
+        let session = self.sessions.current()?;
+        let reply = session
             .read(Method::GET, &Endpoint::fixed(RUNSPACES), |rb| rb)
             .await?;
-        let Json::Array(items) = self.session.json(&reply, "runspace list")? else {
+        let Json::Array(items) = session.json(&reply, "runspace list")? else {
             return Err(UpstreamError::bad_response(
                 self.upstream(),
                 reply.status,
@@ -199,7 +201,12 @@ impl ScriptRuntime {
 
     async fn delete_runspace(&self, id: &str) -> Result<()> {
         let at = Endpoint::with_id(RUNSPACE, id);
-        let Err(e) = self.session.call(Method::DELETE, &at, |rb| rb).await else {
+        let Err(e) = self
+            .sessions
+            .current()?
+            .call(Method::DELETE, &at, |rb| rb)
+            .await
+        else {
             return Ok(());
         };
         // SRS answers 500/2040 for unknown ids too; a GET tells a missing runspace (404/2030)

@@ -9,6 +9,14 @@
 //!
 //! The four upstream kinds differ only in data (where to log in, where the token comes back,
 //! which header carries it), so one `Session` serves them all, driven by a `LoginFlow`.
+//!
+//! A session may also be a caller's own (pass-through, see [`super::sessions`]): logged in
+//! with the caller's user and password, or made from a token the caller sent. A caller's
+//! session shares its upstream's client and retry budget, but not its bookkeeping: its
+//! failures are the caller's (a 401 is UPSTREAM_UNAUTHENTICATED, a refused login starts no
+//! backoff) and do not show as the upstream's session state or last error. A logged-in
+//! caller's session is logged out when the last holder drops it; a caller's token is never
+//! logged out (the caller owns it).
 
 use std::{
     path::PathBuf,
@@ -180,10 +188,22 @@ impl Retries {
     }
 }
 
-/// The shared session of one upstream.
+/// Whose session it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Account {
+    /// The upstream's service account, shared by every call that does not act as a caller.
+    Service,
+    /// A caller's user and password: the gateway logs in, again on 401, and out on drop.
+    Caller,
+    /// A caller's ready-made session or token: no login, no logout, a 401 is final.
+    CallerToken,
+}
+
+/// One upstream session: the service account's, or a caller's.
 pub struct Session {
     http: Arc<HttpClient>,
-    flow: LoginFlow,
+    flow: Arc<LoginFlow>,
+    account: Account,
     user: String,
     password: Credential,
     current: Mutex<Option<Token>>,
@@ -197,10 +217,12 @@ pub struct Session {
     logins: AtomicU64,
     /// Itself, to run a login on its own task.
     me: Weak<Session>,
-    retries: Retries,
+    /// Shared by the service account's session and its upstream's caller sessions.
+    retries: Arc<Retries>,
 }
 
 impl Session {
+    /// The service account's session.
     pub fn new(
         http: Arc<HttpClient>,
         flow: LoginFlow,
@@ -208,13 +230,66 @@ impl Session {
         user: String,
         password: Credential,
     ) -> Arc<Self> {
-        let retries = Retries::new(cfg);
+        let retries = Arc::new(Retries::new(cfg));
+        Self::build(
+            http,
+            Arc::new(flow),
+            Account::Service,
+            user,
+            password,
+            None,
+            retries,
+        )
+    }
+
+    /// A session of a caller's own user and password (`flow` says where that user logs in),
+    /// sharing this session's client and retry budget.
+    pub fn caller(&self, flow: Arc<LoginFlow>, user: String, password: Secret) -> Arc<Self> {
+        let password = Credential::new(password, None);
+        Self::build(
+            self.http.clone(),
+            flow,
+            Account::Caller,
+            user,
+            password,
+            None,
+            self.retries.clone(),
+        )
+    }
+
+    /// A session made of a caller's own token, used as is.
+    pub fn caller_token(&self, token: Secret) -> Arc<Self> {
+        let token = Token {
+            generation: 1,
+            value: token,
+        };
+        Self::build(
+            self.http.clone(),
+            self.flow.clone(),
+            Account::CallerToken,
+            String::new(),
+            Credential::default(),
+            Some(token),
+            self.retries.clone(),
+        )
+    }
+
+    fn build(
+        http: Arc<HttpClient>,
+        flow: Arc<LoginFlow>,
+        account: Account,
+        user: String,
+        password: Credential,
+        token: Option<Token>,
+        retries: Arc<Retries>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             http,
             flow,
+            account,
             user,
             password,
-            current: Mutex::new(None),
+            current: Mutex::new(token),
             login_lock: Arc::new(tokio::sync::Mutex::new(())),
             attempts: AtomicU64::new(0),
             failed: Mutex::new(None),
@@ -240,12 +315,43 @@ impl Session {
         &self.http
     }
 
+    /// How this upstream kind logs in and presents a session.
+    pub fn flow(&self) -> &Arc<LoginFlow> {
+        &self.flow
+    }
+
+    /// True for a caller's own session (pass-through), false for the service account's.
+    pub fn is_caller(&self) -> bool {
+        self.account != Account::Service
+    }
+
+    /// The user it logs in as (empty for a caller's token).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Changes with every new login (a caller's token never changes).
+    pub fn generation(&self) -> u64 {
+        self.current().map_or(0, |t| t.generation)
+    }
+
+    /// Records an upstream failure as the upstream's last error: only the service account's
+    /// (a caller's 403 or wrong password says nothing about the upstream).
+    pub fn record_error(&self, e: &UpstreamError) {
+        if !self.is_caller() {
+            self.http.record_error(e);
+        }
+    }
+
     pub fn state(&self) -> SessionState {
         SessionState::try_from(i32::from(self.state.load(Ordering::Relaxed)))
             .unwrap_or(SessionState::Unspecified)
     }
 
     fn set_state(&self, s: SessionState) {
+        if self.is_caller() {
+            return;
+        }
         let old = self.state.swap(s as u8, Ordering::Relaxed);
         if old != s as u8 {
             let name = |raw: u8| {
@@ -264,6 +370,9 @@ impl Session {
     }
 
     fn count_login(&self, outcome: &'static str) {
+        if self.is_caller() {
+            return;
+        }
         metrics::counter!(telemetry::UPSTREAM_LOGINS, "upstream" => self.http.upstream().to_string(), "outcome" => outcome)
             .increment(1);
     }
@@ -292,7 +401,8 @@ impl Session {
         let reply = self
             .send_with(&token, method.clone(), at, &customize)
             .await?;
-        if reply.status != 401 {
+        // A caller's token is the caller's to renew: its 401 is the answer.
+        if reply.status != 401 || self.account == Account::CallerToken {
             self.set_state(SessionState::Active);
             return Ok(reply);
         }
@@ -320,8 +430,9 @@ impl Session {
         if reply.is_success() {
             return Ok(reply);
         }
-        let e = (self.flow.parse_error)(self.http.upstream(), &reply);
-        self.http.record_error(&e);
+        let mut e = (self.flow.parse_error)(self.http.upstream(), &reply);
+        e.as_caller = self.is_caller();
+        self.record_error(&e);
         Err(e)
     }
 
@@ -375,7 +486,7 @@ impl Session {
                 format!("{what}: not JSON ({e})"),
                 &reply.body,
             );
-            self.http.record_error(&e);
+            self.record_error(&e);
             e
         })
     }
@@ -387,15 +498,7 @@ impl Session {
         at: &Endpoint,
         customize: &impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, UpstreamError> {
-        let mut rb = self.http.request(method, &at.path);
-        for (k, v) in &self.flow.extra_headers {
-            rb = rb.header(*k, v);
-        }
-        rb = customize(rb).header(
-            self.flow.auth_header,
-            format!("{}{}", self.flow.auth_prefix, token.value.expose()),
-        );
-        self.http.send(at.template, rb).await
+        send_as(&self.http, &self.flow, &token.value, method, at, customize).await
     }
 
     /// Logs in unless another caller already replaced the `stale` session (or, with `None`,
@@ -418,6 +521,14 @@ impl Session {
             if let Some(e) = self.backing_off(&failed) {
                 return Err(e);
             }
+        }
+        if self.account == Account::CallerToken {
+            // Unreachable in practice: a token session starts with its token and keeps it.
+            return Err(UpstreamError::new(
+                self.http.upstream(),
+                None,
+                UpstreamFailure::NoCallerIdentity("the caller's session was ended".into()),
+            ));
         }
         let me = self.me.upgrade().ok_or_else(|| {
             UpstreamError::new(
@@ -512,10 +623,20 @@ impl Session {
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 self.count_login("ok");
                 self.set_state(SessionState::Active);
-                tracing::info!(upstream = %self.http.upstream(), "logged in");
+                if self.is_caller() {
+                    tracing::debug!(upstream = %self.http.upstream(), "logged in as a caller");
+                } else {
+                    tracing::info!(upstream = %self.http.upstream(), "logged in");
+                }
                 Ok(token)
             }
-            Err(e) => {
+            Err(mut e) => {
+                e.as_caller = self.is_caller();
+                if self.is_caller() {
+                    // The caller's password, the caller's answer: no backoff, no upstream state.
+                    tracing::debug!(upstream = %self.http.upstream(), error = %e.to_short_text(), "caller's login failed");
+                    return Err(e);
+                }
                 let refused = matches!(e.http_status, Some(401 | 403));
                 self.count_login(if refused { "refused" } else { "failed" });
                 let backoff = refused.then(|| {
@@ -588,29 +709,74 @@ impl Session {
     }
 
     /// Ends the session at the upstream, if there is one (best effort: shutdown goes on).
+    /// A caller's token is left alone: it is the caller's.
     pub async fn logout(&self) {
+        if self.account == Account::CallerToken {
+            return;
+        }
         let Some(token) = self.current.lock().ok().and_then(|mut c| c.take()) else {
             return;
         };
-        let Some((method, path)) = self.flow.logout.clone() else {
+        end_session(&self.http, &self.flow, token.value).await;
+        self.set_state(SessionState::None);
+    }
+}
+
+impl Drop for Session {
+    /// A caller's logged-in session ends at the upstream when its last holder lets go (it
+    /// was evicted from the cache, and no call still uses it).
+    fn drop(&mut self) {
+        if self.account != Account::Caller {
+            return;
+        }
+        let token = self.current.get_mut().ok().and_then(Option::take);
+        let (Some(token), Ok(runtime)) = (token, tokio::runtime::Handle::try_current()) else {
             return;
         };
-        let at = Endpoint {
-            template: "logout",
-            path: path.into(),
-        };
-        match self.send_with(&token, method, &at, &|rb| rb).await {
-            Ok(r) if r.is_success() => {
-                tracing::info!(upstream = %self.http.upstream(), "logged out")
-            }
-            Ok(r) => {
-                tracing::warn!(upstream = %self.http.upstream(), status = r.status, "logout refused")
-            }
-            Err(e) => {
-                tracing::warn!(upstream = %self.http.upstream(), error = %e.to_short_text(), "logout failed")
-            }
+        let (http, flow) = (self.http.clone(), self.flow.clone());
+        runtime.spawn(async move { end_session(&http, &flow, token.value).await });
+    }
+}
+
+/// Sends `method at` presenting `token` the way `flow` says.
+async fn send_as(
+    http: &HttpClient,
+    flow: &LoginFlow,
+    token: &Secret,
+    method: Method,
+    at: &Endpoint,
+    customize: &impl Fn(RequestBuilder) -> RequestBuilder,
+) -> Result<Reply, UpstreamError> {
+    let mut rb = http.request(method, &at.path);
+    for (k, v) in &flow.extra_headers {
+        rb = rb.header(*k, v);
+    }
+    rb = customize(rb).header(
+        flow.auth_header,
+        format!("{}{}", flow.auth_prefix, token.expose()),
+    );
+    http.send(at.template, rb).await
+}
+
+/// Logs `token` out, if the upstream kind has a logout (best effort).
+async fn end_session(http: &HttpClient, flow: &LoginFlow, token: Secret) {
+    let Some((method, path)) = flow.logout.clone() else {
+        return;
+    };
+    let at = Endpoint {
+        template: "logout",
+        path: path.into(),
+    };
+    match send_as(http, flow, &token, method, &at, &|rb| rb).await {
+        Ok(r) if r.is_success() => {
+            tracing::info!(upstream = %http.upstream(), "logged out")
         }
-        self.set_state(SessionState::None);
+        Ok(r) => {
+            tracing::warn!(upstream = %http.upstream(), status = r.status, "logout refused")
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %http.upstream(), error = %e.to_short_text(), "logout failed")
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::{
     http::{Endpoint, HttpClient, Reply},
     json::{check_nesting, timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, api_error},
+    sessions::Sessions,
     source::{Batch, TaskSource},
 };
 use crate::{
@@ -58,20 +59,20 @@ pub trait Dialect: Send + Sync + 'static {
 
 /// The task adapter of every vAPI dialect.
 pub struct VapiTasks<D> {
-    session: Arc<Session>,
+    sessions: Arc<Sessions>,
     dialect: PhantomData<D>,
 }
 
 impl<D: Dialect> VapiTasks<D> {
-    pub fn new(session: Arc<Session>) -> Self {
+    pub fn new(sessions: Arc<Sessions>) -> Self {
         Self {
-            session,
+            sessions,
             dialect: PhantomData,
         }
     }
 
     fn upstream(&self) -> &str {
-        self.session.http().upstream()
+        self.sessions.service().http().upstream()
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> GwResult<Vec<proto::Task>> {
@@ -85,7 +86,11 @@ impl<D: Dialect> VapiTasks<D> {
                 ),
             ));
         }
-        let items = self.list_each(filter).await.map_err(too_many_matches)?;
+        let session = self.sessions.current()?;
+        let items = self
+            .list_each(&session, filter)
+            .await
+            .map_err(too_many_matches)?;
         // A caller's list is all or nothing: one bad item fails it, named.
         Ok(items
             .into_iter()
@@ -97,6 +102,7 @@ impl<D: Dialect> VapiTasks<D> {
     /// own so a batched poll can tell a bad item from a bad answer.
     async fn list_each(
         &self,
+        session: &Session,
         filter: &TaskFilter,
     ) -> Result<Vec<(String, Result<proto::Task, UpstreamError>)>, UpstreamError> {
         let mut statuses: Vec<&str> = filter.states().flat_map(statuses_for).copied().collect();
@@ -110,8 +116,8 @@ impl<D: Dialect> VapiTasks<D> {
         };
         let mut items = Vec::new();
         for ids in chunks {
-            let reply = D::list_call(&self.session, ids, filter, &statuses).await?;
-            let body = self.session.json(&reply, "task list")?;
+            let reply = D::list_call(session, ids, filter, &statuses).await?;
+            let body = session.json(&reply, "task list")?;
             for (id, info) in D::list_items(self.upstream(), &reply, body)? {
                 let task = task_from_info(self.upstream(), D::KIND, &id, info, reply.status);
                 items.push((id, task));
@@ -141,8 +147,9 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
         async move {
             let at = Endpoint::with_id(D::TASK_PATH, id);
-            let reply = self.session.read(Method::GET, &at, |rb| rb).await?;
-            let body = self.session.json(&reply, "task")?;
+            let session = self.sessions.current()?;
+            let reply = session.read(Method::GET, &at, |rb| rb).await?;
+            let body = session.json(&reply, "task")?;
             Ok(task_from_info(
                 self.upstream(),
                 D::KIND,
@@ -172,7 +179,8 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
                 ));
             }
             let at = Endpoint::with_id(D::TASK_PATH, id);
-            self.session
+            self.sessions
+                .current()?
                 .call(Method::POST, &at, |rb| rb.query(&[("action", "cancel")]))
                 .await?;
             Ok(())
@@ -191,11 +199,12 @@ impl<D: Dialect> TaskSource for VapiTasks<D> {
                 ..Default::default()
             };
             let mut batch = Batch::default();
-            for (id, task) in self.list_each(&filter).await? {
+            let session = self.sessions.current()?;
+            for (id, task) in self.list_each(&session, &filter).await? {
                 match task {
                     Ok(t) => batch.found.push(t),
                     Err(e) => {
-                        self.session.http().record_error(&e);
+                        session.record_error(&e);
                         batch.failed.push((id, e.into()));
                     }
                 }

@@ -7,6 +7,10 @@
 //! are due, merges them into `get_many` calls when the source batches (a single id is a
 //! plain `get`), paces the requests to the upstream's cap, and sleeps until the next entry
 //! is due or something changes.
+//!
+//! A lane polls as the service account, or (on a pass-through upstream) as one caller's
+//! identity: its polls run with that identity in scope, so pollers are shared only among
+//! watchers of one identity. A caller's lane leaves the engine when its last poller stops.
 
 use std::{
     collections::HashMap,
@@ -31,11 +35,21 @@ use crate::{
     call,
     error::{GatewayError, Reason, UpstreamError, UpstreamFailure},
     telemetry,
+    upstream::identity::{CallerIdentity, IdentityKey},
 };
 
-/// The pollers of one upstream.
+/// A lane's key in its engine: its upstream, and whose identity it polls as (`None`: the
+/// service account's).
+pub(crate) type LaneKey = (String, Option<IdentityKey>);
+
+/// The lanes of one engine by key.
+pub(crate) type Lanes<R> = Mutex<HashMap<LaneKey, Arc<Lane<R>>>>;
+
+/// The pollers of one upstream (and one identity).
 pub(crate) struct Lane<R: Resource> {
     upstream: String,
+    /// The caller whose identity the polls use, and the engine's lanes to leave when idle.
+    caller: Option<(Arc<CallerIdentity>, std::sync::Weak<Lanes<R>>)>,
     source: Arc<dyn Fetch<R>>,
     settings: Arc<Settings>,
     state: Mutex<State<R>>,
@@ -145,9 +159,15 @@ enum Outcome<R> {
 }
 
 impl<R: Resource> Lane<R> {
-    pub(crate) fn new(upstream: &str, source: Arc<dyn Fetch<R>>, settings: Arc<Settings>) -> Self {
+    pub(crate) fn new(
+        upstream: &str,
+        caller: Option<(Arc<CallerIdentity>, std::sync::Weak<Lanes<R>>)>,
+        source: Arc<dyn Fetch<R>>,
+        settings: Arc<Settings>,
+    ) -> Self {
         Lane {
             upstream: upstream.to_string(),
+            caller,
             source,
             settings,
             state: Mutex::new(State {
@@ -185,6 +205,9 @@ impl<R: Resource> Lane<R> {
         }
         let epoch = st.next_epoch;
         st.next_epoch += 1;
+        if !st.entries.contains_key(id) {
+            self.metrics.pollers.increment(1.0);
+        }
         let entry = st.entries.entry(id.to_string()).or_insert_with(|| Entry {
             epoch,
             tx: watch::channel(Observed::Pending).0,
@@ -212,7 +235,6 @@ impl<R: Resource> Lane<R> {
             floor,
             rx: Some(entry.tx.subscribe()),
         };
-        self.metrics.pollers.set(st.entries.len() as f64);
         let start = !st.driving;
         st.driving = true;
         drop(st);
@@ -234,7 +256,7 @@ impl<R: Resource> Lane<R> {
         }
         if entry.tx.receiver_count() == 0 {
             st.entries.remove(id);
-            self.metrics.pollers.set(st.entries.len() as f64);
+            self.metrics.pollers.decrement(1.0);
             if st.entries.is_empty() {
                 drop(st);
                 self.wake.notify_one();
@@ -296,6 +318,26 @@ impl<R: Resource> Lane<R> {
             })
             .collect();
         (ids, watchers)
+    }
+
+    /// A caller's lane whose driver stopped leaves its engine, unless a watcher joined
+    /// meanwhile (joins hold the engine's lanes while they join, so none is lost).
+    fn retire(self: &Arc<Self>) {
+        let Some(lanes) = self.caller.as_ref().and_then(|(_, l)| l.upgrade()) else {
+            return;
+        };
+        let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = {
+            let st = self.lock();
+            st.entries.is_empty() && !st.driving
+        };
+        let key = (
+            self.upstream.clone(),
+            self.caller.as_ref().map(|(c, _)| c.key()),
+        );
+        if idle && lanes.get(&key).is_some_and(|l| Arc::ptr_eq(l, self)) {
+            lanes.remove(&key);
+        }
     }
 
     /// A state the gateway read outside the poller (a GetTask, a cancel's read-back) reaches
@@ -451,6 +493,7 @@ async fn drive<R: Resource>(lane: Arc<Lane<R>>) {
     let mut pacer = Pacer::new(lane.settings.max_polls_per_second);
     loop {
         let Some((rounds, next)) = lane.plan(Instant::now()) else {
+            lane.retire();
             return;
         };
         for ids in rounds {
@@ -469,10 +512,13 @@ async fn drive<R: Resource>(lane: Arc<Lane<R>>) {
                 .saved
                 .increment(watchers.saturating_sub(1) as u64);
             let lane = lane.clone();
-            // A poll serves no caller: it starts a trace of its own.
-            tokio::spawn(call::scope(call::Call::traced(), async move {
-                lane.poll(ids).await
-            }));
+            // A poll serves no one caller: it starts a trace of its own (and acts as the
+            // lane's identity).
+            let call = call::Call {
+                identity: lane.caller.as_ref().map(|(c, _)| c.clone()),
+                ..call::Call::traced()
+            };
+            tokio::spawn(call::scope(call, async move { lane.poll(ids).await }));
         }
         match next {
             Some(at) => {

@@ -8,6 +8,12 @@
 //! and caps the requests per second. Intervals adapt: the floor after a change, growing
 //! while nothing changes (see [`schedule`]).
 //!
+//! On a pass-through upstream pollers are shared per caller identity (each identity has
+//! its own lane, polling as that identity); on an `either` upstream a caller with its own
+//! identity joins the service account's poller after a [`CallerCheck`]: it reads the
+//! resource itself first, and again whenever its session changes, so nobody watches what
+//! they may not read.
+//!
 //! The engine is generic over the resource ([`Resource`]: tasks and runspaces) and the
 //! source ([`Fetch`]); [`Watch`] turns one watcher's view of a poller into the events of the
 //! WatchTask contract (SNAPSHOT, CHANGED, HEARTBEAT, the end after a final state, the errors);
@@ -30,14 +36,19 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 
 use self::{
-    lane::{Lane, Membership},
+    lane::{Lane, LaneKey, Lanes, Membership},
     schedule::Settings,
 };
 use crate::{
+    call::{self, Call},
     config::{LimitsConfig, WatchConfig},
     error::{GatewayError, Result, UpstreamError, UpstreamFailure},
     proto,
     trace::TraceContext,
+    upstream::{
+        identity::{CallerIdentity, IdentityKey},
+        sessions::{SessionVersion, Sessions},
+    },
 };
 
 /// Why an event is sent.
@@ -65,6 +76,65 @@ pub struct Target<R> {
     pub upstream: String,
     pub id: String,
     pub source: Arc<dyn Fetch<R>>,
+    /// Whose pollers the watcher shares: a caller identity's on a pass-through upstream,
+    /// the service account's (`None`) otherwise.
+    pub poller: Option<Arc<CallerIdentity>>,
+    /// On an `either` upstream, the caller's own read that must succeed first.
+    pub check: Option<CallerCheck>,
+}
+
+impl<R: Resource> Target<R> {
+    /// The target `id` of `upstream`, read from `source`, as the call being served may
+    /// watch it (see [`Target::poller`] and [`Target::check`]).
+    pub fn of_call(
+        upstream: &crate::upstream::Upstream,
+        id: String,
+        source: Arc<dyn Fetch<R>>,
+    ) -> Result<Self> {
+        Ok(Target {
+            upstream: upstream.name.clone(),
+            id,
+            source,
+            poller: upstream.sessions.poller_identity()?,
+            check: CallerCheck::of_call(&upstream.sessions),
+        })
+    }
+}
+
+/// A caller's right to watch a resource on the service account's poller, proven by reading
+/// it with the caller's own identity: before the first event, and again whenever the session
+/// that identity uses changes (a new login, or a new session after the old one was evicted).
+pub struct CallerCheck {
+    /// The watch call's context (its identity and trace), for the check's reads.
+    call: Call,
+    identity: Arc<CallerIdentity>,
+    sessions: Arc<Sessions>,
+    /// The session version the last check succeeded with.
+    passed: Option<Option<SessionVersion>>,
+}
+
+impl CallerCheck {
+    /// The check of the call being served on `sessions`' upstream, if it needs one.
+    pub fn of_call(sessions: &Arc<Sessions>) -> Option<CallerCheck> {
+        let identity = sessions.checked_identity()?;
+        Some(CallerCheck {
+            call: call::current(),
+            identity,
+            sessions: sessions.clone(),
+            passed: None,
+        })
+    }
+
+    /// Reads the resource as the caller unless the last check still holds.
+    async fn ensure<R: Resource>(&mut self, source: &dyn Fetch<R>, id: &str) -> Result<()> {
+        let version = self.sessions.version(&self.identity);
+        if self.passed == Some(version) && version.is_some() {
+            return Ok(());
+        }
+        call::scope(self.call.clone(), source.get(id)).await?;
+        self.passed = Some(self.sessions.version(&self.identity));
+        Ok(())
+    }
 }
 
 /// One watcher's wishes, as validated from its request.
@@ -103,32 +173,23 @@ impl WatchEngine {
     }
 }
 
-/// The pollers of one resource kind, one lane per upstream.
+/// The pollers of one resource kind, one lane per upstream (and per caller identity on
+/// pass-through upstreams).
 pub struct Engine<R: Resource> {
     settings: Arc<Settings>,
-    lanes: Mutex<HashMap<String, Arc<Lane<R>>>>,
+    lanes: Arc<Lanes<R>>,
 }
 
 impl<R: Resource> Engine<R> {
     pub fn new(settings: Arc<Settings>) -> Self {
         Engine {
             settings,
-            lanes: Mutex::new(HashMap::new()),
+            lanes: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    fn lane(&self, target: &Target<R>) -> Arc<Lane<R>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes
-            .entry(target.upstream.clone())
-            .or_insert_with(|| {
-                Arc::new(Lane::new(
-                    &target.upstream,
-                    target.source.clone(),
-                    self.settings.clone(),
-                ))
-            })
-            .clone()
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, Arc<Lane<R>>>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn join(
@@ -137,7 +198,26 @@ impl<R: Resource> Engine<R> {
         min_poll_interval: Option<Duration>,
     ) -> Result<Membership<R>> {
         let floor = self.settings.floor(min_poll_interval);
-        self.lane(target).join(&target.id, floor).ok_or_else(|| {
+        // The lanes stay locked while joining, so a caller's lane that just went idle is
+        // not retired under a new watcher.
+        let mut lanes = self.lanes();
+        let key = (
+            target.upstream.clone(),
+            target.poller.as_ref().map(|c| c.key()),
+        );
+        let lane = lanes.entry(key).or_insert_with(|| {
+            let caller = target
+                .poller
+                .clone()
+                .map(|c| (c, Arc::downgrade(&self.lanes)));
+            Arc::new(Lane::new(
+                &target.upstream,
+                caller,
+                target.source.clone(),
+                self.settings.clone(),
+            ))
+        });
+        lane.join(&target.id, floor).ok_or_else(|| {
             let what = format!("pollers of upstream '{}'", target.upstream);
             let max = self.settings.max_pollers;
             GatewayError::limit_reached(
@@ -150,41 +230,52 @@ impl<R: Resource> Engine<R> {
     }
 
     /// A state read outside the engine (a GetTask, a cancel's read-back) for the pollers of
-    /// `id` on `upstream`, if it is watched.
-    pub fn observe(&self, upstream: &str, id: &str, value: &R) {
-        let lane = {
-            let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-            lanes.get(upstream).cloned()
-        };
+    /// `id` on `upstream` that poll as `poller` (see [`Target::poller`]), if it is watched.
+    pub fn observe(&self, upstream: &str, poller: Option<IdentityKey>, id: &str, value: &R) {
+        let lane = self.lanes().get(&(upstream.to_string(), poller)).cloned();
         if let Some(lane) = lane {
             lane.observe(id, value);
         }
     }
 
-    /// Poll requests sent to `upstream` so far (a batched request counts once).
+    /// Poll requests sent to `upstream` so far by its lanes still there (a batched request
+    /// counts once).
     pub fn requests(&self, upstream: &str) -> u64 {
-        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes.get(upstream).map_or(0, |l| l.requests())
+        self.lanes()
+            .iter()
+            .filter(|((u, _), _)| u == upstream)
+            .map(|(_, l)| l.requests())
+            .sum()
     }
 
-    /// Resources being polled right now, over all upstreams.
+    /// Resources being polled right now, over all upstreams and identities.
     pub fn pollers(&self) -> usize {
-        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes.values().map(|l| l.pollers()).sum()
+        self.lanes().values().map(|l| l.pollers()).sum()
+    }
+
+    /// Lanes in the engine (one per upstream polled as the service account, one per caller
+    /// identity polled on pass-through upstreams).
+    pub fn lane_count(&self) -> usize {
+        self.lanes().len()
     }
 
     /// Starts watching; `project` shapes what this watcher sees (e.g. the task view), and
     /// equality is judged on what it sees. The watch ends when `stopping` turns true.
     pub fn watch(
         &self,
-        target: Target<R>,
+        mut target: Target<R>,
         opts: WatchOptions,
         stopping: watch::Receiver<bool>,
         project: impl Fn(&R) -> R + Send + Sync + 'static,
     ) -> Result<Watch<R>> {
         let heartbeat = self.settings.heartbeat(opts.heartbeat_interval);
+        let check = target
+            .check
+            .take()
+            .map(|c| (c, target.source.clone(), target.id.clone()));
         Ok(Watch {
             membership: self.join(&target, opts.min_poll_interval)?,
+            check,
             project: Box::new(project),
             heartbeat,
             deadline: opts.deadline,
@@ -201,10 +292,13 @@ impl<R: Resource> Engine<R> {
     /// was read by `until` (the caller reads it itself, under its own deadline).
     pub async fn wait(
         &self,
-        target: Target<R>,
+        mut target: Target<R>,
         until: Instant,
         mut stopping: watch::Receiver<bool>,
     ) -> Result<Option<R>> {
+        if let Some(mut check) = target.check.take() {
+            check.ensure(target.source.as_ref(), &target.id).await?;
+        }
         let mut membership = self.join(&target, None)?;
         loop {
             match membership.current() {
@@ -235,6 +329,8 @@ impl<R: Resource> Engine<R> {
 /// One watcher: turns the shared poller's states into this watcher's events.
 pub struct Watch<R: Resource> {
     membership: Membership<R>,
+    /// On an `either` upstream: the caller's own read, redone when its session changes.
+    check: Option<(CallerCheck, Arc<dyn Fetch<R>>, String)>,
     project: Box<dyn Fn(&R) -> R + Send + Sync>,
     heartbeat: Option<Duration>,
     deadline: Option<Instant>,
@@ -255,6 +351,11 @@ impl<R: Resource> Watch<R> {
         loop {
             if *self.stopping.borrow_and_update() {
                 return self.end(GatewayError::ShuttingDown);
+            }
+            if let Some((check, source, id)) = &mut self.check
+                && let Err(e) = check.ensure(source.as_ref(), id).await
+            {
+                return self.end(e);
             }
             match self.membership.current() {
                 Observed::Pending => {}

@@ -166,6 +166,8 @@ fn target<R: Resource>(fake: &Arc<Fake<R>>, id: &str) -> Target<R> {
         upstream: "fake".into(),
         id: id.into(),
         source: fake.clone(),
+        poller: None,
+        check: None,
     }
 }
 
