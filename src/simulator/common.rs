@@ -182,6 +182,16 @@ impl SessionStore {
         lock(&self.sessions).keys().cloned().collect()
     }
 
+    /// The sessions not idle too long, as they are (nothing is touched or removed).
+    pub fn unexpired(&self) -> Vec<Session> {
+        let now = self.clock.now();
+        lock(&self.sessions)
+            .values()
+            .filter(|s| now.saturating_sub(s.last_accessed) <= self.idle_timeout)
+            .cloned()
+            .collect()
+    }
+
     /// Every session becomes invalid.
     pub fn expire_all(&self) {
         lock(&self.sessions).clear();
@@ -278,6 +288,18 @@ impl SimCore {
     pub fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
     }
+
+    /// The sessions a request could still use now: neither idle too long nor older than the
+    /// standing `session_expiry` (nothing is touched or removed).
+    pub fn live_sessions(&self) -> Vec<Session> {
+        let expiry = self.standing.get().session_expiry;
+        let now = self.clock.now();
+        self.sessions
+            .unexpired()
+            .into_iter()
+            .filter(|s| expiry.is_zero() || now.saturating_sub(s.created) < expiry)
+            .collect()
+    }
 }
 
 /// A running part: its core and its listener. Every part dereferences to one, so `url`,
@@ -338,6 +360,23 @@ impl SimHandle {
     /// The ids (tokens, API keys) of the live sessions.
     pub fn session_ids(&self) -> Vec<String> {
         self.core.sessions.ids()
+    }
+
+    /// How many sessions (tokens, API keys) are live now: not logged out, not idle too long,
+    /// not past the standing `session_expiry`. Tests check with it that a client logged out.
+    pub fn live_sessions(&self) -> usize {
+        self.core.live_sessions().len()
+    }
+
+    /// How many live sessions (as [`SimHandle::live_sessions`]) belong to `user`, the login
+    /// name as the part stores it: the Basic user on vCenter, the snapshot service and SRS,
+    /// `user@org` on Cloud Director (`administrator@vsphere.local@System` for a provider).
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.core
+            .live_sessions()
+            .iter()
+            .filter(|s| s.user == user)
+            .count()
     }
 
     /// Every session (token, API key) becomes invalid; the next call with one gets 401.
@@ -411,6 +450,44 @@ mod tests {
         let b = store.create("u");
         store.expire_all();
         assert!(store.touch(&b).is_none());
+    }
+
+    #[test]
+    fn live_sessions_leave_out_logged_out_idle_and_expired_ones() {
+        let opts = SimOptions {
+            clock: SimClock::manual(),
+            session_idle_timeout: Duration::from_secs(60),
+            ..SimOptions::default()
+        };
+        let core = SimCore::new(&opts);
+        let of = |user: &str| {
+            core.live_sessions()
+                .iter()
+                .filter(|s| s.user == user)
+                .count()
+        };
+        let a1 = core.login("a");
+        let _a2 = core.login("a");
+        let b = core.login("b");
+        assert_eq!((core.live_sessions().len(), of("a"), of("b")), (3, 2, 1));
+        assert!(core.sessions.remove(&a1));
+        assert_eq!((core.live_sessions().len(), of("a")), (2, 1));
+        opts.clock.advance(Duration::from_secs(40));
+        assert!(core.authenticate(&b).is_some());
+        opts.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            (of("a"), of("b")),
+            (0, 1),
+            "a's idle for 70 s, b's for 30 s"
+        );
+        assert_eq!(core.sessions.len(), 2, "counting removes nothing");
+        core.standing
+            .set(FaultSettings {
+                session_expiry: Duration::from_secs(70),
+                ..FaultSettings::default()
+            })
+            .unwrap();
+        assert_eq!(core.live_sessions().len(), 0, "b is 70 s old");
     }
 
     #[test]

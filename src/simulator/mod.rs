@@ -12,6 +12,16 @@
 //! Shared pieces: [`vapi`] (the wire format of vCenter and the snapshot service), [`web`]
 //! (HTTP helpers), [`ids`] (made-up ids), [`listener`] (plain or TLS listener), [`faults`]
 //! (the standing fault settings) and [`control`] (the endpoint `simulate` switches them on).
+//!
+//! Every part knows a second user besides the configured one ([`SimOptions::username`] /
+//! `password`), so that a client acting as its caller's own user meets two users who see
+//! different things: on vCenter and the snapshot service [`VAPI_VIEWER_USER`] /
+//! [`VAPI_VIEWER_PASSWORD`], who sees only its own tasks ([`DEMO_VIEWER_TASK`],
+//! [`SNAP_DEMO_VIEWER_TASK`]) and cancels none; on Cloud Director [`VCD_GLOBEX_USER`] of org
+//! [`VCD_GLOBEX_ORG`] (`ops@globex` / [`VCD_GLOBEX_PASSWORD`]), who sees only globex's tasks
+//! ([`VCD_GLOBEX_TASK`]); on SRS [`SRS_USER2`] / [`SRS_USER2_PASSWORD`], whose API keys see
+//! only its own runspaces. [`SimHandle::live_sessions`] and [`SimHandle::sessions_of`] count
+//! the sessions a client left open.
 
 pub mod clock;
 pub mod cloud_director;
@@ -32,17 +42,27 @@ pub mod web;
 use std::time::Duration;
 
 pub use clock::SimClock;
-pub use cloud_director::{CloudDirectorSim, VCD_DEMO_CANCELABLE_TASK, VCD_DEMO_RUNNING_TASK};
+pub use cloud_director::{
+    CloudDirectorSim, VCD_DEMO_CANCELABLE_TASK, VCD_DEMO_RUNNING_TASK, VCD_GLOBEX_ORG,
+    VCD_GLOBEX_PASSWORD, VCD_GLOBEX_TASK, VCD_GLOBEX_USER,
+};
 pub use common::{Fault, SimHandle};
 pub use control::Control;
 pub use faults::{FaultCounts, FaultSettings, InvalidFaults};
-pub use script_runtime::{SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, ScriptRuntimeSim};
-pub use snapservice::{SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SnapserviceSim};
+pub use script_runtime::{
+    SRS_DEMO_ERROR_RUNSPACE, SRS_DEMO_READY_RUNSPACE, SRS_USER2, SRS_USER2_PASSWORD,
+    ScriptRuntimeSim,
+};
+pub use snapservice::{
+    SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SNAP_DEMO_VIEWER_TASK, SnapserviceSim,
+};
 pub use tasks::{
     CancelRefusal, Phase, Step, TaskError, TaskSnapshot, TaskSpec, TaskStatus, TaskStore,
 };
+pub use vapi::{VAPI_VIEWER_PASSWORD, VAPI_VIEWER_PRINCIPAL, VAPI_VIEWER_USER};
 pub use vcenter::{
-    DEMO_CANCELABLE_TASK, DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, VcenterSim,
+    DEMO_CANCELABLE_TASK, DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_VIEWER_TASK,
+    VcenterSim,
 };
 
 /// Default [`SimOptions::vcd_api_token`].

@@ -4,17 +4,25 @@
 //! routes); the guard [`Rules`] of both (session header, `401 UNAUTHENTICATED`, `404
 //! OPERATION_NOT_FOUND`, `503 SERVICE_UNAVAILABLE`), the Basic → session-id login and the other session handlers, error
 //! bodies, `Cis.Task.Info`-shaped task rendering and task-list filtering.
+//!
+//! Two users log in: the configured administrator ([`SimOptions::username`]) and the viewer
+//! ([`VAPI_VIEWER_USER`]). A session remembers its user; [`TaskAccess`] says what it may do:
+//! the administrator sees and cancels every task, the viewer sees only the tasks whose `user`
+//! is [`VAPI_VIEWER_PRINCIPAL`] (any other answers `404 NOT_FOUND` exactly as an unknown id,
+//! and lists leave it out) and cancels none (`403 UNAUTHORIZED`).
 
 use std::marker::PhantomData;
 
 use axum::Extension;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::SimOptions;
+use super::common::Session;
 use super::part::{Authenticated, Kind, Routes, Rules, Shared, admit_all};
 use super::tasks::{TaskSnapshot, TaskStatus, TaskStore};
 use super::web::{basic_credentials, empty, header_str, json as json_resp};
@@ -24,6 +32,15 @@ pub const SESSION_HEADER: &str = "vmware-api-session-id";
 /// At most this many tasks in one list answer (vAPI task lists have no paging).
 pub const LIST_LIMIT: usize = 1000;
 const UNAUTHENTICATED_CHALLENGE: &str = "Basic realm=\"VAPI endpoint\"";
+
+/// The second user of vCenter and the snapshot service: it logs in like the administrator,
+/// sees only its own tasks and cancels none (see [`TaskAccess`]).
+pub const VAPI_VIEWER_USER: &str = "viewer@vsphere.local";
+/// The password of [`VAPI_VIEWER_USER`].
+pub const VAPI_VIEWER_PASSWORD: &str = "Viewer1!";
+/// The viewer as a task names its user (`Cis.Task.Info.user`, `DOMAIN\name` as vCenter
+/// writes it): the viewer sees exactly the tasks with this `user`.
+pub const VAPI_VIEWER_PRINCIPAL: &str = "VSPHERE.LOCAL\\viewer";
 
 /// What one vAPI endpoint adds to the shared [`Endpoint`] kind.
 pub trait Dialect: Sized + Send + Sync + 'static {
@@ -96,10 +113,15 @@ pub fn session_routes<K: Kind>(
         .session(delete, logout::<K>)
 }
 
-/// `POST .../session(s)` with Basic: `201` and the session id as a JSON string.
+/// `POST .../session(s)` with Basic (the administrator or the viewer): `201` and the session
+/// id as a JSON string; the session remembers the user.
 async fn login<K: Kind>(State(st): State<Shared<K>>, headers: HeaderMap) -> Response {
+    let known = |user: &str, password: &str| {
+        st.core.credentials_match(user, password)
+            || (user == VAPI_VIEWER_USER && password == VAPI_VIEWER_PASSWORD)
+    };
     match basic_credentials(&headers) {
-        Some((user, password)) if st.core.credentials_match(&user, &password) => {
+        Some((user, password)) if known(&user, &password) => {
             json_resp(StatusCode::CREATED, &Value::String(st.core.login(&user)))
         }
         _ => unauthenticated(),
@@ -132,6 +154,62 @@ async fn logout<K: Kind>(
 }
 
 // --- tasks
+
+/// What a session may do with tasks: the administrator (every user but the viewer) sees and
+/// cancels every task; the viewer sees only the tasks whose `user` is
+/// [`VAPI_VIEWER_PRINCIPAL`] and cancels none. Handlers extract it from the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAccess {
+    /// The administrator: every task, cancels allowed.
+    All,
+    /// The viewer: its own tasks, read-only.
+    ViewerOwn,
+}
+
+impl TaskAccess {
+    /// The access of a session's user.
+    pub fn of(session: &Session) -> Self {
+        if session.user == VAPI_VIEWER_USER {
+            TaskAccess::ViewerOwn
+        } else {
+            TaskAccess::All
+        }
+    }
+
+    /// Whether the session sees task `s` (one it does not see is answered as unknown).
+    pub fn sees(self, s: &TaskSnapshot) -> bool {
+        match self {
+            TaskAccess::All => true,
+            TaskAccess::ViewerOwn => s
+                .user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(VAPI_VIEWER_PRINCIPAL)),
+        }
+    }
+
+    /// Whether the session may cancel the tasks it sees.
+    pub fn may_cancel(self) -> bool {
+        self == TaskAccess::All
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskAccess {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        match parts.extensions.get::<Authenticated>() {
+            Some(auth) => Ok(TaskAccess::of(&auth.session)),
+            // Only a route registered as public could get here: a simulator bug, not a 401.
+            None => Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ERROR",
+                "com.vmware.vapi.std.errors.error",
+                "Internal simulator routing error.",
+                &[],
+            )),
+        }
+    }
+}
 
 /// `Cis.Tasks.GetSpec` / `result_spec` flags.
 #[derive(Default, Clone, Copy)]
@@ -183,12 +261,13 @@ pub fn parse_statuses(values: &[String], field: &str) -> Result<Vec<TaskStatus>,
         .collect()
 }
 
-/// The tasks a list call answers, or its error response (boxed: it is large):
-/// `400 INVALID_ARGUMENT` without a tasks or services filter, `500 RESOURCE_INACCESSIBLE`
-/// over [`LIST_LIMIT`] matches.
+/// The tasks a list call answers (of those `access` sees), or its error response (boxed: it
+/// is large): `400 INVALID_ARGUMENT` without a tasks or services filter,
+/// `500 RESOURCE_INACCESSIBLE` over [`LIST_LIMIT`] matches.
 /// `id_prefix` is the service's message-id prefix (e.g. `com.vmware.api.cis.tasks`).
 pub fn select(
     store: &TaskStore,
+    access: TaskAccess,
     filter: &TaskFilter,
     id_prefix: &str,
     missing_filter_text: &str,
@@ -200,7 +279,7 @@ pub fn select(
     let matched: Vec<TaskSnapshot> = store
         .snapshots()
         .into_iter()
-        .filter(|s| filter.matches(s))
+        .filter(|s| access.sees(s) && filter.matches(s))
         .collect();
     if matched.len() > LIST_LIMIT {
         return Err(Box::new(error(
@@ -324,6 +403,18 @@ pub fn not_found(id: &str, message_id: &str) -> Response {
     let mut body = error_body("NOT_FOUND", message_id, &text, &[id]);
     body["messages"][0]["params"] = json!({"task": {"s": id}});
     json_resp(StatusCode::NOT_FOUND, &body)
+}
+
+/// `403 UNAUTHORIZED`: the session's user lacks the privilege (the viewer's cancel), in the
+/// body vCenter answers such calls with.
+pub fn unauthorized() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "UNAUTHORIZED",
+        "vapi.security.authorization.invalid",
+        "Unable to authorize user",
+        &[],
+    )
 }
 
 pub fn invalid_argument(text: &str) -> Response {

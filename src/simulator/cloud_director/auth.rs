@@ -143,18 +143,19 @@ fn basic_login(
     let Some((user, org)) = login.rsplit_once('@') else {
         return denied("The user name must be given as user@org.");
     };
-    if !st.core.credentials_match(user, &password) {
-        return denied("Invalid credentials.");
-    }
     let org = if org.eq_ignore_ascii_case(PROVIDER_ORG) {
+        if !st.core.credentials_match(user, &password) {
+            return denied("Invalid credentials.");
+        }
         if !provider {
             return denied("Provider users must log in through /cloudapi/1.0.0/sessions/provider.");
         }
         PROVIDER_ORG.to_string()
-    } else if provider || !org.eq_ignore_ascii_case(&st.org) {
-        return denied("Invalid credentials.");
     } else {
-        st.org.clone()
+        match st.tenant(&st.core, org, user, &password) {
+            Some(org) if !provider => org.to_string(),
+            _ => return denied("Invalid credentials."),
+        }
     };
     let (token, who) = open_session(st, user, org);
     let mut resp = vcd_json(

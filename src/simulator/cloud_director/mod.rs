@@ -30,8 +30,14 @@
 //!   RFC 6749 error body (`{"error":"invalid_grant",...}`); the response's `refresh_token`
 //!   is the API token itself, `expires_in` the session idle timeout; token exchanges count as
 //!   logins;
-//! - the tenant login user is `SimOptions::username` (split at the last `@`, so
-//!   `administrator@vsphere.local@acme` works); `System` users must use `/sessions/provider`;
+//! - two organizations have a tenant user: [`SimOptions::vcd_org`] (default `acme`) the
+//!   configured `SimOptions::username`, and [`VCD_GLOBEX_ORG`] its own user
+//!   [`VCD_GLOBEX_USER`] (Basic `ops@globex`, password [`VCD_GLOBEX_PASSWORD`]); the Basic
+//!   user is split at the last `@`, so `administrator@vsphere.local@acme` works, and a user
+//!   logs in only to its own org. Only the configured user is a provider (`System`, through
+//!   `/sessions/provider`, which tenants cannot use); a tenant session sees its own org's tasks
+//!   only (another org's task answers `403 ACCESS_TO_RESOURCE_IS_FORBIDDEN` like an unknown
+//!   one, on get and cancel), a provider session every org's;
 //! - `Accept` must name JSON (`application/json`, `application/*+json`, `application/*`, or
 //!   `application/vnd.vmware.*+json`) with a `version` in [`SUPPORTED_VERSIONS`]; XML, a
 //!   missing or an unsupported version answer `406`. `GET /api/versions` needs neither
@@ -59,7 +65,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::SimOptions;
-use super::common::Fault;
+use super::common::{Fault, SimCore};
 use super::ids;
 pub use super::part::ROUTE_OTHER;
 use super::part::{Kind, Part, Routes, Rules};
@@ -123,6 +129,16 @@ pub const VCD_DEMO_ABORTED_TASK: &str = "3c2b9e61-0d5e-4f6b-9a8a-1f7d2c4e5b66";
 pub const VCD_DEMO_PARENT_TASK: &str = "3c2b9e61-0d5e-4f6b-9a8a-1f7d2c4e5b67";
 /// `success`, in org `globex`: invisible to tenant `acme`, listed by `adminTask`.
 pub const VCD_DEMO_OTHER_ORG_TASK: &str = "3c2b9e61-0d5e-4f6b-9a8a-1f7d2c4e5b70";
+
+/// The second organization, with its own tenant user and tasks.
+pub const VCD_GLOBEX_ORG: &str = "globex";
+/// The tenant user of [`VCD_GLOBEX_ORG`] (Basic user `ops@globex`).
+pub const VCD_GLOBEX_USER: &str = "ops";
+/// The password of [`VCD_GLOBEX_USER`].
+pub const VCD_GLOBEX_PASSWORD: &str = "Globex1!";
+/// `running` and cancelable for six hours unless cancelled, in org `globex` (started by
+/// `ops`): the globex user's own task, invisible to tenant `acme`.
+pub const VCD_GLOBEX_TASK: &str = "3c2b9e61-0d5e-4f6b-9a8a-1f7d2c4e5b71";
 
 /// The `404 RESOURCE_NOT_FOUND` answer real VCD gives for some unknown ids (this simulator
 /// answers 403 by default): `sim.cloud_director.inject(ROUTE_TASK_GET, resource_not_found_fault(id))`.
@@ -202,6 +218,27 @@ impl CloudDirector {
     /// The listener's URL, the start of every `href` (empty until the listener is bound).
     pub(super) fn base(&self) -> &str {
         self.base.get().map_or("", String::as_str)
+    }
+
+    /// The org, spelled as configured, of the tenant `user` of `org` with `password`; `None`
+    /// unless they are the configured user of the configured org or globex's own user.
+    pub(super) fn tenant(
+        &self,
+        core: &SimCore,
+        org: &str,
+        user: &str,
+        password: &str,
+    ) -> Option<&str> {
+        if org.eq_ignore_ascii_case(&self.org) && core.credentials_match(user, password) {
+            Some(self.org.as_str())
+        } else if org.eq_ignore_ascii_case(VCD_GLOBEX_ORG)
+            && user == VCD_GLOBEX_USER
+            && password == VCD_GLOBEX_PASSWORD
+        {
+            Some(VCD_GLOBEX_ORG)
+        } else {
+            None
+        }
     }
 }
 

@@ -54,11 +54,42 @@ impl T {
     /// A Basic `user@org` login with a cloudapi `Accept` version, to the tenant or provider
     /// endpoint.
     fn login_request(&self, org: &str, provider: bool, password: &str) -> reqwest::RequestBuilder {
+        self.login_as(self.sim.username(), org, provider, password)
+    }
+
+    /// [`T::login_request`] as `user`.
+    fn login_as(
+        &self,
+        user: &str,
+        org: &str,
+        provider: bool,
+        password: &str,
+    ) -> reqwest::RequestBuilder {
         let path = if provider { "/provider" } else { "" };
         self.http
             .post(format!("{}/cloudapi/1.0.0/sessions{path}", self.sim.url()))
-            .basic_auth(format!("{}@{org}", self.sim.username()), Some(password))
+            .basic_auth(format!("{user}@{org}"), Some(password))
             .header("accept", "application/json;version=38.0")
+    }
+
+    /// A globex tenant session of `ops@globex`: its bearer token.
+    async fn login_globex(&self) -> String {
+        let r = self
+            .login_as(VCD_GLOBEX_USER, VCD_GLOBEX_ORG, false, VCD_GLOBEX_PASSWORD)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let token = r.headers()[ACCESS_TOKEN_HEADER]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (body["org"]["name"].as_str(), body["user"]["name"].as_str()),
+            (Some(VCD_GLOBEX_ORG), Some(VCD_GLOBEX_USER))
+        );
+        token
     }
 
     /// `method path` with `token` as bearer and the test `Accept`: the status and JSON body
@@ -283,6 +314,123 @@ async fn unknown_and_other_org_tasks_are_forbidden_and_404_is_injectable() {
 }
 
 #[tokio::test]
+async fn each_org_sees_only_its_own_tasks_and_the_provider_all() {
+    let t = T::start().await;
+    let ops = t.login_globex().await;
+    assert_eq!(ops.split('.').count(), 3, "JWT-shaped");
+    let (s, session) = t.get_as("/cloudapi/1.0.0/sessions/current", &ops).await;
+    assert_eq!((s, session["org"]["name"].as_str()), (200, Some("globex")));
+    assert_eq!(session["roles"], json!(["Organization Administrator"]));
+    assert_eq!(t.sim.sessions_of("ops@globex"), 1);
+    assert_eq!(t.sim.live_sessions(), 2, "acme's and globex's");
+
+    // globex: its own tasks only, the bearer token alone is enough.
+    let task = |id: &str| format!("/api/task/{id}");
+    let (s, own) = t.get_as(&task(VCD_GLOBEX_TASK), &ops).await;
+    assert_eq!((s, own["status"].as_str()), (200, Some("running")));
+    assert_eq!(own["organization"]["name"], "globex");
+    assert_eq!(own["user"]["name"], "ops");
+    assert_eq!(t.get_as(&task(VCD_DEMO_OTHER_ORG_TASK), &ops).await.0, 200);
+    let forbidden = |(s, body): (u16, Value)| {
+        assert_eq!(
+            (
+                s,
+                body["minorErrorCode"].as_str(),
+                body["majorErrorCode"].as_u64()
+            ),
+            (403, Some("ACCESS_TO_RESOURCE_IS_FORBIDDEN"), Some(403)),
+            "{body}"
+        );
+        body["message"].as_str().unwrap_or("").to_string()
+    };
+    let msg = forbidden(t.get_as(&task(VCD_DEMO_RUNNING_TASK), &ops).await);
+    assert!(msg.contains(VCD_DEMO_RUNNING_TASK), "{msg}");
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let msg = forbidden(t.get_as(&task(unknown), &ops).await);
+    assert!(
+        msg.contains(unknown),
+        "the same answer as an unknown id: {msg}"
+    );
+    let cancel = |id: &str| format!("/api/task/{id}/action/cancel");
+    forbidden(
+        t.call(
+            reqwest::Method::POST,
+            &cancel(VCD_DEMO_CANCELABLE_TASK),
+            &ops,
+        )
+        .await,
+    );
+    assert_eq!(
+        t.task(VCD_DEMO_CANCELABLE_TASK).await["cancelRequested"],
+        false
+    );
+    let (s, listed) = t.get_as("/api/query?type=task", &ops).await;
+    assert_eq!((s, listed["total"].as_u64()), (200, Some(2)));
+    assert!(items(&listed, "record").all(|r| r["orgName"] == "globex"));
+    forbidden(t.get_as("/api/query?type=adminTask", &ops).await);
+
+    // acme: globex's tasks are forbidden, get and cancel, and not listed.
+    forbidden(t.get(&task(VCD_GLOBEX_TASK)).await);
+    forbidden(t.cancel(VCD_GLOBEX_TASK).await);
+    let (_, acme) = t.get("/api/query?type=task&pageSize=128").await;
+    assert_eq!(acme["total"], 11);
+    assert!(items(&acme, "record").all(|r| r["orgName"] == "acme"));
+
+    // globex cancels its own task; the provider sees both orgs.
+    let (s, _) = t
+        .call(reqwest::Method::POST, &cancel(VCD_GLOBEX_TASK), &ops)
+        .await;
+    assert_eq!(s, 204);
+    let provider = t.login(PROVIDER_ORG, true).await;
+    let (s, seen) = t.get_as(&task(VCD_GLOBEX_TASK), &provider).await;
+    assert_eq!((s, seen["cancelRequested"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        t.get_as(&task(VCD_DEMO_RUNNING_TASK), &provider).await.0,
+        200
+    );
+    let (_, all) = t
+        .get_as("/api/query?type=adminTask&pageSize=128", &provider)
+        .await;
+    let orgs: std::collections::BTreeSet<&str> = items(&all, "record")
+        .filter_map(|r| r["orgName"].as_str())
+        .collect();
+    assert_eq!(orgs.into_iter().collect::<Vec<_>>(), ["acme", "globex"]);
+}
+
+#[tokio::test]
+async fn globex_logins_need_its_own_user_org_and_password() {
+    let t = T::start().await;
+    let admin = t.sim.username().to_string();
+    for (user, org, provider, password) in [
+        (VCD_GLOBEX_USER, VCD_GLOBEX_ORG, false, "wrong"),
+        (VCD_GLOBEX_USER, "acme", false, VCD_GLOBEX_PASSWORD),
+        (VCD_GLOBEX_USER, VCD_GLOBEX_ORG, true, VCD_GLOBEX_PASSWORD),
+        (VCD_GLOBEX_USER, PROVIDER_ORG, true, VCD_GLOBEX_PASSWORD),
+        (admin.as_str(), VCD_GLOBEX_ORG, false, t.sim.password()),
+        ("Ops", VCD_GLOBEX_ORG, false, VCD_GLOBEX_PASSWORD),
+    ] {
+        let r = t
+            .login_as(user, org, provider, password)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{user}@{org} provider={provider}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["minorErrorCode"], "UNAUTHORIZED");
+    }
+    assert_eq!(t.sim.sessions_of("ops@globex"), 0);
+    // The org is matched without regard to case, as the configured one is.
+    let r = t
+        .login_as(VCD_GLOBEX_USER, "GLOBEX", false, VCD_GLOBEX_PASSWORD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(t.sim.sessions_of("ops@globex"), 1);
+    assert_eq!(t.sim.logins(), 2, "acme's and this one");
+}
+
+#[tokio::test]
 async fn accept_header_needs_a_supported_json_version() {
     let t = T::start().await;
     let url = format!("{}/api/task/{VCD_DEMO_RUNNING_TASK}", t.sim.url());
@@ -498,7 +646,7 @@ async fn query_pages_with_links_and_clamps_page_size() {
     );
     let provider = t.login(PROVIDER_ORG, true).await;
     let (_, admin) = t.get_as("/api/query?type=adminTask", &provider).await;
-    assert_eq!(admin["total"], 12);
+    assert_eq!(admin["total"], 13, "acme's 11 and globex's 2");
     assert_eq!(
         admin["record"][0]["_type"],
         "QueryResultAdminTaskRecordType"

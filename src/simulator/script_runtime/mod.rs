@@ -15,7 +15,12 @@
 //! - a create body that is not a JSON object, or a `name` / `run_vc_connection_script` of
 //!   the wrong type, answers `400` ErrorDetails code 400 (ASP.NET model binding refuses it;
 //!   the spec declares no 400); an empty body counts as `{}`;
-//! - unknown paths answer `404` with an empty body, counted under [`ROUTE_OTHER`].
+//! - unknown paths answer `404` with an empty body, counted under [`ROUTE_OTHER`];
+//! - two users log in: the configured `SimOptions::username` and [`SRS_USER2`]; each API key
+//!   is bound to its user, who sees only the runspaces it created (the seeded ones are the
+//!   configured user's): another user's runspace answers exactly as an unknown id, `404`
+//!   code 2030 on get and `500` code 2040 on delete (the real server has no 404 there), and
+//!   lists leave it out.
 
 mod runspace;
 
@@ -62,6 +67,12 @@ pub const READY_AFTER_WITH_SCRIPT: Duration = Duration::from_secs(8);
 pub const MAX_RUNSPACES_PER_USER: usize = 20;
 /// Runspaces whose name starts with this end in `error`.
 pub const FAIL_NAME_PREFIX: &str = "fail";
+
+/// The second SRS user (a vCenter SSO user, as every SRS login is): its API keys see only
+/// its own runspaces.
+pub const SRS_USER2: &str = "runner@vsphere.local";
+/// The password of [`SRS_USER2`].
+pub const SRS_USER2_PASSWORD: &str = "Runner1!";
 
 /// Seeded: `ready` since an hour, name `demo-ready`, created with the connection script.
 pub const SRS_DEMO_READY_RUNSPACE: &str = "5eed00a0b001";
@@ -135,9 +146,15 @@ impl ScriptRuntimeSim {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+/// `POST /api/auth/login` with Basic (the configured user or [`SRS_USER2`]): `200` and an
+/// API key bound to that user.
 async fn login(State(st): State<Shared<ScriptRuntime>>, headers: HeaderMap) -> Response {
+    let known = |user: &str, password: &str| {
+        st.core.credentials_match(user, password)
+            || (user == SRS_USER2 && password == SRS_USER2_PASSWORD)
+    };
     match basic_credentials(&headers) {
-        Some((user, password)) if st.core.credentials_match(&user, &password) => {
+        Some((user, password)) if known(&user, &password) => {
             let key = st.core.login(&user);
             let mut resp = empty(StatusCode::OK);
             if let Ok(v) = HeaderValue::from_str(&key) {

@@ -11,7 +11,9 @@
 //!   `404 OPERATION_NOT_FOUND`, counted under [`ROUTE_OTHER`]; seeded tasks are never
 //!   `cancelable`;
 //! - list query parameters other than `tasks`, `services`, `operations`, `status`, `users`
-//!   are ignored; an unknown `status` value answers `400 INVALID_ARGUMENT`.
+//!   are ignored; an unknown `status` value answers `400 INVALID_ARGUMENT`;
+//! - the viewer ([`VAPI_VIEWER_USER`]) sees only its own tasks: get answers any other task
+//!   `404 NOT_FOUND` as an unknown id, lists leave it out.
 
 mod seed;
 
@@ -22,11 +24,12 @@ use serde_json::{Value, json};
 
 use super::part::{Part, Routes, Shared};
 use super::tasks::{TaskSnapshot, TaskStore};
-use super::vapi::{self, Dialect, GetSpec, TaskFilter};
+use super::vapi::{self, Dialect, GetSpec, TaskAccess, TaskFilter};
 use super::web::{json as json_resp, query_pairs};
 
 pub use super::part::ROUTE_OTHER;
 pub use super::vapi::SESSION_HEADER;
+pub use super::vapi::{VAPI_VIEWER_PASSWORD, VAPI_VIEWER_PRINCIPAL, VAPI_VIEWER_USER};
 
 /// Route keys, as used by `requests` and `inject`; each is also the route it names.
 pub const ROUTE_SESSION_CREATE: &str = "POST /api/snapservice/sessions";
@@ -52,6 +55,9 @@ pub const SNAP_DEMO_FAILED_TASK: &str = "8d1e0c52-3f0b-4c11-9a8e-5b3f6a7c9d30";
 pub const SNAP_DEMO_BLOCKED_TASK: &str = "8d1e0c52-3f0b-4c11-9a8e-5b3f6a7c9d40";
 /// PENDING for the first three minutes, then runs and succeeds.
 pub const SNAP_DEMO_PENDING_TASK: &str = "8d1e0c52-3f0b-4c11-9a8e-5b3f6a7c9d50";
+/// The viewer's task ([`VAPI_VIEWER_PRINCIPAL`]): RUNNING for two hours (1 % per 72 s),
+/// with `vc_task`; then SUCCEEDED.
+pub const SNAP_DEMO_VIEWER_TASK: &str = "8d1e0c52-3f0b-4c11-9a8e-5b3f6a7c9d02";
 
 /// Message-id prefix of this service's errors.
 const MSG_PREFIX: &str = "com.vmware.snapservice.tasks";
@@ -79,8 +85,8 @@ impl Dialect for Snapservice {
     fn task_routes(routes: Routes<Endpoint>) -> Routes<Endpoint> {
         routes.session(ROUTE_TASK_GET, task_get).session(
             ROUTE_TASK_LIST,
-            |State(st): State<Shared<Endpoint>>, uri: Uri| async move {
-                task_list(&st, &query_pairs(&uri))
+            |State(st): State<Shared<Endpoint>>, access: TaskAccess, uri: Uri| async move {
+                task_list(&st, access, &query_pairs(&uri))
             },
         )
     }
@@ -89,8 +95,13 @@ impl Dialect for Snapservice {
 // ---------------------------------------------------------------------------------------------
 // Tasks
 
-async fn task_get(State(st): State<Shared<Endpoint>>, Path(id): Path<String>) -> Response {
-    match st.tasks.snapshot(&id) {
+/// A task the session does not see (the viewer's view) is unknown.
+async fn task_get(
+    State(st): State<Shared<Endpoint>>,
+    access: TaskAccess,
+    Path(id): Path<String>,
+) -> Response {
+    match st.tasks.snapshot(&id).filter(|s| access.sees(s)) {
         Some(snap) => json_resp(StatusCode::OK, &task_info(&snap)),
         None => vapi::not_found(&id, &format!("{MSG_PREFIX}.not_found")),
     }
@@ -105,13 +116,14 @@ pub(crate) fn task_info(s: &TaskSnapshot) -> Value {
     info
 }
 
-fn task_list(st: &Endpoint, query: &[(String, String)]) -> Response {
+fn task_list(st: &Endpoint, access: TaskAccess, query: &[(String, String)]) -> Response {
     let filter = match parse_filter(query) {
         Ok(f) => f,
         Err(msg) => return vapi::invalid_argument(&msg),
     };
     let matched = match vapi::select(
         &st.tasks,
+        access,
         &filter,
         MSG_PREFIX,
         "At least one of tasks or services must be specified.",
@@ -180,6 +192,68 @@ mod tests {
         );
         assert!(f.tasks.is_none() && f.targets.is_none());
         assert!(parse_filter(&q(&[("status", "running")])).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_viewer_sees_only_its_own_tasks() {
+        let p = Probe::<Endpoint>::new();
+        let admin = p.login();
+        let viewer = p.ctx.core.login(VAPI_VIEWER_USER);
+        let a = Some((SESSION_HEADER, admin.as_str()));
+        let v = Some((SESSION_HEADER, viewer.as_str()));
+        let get = |id: &str| format!("/api/snapservice/tasks/{id}");
+
+        let (_, status, own) = p
+            .call_json(Method::GET, &get(SNAP_DEMO_VIEWER_TASK), v)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(own["user"], VAPI_VIEWER_PRINCIPAL);
+        assert_eq!(own["vc_task"], "task-88250");
+        let (key, status, hidden) = p
+            .call_json(Method::GET, &get(SNAP_DEMO_RUNNING_TASK), v)
+            .await;
+        assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
+        assert_eq!(
+            hidden["messages"][0]["id"],
+            "com.vmware.snapservice.tasks.not_found"
+        );
+        assert_eq!(
+            p.call(Method::GET, &get(SNAP_DEMO_RUNNING_TASK), a).await.1,
+            StatusCode::OK
+        );
+        assert!(p.ctx.kind.tasks.remove(SNAP_DEMO_RUNNING_TASK));
+        let (_, status, unknown) = p
+            .call_json(Method::GET, &get(SNAP_DEMO_RUNNING_TASK), a)
+            .await;
+        assert_eq!(
+            (status, unknown),
+            (StatusCode::NOT_FOUND, hidden),
+            "as an unknown id"
+        );
+
+        let p = &p;
+        let list = |sid| {
+            let query: Vec<String> = SNAP_DEMO_SERVICES
+                .iter()
+                .map(|s| format!("services={s}"))
+                .collect();
+            let uri = format!("/api/snapservice/tasks?{}", query.join("&"));
+            async move {
+                let (_, status, body) = p.call_json(Method::GET, &uri, sid).await;
+                assert_eq!(status, StatusCode::OK);
+                let items = body["items"].as_array().cloned().unwrap_or_default();
+                items
+                    .iter()
+                    .filter_map(|i| i["task"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(list(v).await, [SNAP_DEMO_VIEWER_TASK]);
+        let all = list(a).await;
+        assert!(
+            all.len() > 5 && all.contains(&SNAP_DEMO_VIEWER_TASK.to_string()),
+            "{all:?}"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@ mod tests {
     use crate::simulator::SimClock;
     use crate::simulator::snapservice::{
         SNAP_DEMO_BLOCKED_TASK, SNAP_DEMO_FAILED_TASK, SNAP_DEMO_PENDING_TASK,
-        SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SNAP_DEMO_SUCCEEDED_TASK, task_info,
+        SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_SERVICES, SNAP_DEMO_SUCCEEDED_TASK,
+        SNAP_DEMO_VIEWER_TASK, VAPI_VIEWER_PRINCIPAL, task_info,
     };
     use crate::simulator::tasks::TaskStatus;
 
@@ -41,6 +42,18 @@ mod tests {
         assert_eq!(status(SNAP_DEMO_FAILED_TASK), Some(TaskStatus::Failed));
         assert_eq!(status(SNAP_DEMO_BLOCKED_TASK), Some(TaskStatus::Blocked));
         assert_eq!(status(SNAP_DEMO_PENDING_TASK), Some(TaskStatus::Pending));
+        assert_eq!(status(SNAP_DEMO_VIEWER_TASK), Some(TaskStatus::Running));
+        let owned: Vec<String> = store
+            .snapshots()
+            .into_iter()
+            .filter(|s| s.user.as_deref() == Some(VAPI_VIEWER_PRINCIPAL))
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(
+            owned,
+            [SNAP_DEMO_VIEWER_TASK],
+            "the viewer owns exactly its demo task"
+        );
         assert!(
             store
                 .snapshots()

@@ -12,7 +12,10 @@
 //!   under [`ROUTE_OTHER`]; an unknown path or method answers `404 OPERATION_NOT_FOUND`,
 //!   counted there too;
 //! - `return_all=true` adds `localized` to the description message and nothing else: the
-//!   subset spec's `Cis.Task.Info` is closed, so operation-specific extras would not be valid.
+//!   subset spec's `Cis.Task.Info` is closed, so operation-specific extras would not be valid;
+//! - the viewer ([`VAPI_VIEWER_USER`]) sees only its own tasks: get, list and cancel treat
+//!   any other task as unknown (`404 NOT_FOUND`); its cancel of a task it sees answers
+//!   `403 UNAUTHORIZED` before any state check.
 //!
 //! The seeded task mix lives in [`seed`].
 
@@ -27,13 +30,14 @@ use serde_json::{Map, Value};
 
 use super::part::{Part, RouteKey, Routes, Shared};
 use super::tasks::{CancelRefusal, TaskStore};
-use super::vapi::{self, Dialect, GetSpec, TaskFilter};
+use super::vapi::{self, Dialect, GetSpec, TaskAccess, TaskFilter};
 use super::web::{empty, json as json_resp, query_last, query_pairs, read_body};
 
 pub use super::common::Fault;
 pub use super::part::ROUTE_OTHER;
 /// The session header of the vSphere `/api` endpoint.
 pub use super::vapi::SESSION_HEADER;
+pub use super::vapi::{VAPI_VIEWER_PASSWORD, VAPI_VIEWER_PRINCIPAL, VAPI_VIEWER_USER};
 pub use seed::seed_task_id;
 
 /// Route keys, as used by [`VcenterSim::requests`](super::SimHandle::requests) and
@@ -60,6 +64,9 @@ pub const DEMO_FAILED_TASK: &str = "5eed0000-0000-4000-8000-000000000010";
 pub const DEMO_BLOCKED_TASK: &str = "5eed0000-0000-4000-8000-000000000020";
 /// PENDING for the first five minutes, then runs and succeeds.
 pub const DEMO_PENDING_TASK: &str = "5eed0000-0000-4000-8000-000000000030";
+/// The viewer's task ([`VAPI_VIEWER_PRINCIPAL`]): RUNNING and cancelable for six hours
+/// unless cancelled (by the administrator: the viewer may not).
+pub const DEMO_VIEWER_TASK: &str = "52f6c7a4-7c8e-4d39-9b0b-3a1c8f0e2d14";
 
 const SVC_VM: &str = "com.vmware.vcenter.VM";
 const SVC_HARDWARE: &str = "com.vmware.vcenter.vm.hardware";
@@ -117,6 +124,7 @@ fn bad_action(uri: &Uri) -> Response {
 async fn tasks_action(
     State(st): State<Shared<Endpoint>>,
     Extension(RouteKey(route)): Extension<RouteKey>,
+    access: TaskAccess,
     uri: Uri,
     body: Body,
 ) -> Response {
@@ -124,20 +132,28 @@ async fn tasks_action(
         return bad_action(&uri);
     }
     match read_body(body, BODY_LIMIT).await {
-        Some(bytes) => task_list(&st, &bytes),
+        Some(bytes) => task_list(&st, access, &bytes),
         None => vapi::invalid_argument("The request body could not be read."),
     }
 }
 
-/// `POST /api/cis/tasks/{task}?action=...`.
+/// `POST /api/cis/tasks/{task}?action=...`: a task the session does not see is unknown, the
+/// viewer may not cancel one it sees.
 async fn task_action(
     State(st): State<Shared<Endpoint>>,
     Extension(RouteKey(route)): Extension<RouteKey>,
+    access: TaskAccess,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Response {
     if route != ROUTE_TASK_CANCEL {
         return bad_action(&uri);
+    }
+    if !st.tasks.snapshot(&id).is_some_and(|s| access.sees(&s)) {
+        return not_found(&id);
+    }
+    if !access.may_cancel() {
+        return vapi::unauthorized();
     }
     match st.tasks.cancel(&id) {
         Ok(()) => empty(StatusCode::NO_CONTENT),
@@ -163,9 +179,11 @@ fn not_found(id: &str) -> Response {
     vapi::not_found(id, &format!("{MSG_PREFIX}.not_found"))
 }
 
-/// `GET /api/cis/tasks/{task}` with the `GetSpec` flags as query parameters.
+/// `GET /api/cis/tasks/{task}` with the `GetSpec` flags as query parameters; a task the
+/// session does not see is unknown.
 async fn task_get(
     State(st): State<Shared<Endpoint>>,
+    access: TaskAccess,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Response {
@@ -186,20 +204,22 @@ async fn task_get(
             }
         };
     }
-    match st.tasks.snapshot(&id) {
+    match st.tasks.snapshot(&id).filter(|s| access.sees(s)) {
         Some(snap) => json_resp(StatusCode::OK, &vapi::task_info(&snap, spec)),
         None => not_found(&id),
     }
 }
 
-/// `Cis.Tasks.list`: the tasks matching the body's `filter_spec`, keyed by id.
-fn task_list(st: &Endpoint, body: &[u8]) -> Response {
+/// `Cis.Tasks.list`: the tasks the session sees matching the body's `filter_spec`, keyed by
+/// id.
+fn task_list(st: &Endpoint, access: TaskAccess, body: &[u8]) -> Response {
     let (filter, spec) = match parse_list_body(body) {
         Ok(v) => v,
         Err(msg) => return vapi::invalid_argument(&msg),
     };
     let matched = match vapi::select(
         &st.tasks,
+        access,
         &filter,
         MSG_PREFIX,
         "At least one of filter_spec.tasks or filter_spec.services must be specified.",
@@ -291,10 +311,115 @@ fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
     use http::Method;
+    use serde_json::json;
 
     use super::*;
     use crate::simulator::part::probe::Probe;
+    use crate::simulator::tasks::TaskStatus;
+
+    /// `POST /api/cis/tasks?action=list` with `filter_spec` as `session`: the ids listed.
+    async fn listed(p: &Probe<Endpoint>, sid: &str, filter_spec: Value) -> Vec<String> {
+        let req = http::Request::post("/api/cis/tasks?action=list")
+            .header(SESSION_HEADER, sid)
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"filter_spec": filter_spec}).to_string()))
+            .unwrap_or_default();
+        let (key, status, body) = p.send(req).await;
+        assert_eq!((key, status), (ROUTE_TASK_LIST, StatusCode::OK));
+        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut ids: Vec<String> = body
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn the_viewer_sees_only_its_own_tasks_and_cancels_none() {
+        let p = Probe::<Endpoint>::new();
+        let admin = p.login();
+        let viewer = p.ctx.core.login(VAPI_VIEWER_USER);
+        let a = Some((SESSION_HEADER, admin.as_str()));
+        let v = Some((SESSION_HEADER, viewer.as_str()));
+        let get = |id: &str| format!("/api/cis/tasks/{id}");
+        let cancel = |id: &str| format!("/api/cis/tasks/{id}?action=cancel");
+
+        let (_, status, own) = p.call_json(Method::GET, &get(DEMO_VIEWER_TASK), v).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (own["status"].as_str(), own["user"].as_str()),
+            (Some("RUNNING"), Some(VAPI_VIEWER_PRINCIPAL))
+        );
+        assert_eq!(own["cancelable"], true);
+
+        // Another user's task answers exactly as an unknown one: what the admin gets once it
+        // is gone.
+        let (key, status, hidden) = p.call_json(Method::GET, &get(DEMO_RUNNING_TASK), v).await;
+        assert_eq!((key, status), (ROUTE_TASK_GET, StatusCode::NOT_FOUND));
+        assert_eq!(hidden["error_type"], "NOT_FOUND");
+        let (_, status, seen) = p.call_json(Method::GET, &get(DEMO_RUNNING_TASK), a).await;
+        assert_eq!(
+            (status, seen["user"].as_str()),
+            (StatusCode::OK, Some("VSPHERE.LOCAL\\Administrator"))
+        );
+        assert!(p.ctx.kind.tasks.remove(DEMO_RUNNING_TASK));
+        let (_, status, unknown) = p.call_json(Method::GET, &get(DEMO_RUNNING_TASK), a).await;
+        assert_eq!((status, &unknown), (StatusCode::NOT_FOUND, &hidden));
+
+        // Lists leave the others out, whatever the filter names.
+        let services = json!({"services": DEMO_SERVICES});
+        assert_eq!(
+            listed(&p, &viewer, services.clone()).await,
+            [DEMO_VIEWER_TASK]
+        );
+        let by_id = json!({"tasks": [DEMO_CANCELABLE_TASK, DEMO_VIEWER_TASK]});
+        assert_eq!(listed(&p, &viewer, by_id.clone()).await, [DEMO_VIEWER_TASK]);
+        assert_eq!(
+            listed(&p, &admin, by_id).await,
+            [DEMO_CANCELABLE_TASK, DEMO_VIEWER_TASK]
+        );
+        let all = listed(&p, &admin, services).await;
+        assert!(
+            all.len() > 20 && all.contains(&DEMO_VIEWER_TASK.to_string()),
+            "{all:?}"
+        );
+
+        // Read-only: its own task 403 UNAUTHORIZED, another's 404 as unknown.
+        let (key, status, refused) = p
+            .call_json(Method::POST, &cancel(DEMO_VIEWER_TASK), v)
+            .await;
+        assert_eq!((key, status), (ROUTE_TASK_CANCEL, StatusCode::FORBIDDEN));
+        assert_eq!(
+            refused,
+            json!({"error_type": "UNAUTHORIZED", "messages": [{
+                "id": "vapi.security.authorization.invalid", "default_message": "Unable to authorize user",
+                "args": [], "localized": "Unable to authorize user"}]})
+        );
+        let (_, status, other) = p
+            .call_json(Method::POST, &cancel(DEMO_CANCELABLE_TASK), v)
+            .await;
+        assert_eq!(
+            (status, other["error_type"].as_str()),
+            (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+        );
+        assert_eq!(
+            other["messages"][0]["id"],
+            "com.vmware.api.cis.tasks.not_found"
+        );
+        let running = |id| p.ctx.kind.tasks.snapshot(id).map(|s| s.status);
+        assert_eq!(running(DEMO_VIEWER_TASK), Some(TaskStatus::Running));
+        assert_eq!(running(DEMO_CANCELABLE_TASK), Some(TaskStatus::Running));
+
+        // The administrator cancels the viewer's task as any other.
+        let (_, status, _) = p.call(Method::POST, &cancel(DEMO_VIEWER_TASK), a).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(running(DEMO_VIEWER_TASK), Some(TaskStatus::Failed));
+    }
 
     #[tokio::test]
     async fn routes_resolve_by_method_path_and_action() {

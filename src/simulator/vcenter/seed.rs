@@ -25,7 +25,8 @@ mod tests {
     use crate::simulator::tasks::TaskStatus;
     use crate::simulator::vcenter::{
         DEMO_BLOCKED_TASK, DEMO_CANCELABLE_TASK, DEMO_FAILED_TASK, DEMO_PENDING_TASK,
-        DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_SUCCEEDED_TASK,
+        DEMO_QUICK_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_SUCCEEDED_TASK, DEMO_VIEWER_TASK,
+        VAPI_VIEWER_PRINCIPAL,
     };
 
     #[test]
@@ -57,6 +58,17 @@ mod tests {
         assert_eq!(status(DEMO_RUNNING_TASK), Some(TaskStatus::Running));
         assert_eq!(status(DEMO_CANCELABLE_TASK), Some(TaskStatus::Running));
         assert_eq!(status(DEMO_QUICK_TASK), Some(TaskStatus::Running));
+        assert_eq!(status(DEMO_VIEWER_TASK), Some(TaskStatus::Running));
+        let owned: Vec<String> = snaps
+            .iter()
+            .filter(|s| s.user.as_deref() == Some(VAPI_VIEWER_PRINCIPAL))
+            .map(|s| s.id.clone())
+            .collect();
+        assert_eq!(
+            owned,
+            [DEMO_VIEWER_TASK],
+            "the viewer owns exactly its demo task"
+        );
         store.clock().advance(std::time::Duration::from_secs(16));
         assert_eq!(status(DEMO_QUICK_TASK), Some(TaskStatus::Succeeded));
         assert_eq!(status(DEMO_SUCCEEDED_TASK), Some(TaskStatus::Succeeded));
