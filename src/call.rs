@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-use crate::{auth::Grant, trace::TraceContext, upstream::identity::CallerIdentity};
+use crate::{auth::Grant, identity::CallerIdentity, trace::TraceContext};
 
 /// What a call's metadata says about its time and trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

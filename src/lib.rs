@@ -17,6 +17,7 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod identity;
 pub mod names;
 pub mod proto;
 pub mod server;

@@ -17,13 +17,14 @@ use super::{
 use crate::{
     call,
     error::{GatewayError, Reason, Result, UpstreamError, UpstreamFailure, clip},
+    identity::IdentityKey,
     names::{self, UpstreamRef},
     proto::{
         CreateRunspaceRequest, DeleteRunspaceRequest, GetRunspaceRequest, ListRunspacesRequest,
         ListRunspacesResponse, Runspace, RunspaceEvent, WatchRunspaceRequest,
         runspace_service_server::RunspaceService,
     },
-    upstream::{RunspaceSource, Runspaces, identity::IdentityKey},
+    upstream::{RunspaceSource, Runspaces},
     watch,
 };
 

@@ -4,7 +4,6 @@
 pub mod breaker;
 pub mod cloud_director;
 pub mod http;
-pub mod identity;
 pub mod json;
 pub mod registry;
 pub mod script_runtime;

@@ -18,14 +18,12 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{
-    identity::{CallerIdentity, Credentials, IdentityKey},
-    session::{LoginFlow, Session},
-};
+use super::session::{LoginFlow, Session};
 use crate::{
     call,
     config::{AuthMode, LimitsConfig, Secret},
     error::{UpstreamError, UpstreamFailure},
+    identity::{CallerIdentity, Credentials, IdentityKey},
     telemetry,
 };
 

@@ -34,8 +34,8 @@ use super::{
 use crate::{
     call,
     error::{GatewayError, Reason, UpstreamError, UpstreamFailure},
+    identity::{CallerIdentity, IdentityKey},
     telemetry,
-    upstream::identity::{CallerIdentity, IdentityKey},
 };
 
 /// A lane's key in its engine: its upstream, and whose identity it polls as (`None`: the

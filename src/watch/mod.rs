@@ -43,12 +43,10 @@ use crate::{
     call::{self, Call},
     config::{LimitsConfig, WatchConfig},
     error::{GatewayError, Result, UpstreamError, UpstreamFailure},
+    identity::{CallerIdentity, IdentityKey},
     proto,
     trace::TraceContext,
-    upstream::{
-        identity::{CallerIdentity, IdentityKey},
-        sessions::{SessionVersion, Sessions},
-    },
+    upstream::sessions::{SessionVersion, Sessions},
 };
 
 /// Why an event is sent.
