@@ -21,12 +21,12 @@ const SCALE: u32 = 25;
 
 /// Production's `[watch]` and upstream defaults, times divided by [`SCALE`] (polls between
 /// 20 ms and 400 ms, the circuit open for 400 ms), with the same watch retry budget (5
-/// failures in a row) and read retries (2). Two upstream settings are raised, because with
-/// production's a steady 20 % of 503s ends some watches:
-/// - `read_retry_ratio` 0.5, not 0.2: at 20 % 503s a read needs 0.24 retries on average, so
-///   production's budget runs dry after a few hundred reads and polls then fail one in five;
-/// - `breaker_failures` 10, not 5: five 503s in a row come about once in 3,000 requests, and
-///   a watch whose polls meet the open circuit spends its retry budget on it.
+/// failures in a row), read retries (2) and circuit breaker (5 failures). One upstream
+/// setting is raised, because with production's a steady 20 % of 503s can end a watch:
+/// `read_retry_ratio` 0.5, not 0.2: at 20 % 503s a read needs 0.24 retries on average, so
+/// production's budget runs dry after a few hundred reads and polls then fail one in five.
+/// (The breaker opens about once in 3,000 requests here; a poll that meets the open circuit
+/// waits for its probe without spending the watch's retry budget.)
 fn production_scaled(cfg: &mut Config) {
     let prod = WatchConfig::default();
     cfg.watch = WatchConfig {
@@ -42,7 +42,7 @@ fn production_scaled(cfg: &mut Config) {
         let prod = UpstreamConfig::new(&up.name, up.kind(), &up.url, "", "");
         up.read_retries = prod.read_retries;
         up.read_retry_ratio = 0.5;
-        up.breaker_failures = 2 * prod.breaker_failures;
+        up.breaker_failures = prod.breaker_failures;
         up.breaker_open_for = prod.breaker_open_for / SCALE;
     }
 }

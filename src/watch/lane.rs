@@ -473,6 +473,16 @@ impl<R: Resource> Lane<R> {
             entry.finished = true;
             return;
         };
+        let floor = entry.floor(&self.settings);
+        if e.reason() == Reason::UpstreamCircuitOpen {
+            // Nothing was sent, so nothing new was learned of the upstream: the poll waits
+            // for the circuit's probe instead of spending the watch's retry budget on
+            // refusals (the probe's own failure, if it fails, counts).
+            let wait = retry_after.unwrap_or(floor).clamp(floor, self.settings.max);
+            entry.next_due = now + self.settings.jittered(wait, fastrand::f64());
+            tracing::debug!(upstream = %self.upstream, ?wait, "circuit open; poll waits for the probe");
+            return;
+        }
         entry.failures += 1;
         if entry.failures > self.settings.retry_budget {
             entry
@@ -481,7 +491,6 @@ impl<R: Resource> Lane<R> {
             entry.finished = true;
             return;
         }
-        let floor = entry.floor(&self.settings);
         let wait = self.settings.backoff(floor, entry.failures, retry_after);
         entry.next_due = now + self.settings.jittered(wait, fastrand::f64());
         tracing::debug!(upstream = %self.upstream, failures = entry.failures, ?wait, error = %e, "poll failed; retrying");

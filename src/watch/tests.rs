@@ -26,6 +26,8 @@ struct Fake<R> {
     batches: AtomicU64,
     limit: usize,
     failures: Mutex<u32>,
+    /// Requests refused next as by an open circuit breaker (nothing sent).
+    circuit_open: Mutex<u32>,
     /// Items whose own entry is garbled (a batch answers the others).
     bad: Mutex<HashSet<String>>,
     /// Items a batched answer leaves out although a single read finds them.
@@ -42,6 +44,7 @@ impl<R: Resource> Fake<R> {
             batches: AtomicU64::new(0),
             limit,
             failures: Mutex::new(0),
+            circuit_open: Mutex::new(0),
             bad: Mutex::new(HashSet::new()),
             omitted: Mutex::new(HashSet::new()),
             refuse_over: Mutex::new(None),
@@ -56,7 +59,18 @@ impl<R: Resource> Fake<R> {
         *self.failures.lock().unwrap() = n;
     }
 
+    fn open_circuit_next(&self, n: u32) {
+        *self.circuit_open.lock().unwrap() = n;
+    }
+
     fn unavailable(&self) -> Option<GatewayError> {
+        let mut open = self.circuit_open.lock().unwrap();
+        if *open > 0 {
+            *open -= 1;
+            let mut e = UpstreamError::new("fake", None, UpstreamFailure::CircuitOpen);
+            e.retry_after = Some(Duration::from_millis(700));
+            return Some(e.into());
+        }
         let mut f = self.failures.lock().unwrap();
         if *f == 0 {
             return None;
@@ -385,6 +399,28 @@ async fn transient_failures_are_retried_until_the_budget_is_spent() {
     rig.fake.put(task("t1", 20, false));
     assert_eq!(failure(&mut w).await.code(), tonic::Code::Unavailable);
     assert!(w.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_pauses_polls_without_spending_the_retry_budget() {
+    let rig = one_task();
+    let mut w = rig.watch("t1");
+    next(&mut w).await;
+    // More refusals than the budget of 2: each says only that the circuit is open, so the
+    // poller waits for the circuit's probe (700 ms each here) instead of giving up.
+    rig.fake.open_circuit_next(5);
+    rig.fake.put(task("t1", 10, false));
+    let started = tokio::time::Instant::now();
+    assert_eq!(next(&mut w).await.value.progress.unwrap().percent, 10);
+    assert!(
+        started.elapsed() >= Duration::from_millis(5 * 700),
+        "{:?}",
+        started.elapsed()
+    );
+    // Real failures still count against the budget.
+    rig.fake.fail_next(3);
+    rig.fake.put(task("t1", 20, false));
+    assert_eq!(failure(&mut w).await.code(), tonic::Code::Unavailable);
 }
 
 #[tokio::test(start_paused = true)]
