@@ -72,12 +72,16 @@ impl TraceContext {
 
     /// The `traceparent` header value naming this context's span as the parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            to_hex(&self.trace_id),
-            to_hex(&self.span_id),
-            self.flags
-        )
+        // Written byte by byte: `format!` with `{:02x}` per byte cost ~7,000 instructions a
+        // call here, twice per RPC (docs/BENCHMARKS.md).
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push('-');
+        push_hex(&mut s, &[self.flags]);
+        s
     }
 }
 
@@ -109,12 +113,18 @@ fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    use fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+/// Appends `bytes` as lowercase hex digits, two a byte.
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +146,14 @@ mod tests {
             TraceContext::continue_from(&header).unwrap().trace_id,
             t.trace_id
         );
+    }
+
+    #[test]
+    fn a_traceparent_is_written_as_it_is_read() {
+        let t = TraceContext::parse(CALLER).unwrap();
+        assert_eq!(t.traceparent(), CALLER);
+        let unsampled = TraceContext { flags: 0xa0, ..t };
+        assert!(unsampled.traceparent().ends_with("-a0"));
     }
 
     #[test]
