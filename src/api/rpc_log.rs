@@ -65,7 +65,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::continue_from)
             .unwrap_or_else(TraceContext::new_root);
-        if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+        if let Ok(v) = HeaderValue::try_from(trace.traceparent()) {
             req.headers_mut().insert("traceparent", v);
         }
         let method = req.uri().path();

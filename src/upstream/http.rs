@@ -349,7 +349,7 @@ impl HttpClient {
         let result = tokio::time::timeout(timeout, async {
             let mut resp = rb.send().await?;
             let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
+            let headers = std::mem::take(resp.headers_mut());
             let mut body = bytes::BytesMut::new();
             while let Some(chunk) = resp.chunk().await? {
                 if body.len() + chunk.len() > self.max_body {
