@@ -161,6 +161,16 @@ impl<R: Resource> Engine<R> {
         }
     }
 
+    /// Whether `id` on `upstream` is watched now (an [`observe`](Self::observe) would reach
+    /// its watchers).
+    pub fn is_watched(&self, upstream: &str, id: &str) -> bool {
+        let lane = {
+            let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            lanes.get(upstream).cloned()
+        };
+        lane.is_some_and(|lane| lane.is_watched(id))
+    }
+
     /// Poll requests sent to `upstream` so far (a batched request counts once).
     pub fn requests(&self, upstream: &str) -> u64 {
         let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
