@@ -45,12 +45,9 @@ impl Endpoint {
     /// segment: `with_id("/api/task/{task}", "a/b")` is `/api/task/a%2Fb`.
     pub fn with_id(template: &'static str, id: &str) -> Self {
         let path = match (template.find('{'), template.find('}')) {
-            (Some(open), Some(close)) if open < close => format!(
-                "{}{}{}",
-                &template[..open],
-                path_segment(id),
-                &template[close + 1..]
-            ),
+            (Some(open), Some(close)) if open < close => {
+                [&template[..open], &path_segment(id), &template[close + 1..]].concat()
+            }
             _ => template.to_string(),
         };
         Endpoint {
