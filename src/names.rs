@@ -5,6 +5,8 @@
 //! and ids are percent-encoded where they hold `/` or `%`. Below every other module: the
 //! gRPC face, the upstream adapters and the configuration all use it.
 
+use std::borrow::Cow;
+
 use percent_encoding::{AsciiSet, percent_decode_str, utf8_percent_encode};
 
 use crate::error::{GatewayError, Reason, Result, clip};
@@ -128,25 +130,40 @@ pub fn check_id(id: &str) -> std::result::Result<(), String> {
     }
 }
 
+// Names are built with `concat` rather than `format!`: a few of them on every call, and the
+// formatting machinery costs several times the copying.
+
 /// `upstreams/{upstream}`.
 pub fn upstream_name(upstream: &str) -> String {
-    format!("upstreams/{upstream}")
+    ["upstreams/", upstream].concat()
 }
 
 /// `upstreams/{upstream}/{collection}/{id}`, escaping `%` and `/` in the id.
 pub fn resource_name(upstream: &str, collection: &str, id: &str) -> String {
-    format!("upstreams/{upstream}/{collection}/{}", percent_encode(id))
+    [
+        "upstreams/",
+        upstream,
+        "/",
+        collection,
+        "/",
+        &percent_encode(id),
+    ]
+    .concat()
 }
 
 /// Escapes only what would break the name's grammar: `%` and `/` (as `%25` and `%2F`).
-pub fn percent_encode(id: &str) -> String {
+pub fn percent_encode(id: &str) -> Cow<'_, str> {
     // Not the crate's encoder: it escapes every byte outside ASCII as well.
-    id.replace('%', "%25").replace('/', "%2F")
+    if id.contains(['%', '/']) {
+        Cow::Owned(id.replace('%', "%25").replace('/', "%2F"))
+    } else {
+        Cow::Borrowed(id)
+    }
 }
 
 /// Percent-encodes an id for use as one URL path segment on an upstream.
-pub fn path_segment(id: &str) -> String {
-    utf8_percent_encode(id, PATH_SEGMENT).to_string()
+pub fn path_segment(id: &str) -> Cow<'_, str> {
+    utf8_percent_encode(id, PATH_SEGMENT).into()
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.

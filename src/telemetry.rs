@@ -6,9 +6,14 @@
 //! freely: methods are the served ones (else `other`), upstreams the configured ones,
 //! endpoints their route templates, never an id.
 
-use std::{collections::HashMap, sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{OnceLock, RwLock},
+    time::Duration,
+};
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use prost::Message;
 
@@ -33,11 +38,58 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Resources carried by one poll request (a batch is at most 1000).
 const RESOURCE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Whether the gateway's recorder is installed: a handle registered before that belongs to
+/// the no-op recorder and must not be kept.
+fn recording() -> bool {
+    matches!(RECORDER.get(), Some(Some(_)))
+}
+
+/// Uses the handle in `cell`, registering it first if it has none. `metrics::counter!` with
+/// labels builds, hashes and looks up its key on every use (~3,000 instructions a call, the
+/// labels cloned); a kept handle only adds. It is kept once the recorder records.
+fn with_handle<H>(cell: &OnceLock<H>, register: impl FnOnce() -> H, use_it: impl FnOnce(&H)) {
+    if let Some(h) = cell.get() {
+        return use_it(h);
+    }
+    let keep = recording();
+    let h = register();
+    use_it(&h);
+    if keep {
+        let _ = cell.set(h);
+    }
+}
+
+/// Handles keyed by the label values that vary (see [`with_handle`]); the key space must be
+/// small and bounded (route templates, status codes), never caller-chosen.
+pub struct Handles<K, H>(RwLock<HashMap<K, H>>);
+
+impl<K, H> Default for Handles<K, H> {
+    fn default() -> Self {
+        Handles(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq, H> Handles<K, H> {
+    /// Uses the handle of `key`, registering it first if there is none.
+    pub fn with(&self, key: K, register: impl FnOnce(&K) -> H, use_it: impl FnOnce(&H)) {
+        if let Some(h) = self.0.read().ok().as_ref().and_then(|m| m.get(&key)) {
+            return use_it(h);
+        }
+        let keep = recording();
+        let h = register(&key);
+        use_it(&h);
+        if keep && let Ok(mut m) = self.0.write() {
+            m.entry(key).or_insert(h);
+        }
+    }
+}
+
 /// The process's Prometheus recorder, installed on first use; `None` if another recorder was
 /// installed first (then `/metrics` says so).
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
+    RECORDER
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -120,14 +172,62 @@ fn describe() {
     );
 }
 
-/// `(service, method)` of a served gRPC method path (`/pkg.Service/Method`), or `None` for a
-/// path nobody serves (it is counted as `other`, so callers cannot mint labels).
-pub fn served_method(path: &str) -> Option<(&'static str, &'static str)> {
-    static SERVED: OnceLock<HashMap<String, (&'static str, &'static str)>> = OnceLock::new();
+/// A served gRPC method's metric labels, and its handles once registered.
+pub struct ServedMethod {
+    pub service: &'static str,
+    pub method: &'static str,
+    /// `grpc_server_handled_total`, by code.
+    handled: [OnceLock<Counter>; CODES],
+    seconds: OnceLock<Histogram>,
+}
+
+/// gRPC status codes: 0 (OK) to 16 (UNAUTHENTICATED).
+const CODES: usize = 17;
+
+impl ServedMethod {
+    fn new(service: &'static str, method: &'static str) -> Self {
+        ServedMethod {
+            service,
+            method,
+            handled: Default::default(),
+            seconds: OnceLock::new(),
+        }
+    }
+
+    /// Paths nobody serves are counted as `other`, so callers cannot mint labels.
+    pub fn other() -> &'static ServedMethod {
+        static OTHER: OnceLock<ServedMethod> = OnceLock::new();
+        OTHER.get_or_init(|| ServedMethod::new("other", "other"))
+    }
+
+    /// Records one finished RPC of this method.
+    pub fn handled(&self, code: tonic::Code, elapsed: Duration) {
+        let (service, method) = (self.service, self.method);
+        let cell = &self.handled[(code as usize).min(CODES - 1)];
+        with_handle(
+            cell,
+            || metrics::counter!(GRPC_HANDLED, "grpc_service" => service, "grpc_method" => method, "grpc_code" => code_name(code)),
+            |c| c.increment(1),
+        );
+        with_handle(
+            &self.seconds,
+            || metrics::histogram!(GRPC_SECONDS, "grpc_service" => service, "grpc_method" => method),
+            |h| h.record(elapsed.as_secs_f64()),
+        );
+    }
+}
+
+/// The served method of a gRPC method path (`/pkg.Service/Method`), or `None` for a path
+/// nobody serves (count it as [`ServedMethod::other`]).
+pub fn served_method(path: &str) -> Option<&'static ServedMethod> {
+    static SERVED: OnceLock<HashMap<String, ServedMethod>> = OnceLock::new();
     let served = SERVED.get_or_init(|| {
         let mut set = HashMap::new();
         let mut insert = |service: &'static str, method: &'static str| {
-            set.insert(format!("{service}/{method}"), (service, method));
+            set.insert(
+                format!("{service}/{method}"),
+                ServedMethod::new(service, method),
+            );
         };
         for encoded in [
             crate::proto::FILE_DESCRIPTOR_SET,
@@ -156,18 +256,7 @@ pub fn served_method(path: &str) -> Option<(&'static str, &'static str)> {
         }
         set
     });
-    served.get(path.trim_start_matches('/')).copied()
-}
-
-/// Records one finished RPC of `(service, method)` (see [`served_method`]).
-pub fn grpc_handled(
-    (service, method): (&'static str, &'static str),
-    code: tonic::Code,
-    elapsed: Duration,
-) {
-    metrics::counter!(GRPC_HANDLED, "grpc_service" => service, "grpc_method" => method, "grpc_code" => code_name(code)).increment(1);
-    metrics::histogram!(GRPC_SECONDS, "grpc_service" => service, "grpc_method" => method)
-        .record(elapsed.as_secs_f64());
+    served.get(path.trim_start_matches('/'))
 }
 
 /// The gRPC code as Prometheus users know it (`OK`, `NOT_FOUND`, ...).
@@ -200,15 +289,16 @@ mod tests {
 
     #[test]
     fn only_served_methods_become_labels() {
+        let labels = |path| served_method(path).map(|m| (m.service, m.method));
         assert_eq!(
-            served_method("/vmware.gateway.v1.TaskService/GetTask"),
+            labels("/vmware.gateway.v1.TaskService/GetTask"),
             Some(("vmware.gateway.v1.TaskService", "GetTask"))
         );
         assert_eq!(
-            served_method("/grpc.health.v1.Health/Check"),
+            labels("/grpc.health.v1.Health/Check"),
             Some(("grpc.health.v1.Health", "Check"))
         );
-        assert_eq!(served_method("/vmware.gateway.v1.TaskService/Nope"), None);
-        assert_eq!(served_method("/x"), None);
+        assert_eq!(labels("/vmware.gateway.v1.TaskService/Nope"), None);
+        assert_eq!(labels("/x"), None);
     }
 }

@@ -72,12 +72,16 @@ impl TraceContext {
 
     /// The `traceparent` header value naming this context's span as the parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            to_hex(&self.trace_id),
-            to_hex(&self.span_id),
-            self.flags
-        )
+        // Written byte by byte: `format!` with `{:02x}` per byte cost ~7,000 instructions a
+        // call here, twice per RPC (docs/BENCHMARKS.md).
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push('-');
+        push_hex(&mut s, &[self.flags]);
+        s
     }
 }
 
@@ -98,23 +102,33 @@ fn nonzero_random<const N: usize>() -> [u8; N] {
 }
 
 fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+    fn digit(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    use fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+/// Appends `bytes` as lowercase hex digits, two a byte.
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +150,14 @@ mod tests {
             TraceContext::continue_from(&header).unwrap().trace_id,
             t.trace_id
         );
+    }
+
+    #[test]
+    fn a_traceparent_is_written_as_it_is_read() {
+        let t = TraceContext::parse(CALLER).unwrap();
+        assert_eq!(t.traceparent(), CALLER);
+        let unsampled = TraceContext { flags: 0xa0, ..t };
+        assert!(unsampled.traceparent().ends_with("-a0"));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tonic_types::StatusExt;
 use vmware_grpc_gateway::{
     config::{Config, WatchConfig},
     proto::{
-        EventType, RunspaceEvent, RunspaceState, Task, TaskEvent, TaskState, WaitTaskRequest,
-        WatchRunspaceRequest, WatchTaskRequest,
+        EventType, RunspaceEvent, RunspaceState, Task, TaskEvent, TaskState, TaskView,
+        WaitTaskRequest, WatchRunspaceRequest, WatchTaskRequest,
     },
     simulator::{
         Fault, SimClock, SimOptions, TaskSpec,
@@ -404,6 +404,32 @@ async fn a_watch_hears_the_gateways_own_cancel_before_any_older_heartbeat() {
     assert_eq!(next.r#type(), EventType::Changed, "{next:?}");
     assert_eq!(task(&next).state(), TaskState::Cancelled);
     assert!(s.message().await.unwrap().is_none(), "ends after done");
+}
+
+#[tokio::test]
+async fn a_basic_get_task_tells_the_watchers_what_it_read_with_the_payload_they_see() {
+    // Slow polling, so only the GetTask's read can tell the watch in time.
+    let env = Env::start_with(sim_options(), |cfg| {
+        cfg.watch.min_poll_interval = Duration::from_secs(5);
+        cfg.watch.max_poll_interval = Duration::from_secs(10);
+    })
+    .await;
+    let name = env.add(running_for(100));
+    let full = WatchTaskRequest {
+        view: TaskView::Full as i32,
+        ..watch_req(&name)
+    };
+    let mut s = open(&env, full).await;
+    assert_eq!(event(&mut s).await.r#type(), EventType::Snapshot);
+    env.clock().advance(Duration::from_secs(50));
+    let read = env.get_task(&name).await.expect("GetTask");
+    assert!(read.upstream_payload.is_none(), "BASIC view");
+    let next = tokio::time::timeout(Duration::from_secs(3), event(&mut s))
+        .await
+        .expect("the watch hears the read before its next poll");
+    assert_eq!(next.r#type(), EventType::Changed, "{next:?}");
+    assert_eq!(task(&next).progress, read.progress);
+    assert!(task(&next).upstream_payload.is_some(), "FULL view");
 }
 
 #[tokio::test]

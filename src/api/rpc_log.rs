@@ -23,7 +23,10 @@ use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Span;
 
-use crate::{telemetry, trace::TraceContext};
+use crate::{
+    telemetry::{self, ServedMethod},
+    trace::TraceContext,
+};
 
 /// Adds [`RpcLog`] around the gRPC routes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,7 +65,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::continue_from)
             .unwrap_or_else(TraceContext::new_root);
-        if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+        if let Ok(v) = HeaderValue::try_from(trace.traceparent()) {
             req.headers_mut().insert("traceparent", v);
         }
         let method = req.uri().path();
@@ -75,7 +78,7 @@ where
             resource = tracing::field::Empty,
             poller_trace_id = tracing::field::Empty,
         );
-        let labels = telemetry::served_method(method).unwrap_or(("other", "other"));
+        let served = telemetry::served_method(method).unwrap_or_else(ServedMethod::other);
         // Health probes come every few seconds from every prober: log them only at debug.
         let quiet = method.starts_with("/grpc.health.");
         let inner = span.in_scope(|| self.inner.call(req));
@@ -85,7 +88,7 @@ where
                 span,
                 started: Instant::now(),
                 quiet,
-                labels,
+                served,
             }),
         }
     }
@@ -96,15 +99,15 @@ struct Pending {
     span: Span,
     started: Instant,
     quiet: bool,
-    /// `(service, method)` for the metrics.
-    labels: (&'static str, &'static str),
+    /// Its metrics.
+    served: &'static ServedMethod,
 }
 
 impl Pending {
     fn finish(self, code: Code, message: &str) {
         let _in = self.span.enter();
         let elapsed = self.started.elapsed();
-        telemetry::grpc_handled(self.labels, code, elapsed);
+        self.served.handled(code, elapsed);
         let elapsed_ms = elapsed.as_millis() as u64;
         let code = tracing::field::debug(code);
         if self.quiet {

@@ -43,12 +43,16 @@ impl TaskApi {
     async fn get(&self, req: &GetTaskRequest) -> Result<Task> {
         let view = enum_field::<TaskView>(req.view, "view")?;
         let (upstream, source, id) = self.resolve(&req.name)?;
-        let task = source.get(&id).await?;
+        let tasks = &self.ctx.watch.tasks;
         let poller = upstream.sessions.poller_key();
-        self.ctx
-            .watch
-            .tasks
-            .observe(&upstream.name, poller, &id, &task);
+        // The payload is built for the FULL view, or for the task's watchers (one may see the
+        // FULL view) when it is watched as the answer arrives.
+        let payload = || view == TaskView::Full || tasks.is_watched(&upstream.name, poller, &id);
+        let task = source.get_payload_if(&id, &payload).await?;
+        // Without it, the read is no news for watchers: a watch started since polls after it.
+        if task.upstream_payload.is_some() {
+            tasks.observe(&upstream.name, poller, &id, &task);
+        }
         Ok(with_view(task, view))
     }
 

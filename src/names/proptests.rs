@@ -59,7 +59,7 @@ fn nameable_id() -> impl Strategy<Value = String> {
 
 /// Ids already escaped as names carry them (so `%` only starts `%25` or `%2F`).
 fn escaped_id() -> impl Strategy<Value = String> {
-    "[%/a-z0-9é]{0,8}".prop_map(|id| percent_encode(&id))
+    "[%/a-z0-9é]{0,8}".prop_map(|id| percent_encode(&id).into_owned())
 }
 
 /// An escape that is not `%` and two hex digits, or decodes to bytes that are not UTF-8.

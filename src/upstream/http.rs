@@ -45,12 +45,9 @@ impl Endpoint {
     /// segment: `with_id("/api/task/{task}", "a/b")` is `/api/task/a%2Fb`.
     pub fn with_id(template: &'static str, id: &str) -> Self {
         let path = match (template.find('{'), template.find('}')) {
-            (Some(open), Some(close)) if open < close => format!(
-                "{}{}{}",
-                &template[..open],
-                path_segment(id),
-                &template[close + 1..]
-            ),
+            (Some(open), Some(close)) if open < close => {
+                [&template[..open], &path_segment(id), &template[close + 1..]].concat()
+            }
             _ => template.to_string(),
         };
         Endpoint {
@@ -112,6 +109,10 @@ pub struct HttpClient {
     /// Metric labels: the upstream's name and kind.
     label: metrics::SharedString,
     kind: &'static str,
+    /// Metric handles: requests by endpoint template and status (or failure), durations by
+    /// endpoint template.
+    requests: telemetry::Handles<(&'static str, Result<u16, &'static str>), metrics::Counter>,
+    durations: telemetry::Handles<&'static str, metrics::Histogram>,
     /// One permit per request in flight (`limits.max_upstream_requests`).
     turns: Semaphore,
     max_requests: usize,
@@ -175,6 +176,8 @@ impl HttpClient {
             turns: Semaphore::new(max_requests),
             label: metrics::SharedString::from(Arc::<str>::from(cfg.name.as_str())),
             kind: cfg.kind().as_str(),
+            requests: Default::default(),
+            durations: Default::default(),
             max_requests,
             health: Mutex::new(Health::default()),
         }))
@@ -239,9 +242,9 @@ impl HttpClient {
     ) -> Result<Reply, UpstreamError> {
         let started = Instant::now();
         let result = self.send_in_turn(rb).await;
-        let status: Cow<'static, str> = match &result {
-            Ok(reply) => Cow::Owned(reply.status.to_string()),
-            Err(e) => Cow::Borrowed(match e.failure {
+        let status = match &result {
+            Ok(reply) => Ok(reply.status),
+            Err(e) => Err(match e.failure {
                 UpstreamFailure::Timeout => "timeout",
                 UpstreamFailure::CircuitOpen => "circuit_open",
                 UpstreamFailure::Saturated { .. } => "queue_full",
@@ -249,11 +252,23 @@ impl HttpClient {
                 _ => "unreachable",
             }),
         };
-        let (upstream, kind) = (self.label.clone(), self.kind);
-        metrics::counter!(telemetry::UPSTREAM_REQUESTS, "upstream" => upstream.clone(), "kind" => kind, "endpoint" => endpoint, "status" => status)
-            .increment(1);
-        metrics::histogram!(telemetry::UPSTREAM_SECONDS, "upstream" => upstream, "kind" => kind, "endpoint" => endpoint)
-            .record(started.elapsed().as_secs_f64());
+        let (upstream, kind) = (&self.label, self.kind);
+        self.requests.with(
+            (endpoint, status),
+            |(_, status)| {
+                let status: Cow<'static, str> = match status {
+                    Ok(code) => Cow::Owned(code.to_string()),
+                    Err(failure) => Cow::Borrowed(failure),
+                };
+                metrics::counter!(telemetry::UPSTREAM_REQUESTS, "upstream" => upstream.clone(), "kind" => kind, "endpoint" => endpoint, "status" => status)
+            },
+            |c| c.increment(1),
+        );
+        self.durations.with(
+            endpoint,
+            |_| metrics::histogram!(telemetry::UPSTREAM_SECONDS, "upstream" => upstream.clone(), "kind" => kind, "endpoint" => endpoint),
+            |h| h.record(started.elapsed().as_secs_f64()),
+        );
         result
     }
 
@@ -331,7 +346,7 @@ impl HttpClient {
         let result = tokio::time::timeout(timeout, async {
             let mut resp = rb.send().await?;
             let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
+            let headers = std::mem::take(resp.headers_mut());
             let mut body = bytes::BytesMut::new();
             while let Some(chunk) = resp.chunk().await? {
                 if body.len() + chunk.len() > self.max_body {

@@ -29,6 +29,21 @@ impl<T> Default for Batch<T> {
 pub trait TaskSource: Send + Sync {
     /// One task by the upstream's id.
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<proto::Task>>;
+    /// One task, with its `upstream_payload` only if `payload()`, asked once the upstream has
+    /// answered, says so: a kind may then skip building it.
+    fn get_payload_if<'a>(
+        &'a self,
+        id: &'a str,
+        payload: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<proto::Task>> {
+        Box::pin(async move {
+            let mut task = self.get(id).await?;
+            if !payload() {
+                task.upstream_payload = None;
+            }
+            Ok(task)
+        })
+    }
     /// Every task matching the filter (the gateway pages and orders them).
     fn list<'a>(&'a self, filter: &'a proto::TaskFilter)
     -> BoxFuture<'a, Result<Vec<proto::Task>>>;

@@ -75,6 +75,17 @@ impl<D: Dialect> VapiTasks<D> {
         self.sessions.service().http().upstream()
     }
 
+    /// One task, its `upstream_payload` built only if `payload()` says so.
+    async fn read(&self, id: &str, payload: impl Fn() -> bool) -> GwResult<proto::Task> {
+        let at = Endpoint::with_id(D::TASK_PATH, id);
+        let session = self.sessions.current()?;
+        let reply = session.read(Method::GET, &at, |rb| rb).await?;
+        let body = session.json(&reply, "task")?;
+        let payload = payload();
+        let task = task_from_info_with(self.upstream(), D::KIND, id, body, reply.status, payload)?;
+        Ok(task)
+    }
+
     async fn list_tasks(&self, filter: &TaskFilter) -> GwResult<Vec<proto::Task>> {
         if filter.task_ids.is_empty() && filter.services.is_empty() {
             return Err(GatewayError::invalid(
@@ -145,20 +156,15 @@ fn too_many_matches(e: UpstreamError) -> GatewayError {
 
 impl<D: Dialect> TaskSource for VapiTasks<D> {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, GwResult<proto::Task>> {
-        async move {
-            let at = Endpoint::with_id(D::TASK_PATH, id);
-            let session = self.sessions.current()?;
-            let reply = session.read(Method::GET, &at, |rb| rb).await?;
-            let body = session.json(&reply, "task")?;
-            Ok(task_from_info(
-                self.upstream(),
-                D::KIND,
-                id,
-                body,
-                reply.status,
-            )?)
-        }
-        .boxed()
+        self.read(id, || true).boxed()
+    }
+
+    fn get_payload_if<'a>(
+        &'a self,
+        id: &'a str,
+        payload: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, GwResult<proto::Task>> {
+        self.read(id, payload).boxed()
     }
 
     fn list<'a>(&'a self, filter: &'a TaskFilter) -> BoxFuture<'a, GwResult<Vec<proto::Task>>> {
@@ -365,6 +371,18 @@ pub fn task_from_info(
     raw: Json,
     http_status: u16,
 ) -> Result<proto::Task, UpstreamError> {
+    task_from_info_with(upstream, kind, id, raw, http_status, true)
+}
+
+/// [`task_from_info`], keeping the `Info` in `upstream_payload` only if `payload`.
+fn task_from_info_with(
+    upstream: &str,
+    kind: proto::UpstreamKind,
+    id: &str,
+    raw: Json,
+    http_status: u16,
+    payload: bool,
+) -> Result<proto::Task, UpstreamError> {
     let bad = |problem: String| {
         UpstreamError::bad_response(
             upstream,
@@ -448,7 +466,7 @@ pub fn task_from_info(
         subtasks: vec![],
         error,
         result: map.get("result").map(to_value),
-        upstream_payload: Some(to_struct(map)),
+        upstream_payload: payload.then(|| to_struct(map)),
     })
 }
 

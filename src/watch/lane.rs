@@ -340,6 +340,11 @@ impl<R: Resource> Lane<R> {
         }
     }
 
+    /// Whether `id` has watchers (see [`observe`](Self::observe)).
+    pub(crate) fn is_watched(&self, id: &str) -> bool {
+        self.lock().entries.get(id).is_some_and(|e| !e.finished)
+    }
+
     /// A state the gateway read outside the poller (a GetTask, a cancel's read-back) reaches
     /// the watchers of `id` at once, so no watcher hears older news than a caller already got.
     /// Cloned only when the resource is being watched: a read nobody watches costs nothing.

@@ -236,6 +236,13 @@ impl<R: Resource> Engine<R> {
         }
     }
 
+    /// Whether `id` on `upstream` is watched now by pollers that poll as `poller` (an
+    /// [`observe`](Self::observe) would reach its watchers).
+    pub fn is_watched(&self, upstream: &str, poller: Option<IdentityKey>, id: &str) -> bool {
+        let lane = self.lanes().get(&(upstream.to_string(), poller)).cloned();
+        lane.is_some_and(|lane| lane.is_watched(id))
+    }
+
     /// Poll requests sent to `upstream` so far by its lanes still there (a batched request
     /// counts once).
     pub fn requests(&self, upstream: &str) -> u64 {
