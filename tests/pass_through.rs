@@ -126,6 +126,9 @@ async fn a_pass_through_upstream_refuses_a_call_without_the_callers_identity() {
         err.message().contains("x-upstream-authorization"),
         "{err:?}"
     );
+    // A watch is refused the same way, before it joins a poller.
+    let err = watch_as(&env, None, watch_req(&name)).await.unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "UPSTREAM_UNAUTHENTICATED");
     // Nothing was sent: not even a login.
     assert_eq!(env.sim.vcenter.logins(), 0);
 

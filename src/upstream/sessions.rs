@@ -27,6 +27,9 @@ use crate::{
     telemetry,
 };
 
+/// What a call to a pass-through upstream without an identity is told.
+const MISSING: &str = "send the caller's credentials in x-upstream-authorization (Basic) or a session in x-upstream-session";
+
 /// How a caller's `user` logs in to this upstream kind: the flow to use and the user name to
 /// present (Cloud Director: `user@org`, whose org decides between tenant and provider login).
 pub type CallerLogin = Box<dyn Fn(&str) -> (Arc<LoginFlow>, String) + Send + Sync>;
@@ -100,9 +103,7 @@ impl Sessions {
         match call::current_identity() {
             Some(identity) => self.of(&identity),
             None if self.mode == AuthMode::Either => Ok(self.service.clone()),
-            None => Err(self.no_identity(
-                "send the caller's credentials in x-upstream-authorization (Basic) or a session in x-upstream-session",
-            )),
+            None => Err(self.no_identity(MISSING)),
         }
     }
 
@@ -113,9 +114,13 @@ impl Sessions {
         if self.mode != AuthMode::PassThrough {
             return Ok(None);
         }
-        let session = self.current()?;
-        drop(session);
-        Ok(call::current_identity())
+        match call::current_identity() {
+            None => Err(self.no_identity(MISSING)),
+            Some(identity) => match identity.credentials() {
+                Credentials::Unusable(why) => Err(self.no_identity(why)),
+                _ => Ok(Some(identity)),
+            },
+        }
     }
 
     /// The key of the lane whose pollers share what the call being served reads (see
