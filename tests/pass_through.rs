@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use common::*;
 use tonic::{Code, Request, Status, Streaming};
 use vmware_grpc_gateway::{
@@ -20,15 +19,6 @@ use vmware_grpc_gateway::{
         VCD_GLOBEX_PASSWORD, VCD_GLOBEX_TASK, VCD_GLOBEX_USER, vcenter::ROUTE_TASK_GET,
     },
 };
-
-/// Basic credentials as a caller sends them.
-fn basic(user: &str, password: &str) -> String {
-    let pair = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
 
 /// `msg` sent as `user`.
 fn as_user<T>(user: &str, password: &str, msg: T) -> Request<T> {
@@ -227,7 +217,14 @@ async fn a_wrong_password_is_the_callers_to_fix_and_starts_no_backoff() {
 async fn a_callers_own_session_is_used_as_is_and_never_logged_out() {
     let mut env = start(AuthMode::PassThrough, |_| {}).await;
     let name = env.add(owned_by(VAPI_VIEWER_PRINCIPAL));
-    let viewer = vcenter_login(&env.sim, VAPI_VIEWER_USER, VAPI_VIEWER_PASSWORD).await;
+    let viewer = vapi_login(
+        &env.sim.vcenter,
+        "/api/session",
+        VAPI_VIEWER_USER,
+        VAPI_VIEWER_PASSWORD,
+    )
+    .await
+    .unwrap();
     let logins = env.sim.vcenter.logins();
     let task = env
         .tasks()
@@ -370,7 +367,9 @@ async fn two_cloud_director_orgs_see_their_own_tasks() {
     }
 
     // A Cloud Director bearer token of the caller's own works as is.
-    let jwt = vcd_login(&env.sim, globex.0, globex.1).await;
+    let jwt = vcd_login(&env.sim.cloud_director, globex.0, globex.1)
+        .await
+        .unwrap();
     let task = env
         .tasks()
         .get_task(with_session(&jwt, get_req(&globex_task)))
@@ -576,37 +575,6 @@ async fn either_without_an_identity_is_the_service_account() {
     let v = (VAPI_VIEWER_USER, VAPI_VIEWER_PASSWORD);
     let err = get_as(&env, v.0, v.1, &name).await.unwrap_err();
     assert_error(&err, Code::NotFound, "NOT_FOUND");
-}
-
-/// A vCenter session of `user`'s own, made as a client makes it.
-async fn vcenter_login(sim: &Simulator, user: &str, password: &str) -> String {
-    let reply = reqwest::Client::new()
-        .post(format!("{}/api/session", sim.vcenter.url()))
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .unwrap();
-    assert!(reply.status().is_success(), "{reply:?}");
-    reply.json::<String>().await.unwrap()
-}
-
-/// A Cloud Director bearer token of `user@org`'s own, made as a client makes it.
-async fn vcd_login(sim: &Simulator, user: &str, password: &str) -> String {
-    let reply = reqwest::Client::new()
-        .post(format!(
-            "{}/cloudapi/1.0.0/sessions",
-            sim.cloud_director.url()
-        ))
-        .basic_auth(user, Some(password))
-        .header("Accept", "application/json;version=38.0")
-        .send()
-        .await
-        .unwrap();
-    assert!(reply.status().is_success(), "{reply:?}");
-    reply.headers()["X-VMWARE-VCLOUD-ACCESS-TOKEN"]
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 /// Waits up to 5 s for `done`.

@@ -281,21 +281,8 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
     // Pass-through: the caller's password (right and wrong), its own session (good and
     // bogus), garbled credentials, a watch and a create as the caller.
     let user = env.sim.vcenter.username().to_string();
-    let basic = |password: &str| {
-        use base64::Engine as _;
-        let pair = format!("{user}:{password}");
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
-    };
-    let own_session = reqwest::Client::new()
-        .post(format!("{}/api/session", env.sim.vcenter.url()))
-        .basic_auth(&user, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json::<String>()
+    let basic = |password: &str| basic(&user, password);
+    let own_session = vapi_login(&env.sim.vcenter, "/api/session", &user, PASSWORD)
         .await
         .unwrap();
     let pt_task = format!("upstreams/vc-pt/tasks/{DEMO_RUNNING_TASK}");
@@ -348,16 +335,7 @@ async fn no_secret_appears_in_logs_errors_metrics_or_printed_configuration() {
     );
     req.metadata_mut().insert(
         "x-upstream-authorization",
-        {
-            use base64::Engine as _;
-            let pair = format!("{srs_user}:{PT_WRONG_PASSWORD}");
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
-        }
-        .parse()
-        .unwrap(),
+        common::basic(&srs_user, PT_WRONG_PASSWORD).parse().unwrap(),
     );
     said(
         &mut answers,

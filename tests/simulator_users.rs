@@ -4,19 +4,21 @@
 //! keys that see only their user's runspaces), and the `live_sessions` / `sessions_of`
 //! counters tests use to check that a client logged its sessions out.
 
+mod common;
+
 use std::time::Duration;
+
+use common::{srs_login, vapi_login, vcd_login};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use vmware_grpc_gateway::simulator::cloud_director::{
-    ACCESS_TOKEN_HEADER, VCD_DEMO_OTHER_ORG_TASK,
-};
+use vmware_grpc_gateway::simulator::cloud_director::VCD_DEMO_OTHER_ORG_TASK;
 use vmware_grpc_gateway::simulator::script_runtime::API_KEY_HEADER;
 use vmware_grpc_gateway::simulator::vcenter::SESSION_HEADER;
 use vmware_grpc_gateway::simulator::{
     DEMO_CANCELABLE_TASK, DEMO_RUNNING_TASK, DEMO_SERVICES, DEMO_VIEWER_TASK,
     SNAP_DEMO_RUNNING_TASK, SNAP_DEMO_VIEWER_TASK, SRS_DEMO_READY_RUNSPACE, SRS_USER2,
-    SRS_USER2_PASSWORD, SimClock, SimHandle, SimOptions, Simulator, VAPI_VIEWER_PASSWORD,
+    SRS_USER2_PASSWORD, SimClock, SimOptions, Simulator, VAPI_VIEWER_PASSWORD,
     VAPI_VIEWER_PRINCIPAL, VAPI_VIEWER_USER, VCD_DEMO_RUNNING_TASK, VCD_GLOBEX_ORG,
     VCD_GLOBEX_PASSWORD, VCD_GLOBEX_TASK, VCD_GLOBEX_USER,
 };
@@ -49,25 +51,6 @@ async fn call(
     let r = req.send().await.expect("request reaches the simulator");
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A vAPI Basic login at `path`: the session id, or the refusal's status.
-async fn vapi_login(
-    part: &SimHandle,
-    path: &str,
-    user: &str,
-    password: &str,
-) -> Result<String, StatusCode> {
-    let r = Client::new()
-        .post(format!("{}{path}", part.url()))
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .expect("request reaches the simulator");
-    match r.status() {
-        StatusCode::CREATED => Ok(r.json::<String>().await.expect("a JSON string")),
-        other => Err(other),
-    }
 }
 
 /// The ids a vCenter list answers to `session` for `filter_spec`, sorted.
@@ -220,21 +203,13 @@ async fn the_vapi_viewer_sees_only_its_own_snapshot_service_tasks() {
 async fn cloud_director_globex_sees_only_its_org_with_the_bearer_token_alone() {
     let sim = start().await;
     let vcd = &sim.cloud_director;
-    let r = Client::new()
-        .post(format!("{}/cloudapi/1.0.0/sessions", vcd.url()))
-        .basic_auth(
-            format!("{VCD_GLOBEX_USER}@{VCD_GLOBEX_ORG}"),
-            Some(VCD_GLOBEX_PASSWORD),
-        )
-        .header("accept", "application/json;version=38.0")
-        .send()
-        .await
-        .expect("request reaches the simulator");
-    assert_eq!(r.status(), StatusCode::OK);
-    let jwt = r.headers()[ACCESS_TOKEN_HEADER]
-        .to_str()
-        .expect("ASCII")
-        .to_string();
+    let jwt = vcd_login(
+        vcd,
+        &format!("{VCD_GLOBEX_USER}@{VCD_GLOBEX_ORG}"),
+        VCD_GLOBEX_PASSWORD,
+    )
+    .await
+    .expect("ops@globex logs in");
     assert_eq!(vcd.sessions_of("ops@globex"), 1);
     let bearer = format!("Bearer {jwt}");
     let b = ("authorization", bearer.as_str());
@@ -279,23 +254,6 @@ async fn cloud_director_globex_sees_only_its_org_with_the_bearer_token_alone() {
         StatusCode::NO_CONTENT
     );
     assert_eq!((vcd.sessions_of("ops@globex"), vcd.live_sessions()), (0, 0));
-}
-
-/// An SRS Basic login: the API key.
-async fn srs_login(srs: &SimHandle, user: &str, password: &str) -> Result<String, StatusCode> {
-    let r = Client::new()
-        .post(format!("{}/api/auth/login", srs.url()))
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .expect("request reaches the simulator");
-    match r.status() {
-        StatusCode::OK => Ok(r.headers()[API_KEY_HEADER]
-            .to_str()
-            .expect("ASCII")
-            .to_string()),
-        other => Err(other),
-    }
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use vmware_grpc_gateway::{
         upstream_service_client::UpstreamServiceClient,
     },
     server::Running,
-    simulator::{Phase, SimClock, SimOptions, Simulator, Step, TaskSpec},
+    simulator::{Phase, SimClock, SimHandle, SimOptions, Simulator, Step, TaskSpec},
 };
 
 pub const VM: &str = "com.vmware.vcenter.VM";
@@ -273,4 +273,90 @@ pub fn expect_error<T: Debug>(
     let status = result.expect_err("the call fails");
     let info = assert_error(&status, code, reason);
     (status, info)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging in to a simulated upstream as a client of it does (a caller's own session).
+
+/// `Basic base64(user:password)`, as a caller sends its credentials.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// A Basic login at `path` of `part`: the status, and the answer when it succeeded.
+async fn basic_login(
+    part: &SimHandle,
+    path: &str,
+    user: &str,
+    password: &str,
+    accept: Option<&str>,
+) -> Result<reqwest::Response, reqwest::StatusCode> {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", part.url()))
+        .basic_auth(user, Some(password));
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let r = req.send().await.expect("request reaches the simulator");
+    if r.status().is_success() {
+        Ok(r)
+    } else {
+        Err(r.status())
+    }
+}
+
+/// A vAPI session id of `user` (vCenter at `/api/session`, the snapshot service at
+/// `/api/snapservice/sessions`), or the refusal's status.
+pub async fn vapi_login(
+    part: &SimHandle,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> Result<String, reqwest::StatusCode> {
+    let r = basic_login(part, path, user, password, None).await?;
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    Ok(r.json::<String>().await.expect("a JSON string"))
+}
+
+/// A Cloud Director tenant's bearer token of `user_at_org`, or the refusal's status.
+pub async fn vcd_login(
+    part: &SimHandle,
+    user_at_org: &str,
+    password: &str,
+) -> Result<String, reqwest::StatusCode> {
+    let accept = Some("application/json;version=38.0");
+    let r = basic_login(
+        part,
+        "/cloudapi/1.0.0/sessions",
+        user_at_org,
+        password,
+        accept,
+    )
+    .await?;
+    Ok(header(
+        &r,
+        vmware_grpc_gateway::simulator::cloud_director::ACCESS_TOKEN_HEADER,
+    ))
+}
+
+/// An SRS API key of `user`, or the refusal's status.
+pub async fn srs_login(
+    part: &SimHandle,
+    user: &str,
+    password: &str,
+) -> Result<String, reqwest::StatusCode> {
+    let r = basic_login(part, "/api/auth/login", user, password, None).await?;
+    Ok(header(
+        &r,
+        vmware_grpc_gateway::simulator::script_runtime::API_KEY_HEADER,
+    ))
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()[name].to_str().expect("ASCII").to_string()
 }
