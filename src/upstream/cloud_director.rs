@@ -19,7 +19,7 @@ use std::{
 };
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reqwest::Method;
+use http::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 

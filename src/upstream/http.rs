@@ -9,7 +9,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use reqwest::{Method, RequestBuilder, header::HeaderMap};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Uri,
+    header::{ACCEPT, CONTENT_TYPE, USER_AGENT},
+    uri::{Authority, PathAndQuery, Scheme},
+};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
 use tokio::{
     sync::{Semaphore, SemaphorePermit},
     time::Instant,
@@ -80,7 +89,7 @@ impl Reply {
     /// The `Retry-After` header in seconds, when present.
     pub fn retry_after(&self) -> Option<Duration> {
         self.headers
-            .get(reqwest::header::RETRY_AFTER)?
+            .get(http::header::RETRY_AFTER)?
             .to_str()
             .ok()?
             .trim()
@@ -94,13 +103,154 @@ impl Reply {
     }
 }
 
+/// An upstream request being built: what `HttpClient::request` starts, the adapters add
+/// query, body and headers to, and `HttpClient::send` sends.
+#[derive(Debug)]
+pub struct Request {
+    method: Method,
+    /// Path and query, the upstream's base path included.
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Why the request cannot be sent (a header value that is not one); `send` refuses it.
+    invalid: Option<String>,
+}
+
+impl Request {
+    fn new(method: Method, path: String) -> Self {
+        Request {
+            method,
+            path,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            invalid: None,
+        }
+    }
+
+    /// Adds the pairs to the query, form-encoded.
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        if !query.is_empty() {
+            self.path
+                .push(if self.path.contains('?') { '&' } else { '?' });
+            self.path.push_str(&query);
+        }
+        self
+    }
+
+    /// `body` as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => {
+                self.body = bytes.into();
+                self.set_default(CONTENT_TYPE, "application/json");
+            }
+            Err(e) => self.invalid = Some(format!("the body is not JSON: {e}")),
+        }
+        self
+    }
+
+    /// The pairs as a form-encoded body.
+    pub fn form(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+            .into();
+        self.set_default(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self
+    }
+
+    /// Adds a header (another value of the same name does not replace it).
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.add_header(name, value, false)
+    }
+
+    /// Adds a header that holds a secret: HTTP/2 keeps it out of its compression tables.
+    pub fn secret_header(self, name: &str, value: &str) -> Self {
+        self.add_header(name, value, true)
+    }
+
+    /// Basic authentication (RFC 7617).
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.secret_header("authorization", &["Basic ", &token].concat())
+    }
+
+    fn add_header(mut self, name: &str, value: &str, secret: bool) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(secret);
+                self.headers.append(name, value);
+            }
+            // Never quote the value: it may be a secret.
+            _ => self.invalid = Some(format!("the value of the {name} header is not valid")),
+        }
+        self
+    }
+
+    fn set_default(&mut self, name: HeaderName, value: &'static str) {
+        self.headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+}
+
+/// Where an upstream's requests go: scheme, host and port, and the path of its base URL
+/// without the trailing `/`.
+#[derive(Debug, Clone)]
+struct Base {
+    scheme: Scheme,
+    authority: Authority,
+    path: String,
+}
+
+impl Base {
+    fn parse(url: &str) -> Option<Base> {
+        let uri: Uri = url.parse().ok()?;
+        let parts = uri.into_parts();
+        let pq = parts.path_and_query;
+        if pq.as_ref().is_some_and(|pq| pq.query().is_some()) {
+            return None;
+        }
+        Some(Base {
+            scheme: parts.scheme?,
+            authority: parts.authority?,
+            path: pq
+                .map(|pq| pq.path().trim_end_matches('/').to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, String> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes()))
+                .map_err(|e| format!("the request path is not valid: {e}"))?,
+        );
+        Uri::from_parts(parts).map_err(|e| format!("the request URL is not valid: {e}"))
+    }
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+const USER_AGENT_VALUE: &str = concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION"));
+
 /// The HTTP side of one upstream.
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// hyper's pooled client: HTTP/1.1 connections kept warm (and HTTP/2 when the upstream's
+    /// TLS offers it), over rustls.
+    client: Client<Connector, Full<Bytes>>,
     base: String,
-    /// `base` parsed once, and its path without the trailing `/`: a request's URL is this
-    /// with its path set, instead of the whole URL parsed again on every request.
-    base_url: Option<(reqwest::Url, String)>,
+    /// `base` parsed once: a request's URL is this with its path set.
+    base_url: Base,
     upstream: String,
     timeout: Duration,
     /// Largest answer body read; a longer one is a bad response, never held whole.
@@ -122,53 +272,35 @@ pub struct HttpClient {
 impl HttpClient {
     pub fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Arc<Self>, ConfigError> {
         let max_requests = limits.max_upstream_requests;
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(10))
+        let base_url = Base::parse(&cfg.url).ok_or_else(|| {
+            ConfigError::new(
+                format!("upstreams.{}.url", cfg.name),
+                "must be an absolute http or https URL without a query",
+            )
+        })?;
+        if cfg.insecure {
+            tracing::warn!(upstream = %cfg.name, "TLS certificate verification is OFF for this upstream (insecure = true)");
+        }
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::trust::client_config(cfg)?)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
             // Keep as many connections warm as requests may be in flight.
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(max_requests)
-            // A redirect would carry the session header elsewhere: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &cfg.ca_file {
-            let key = format!("upstreams.{}.ca_file", cfg.name);
-            let pem = std::fs::read(path).map_err(|e| {
-                ConfigError::new(&key, format!("cannot read {}: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ConfigError::new(&key, format!("{} is not PEM: {e}", path.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(ConfigError::new(
-                    key,
-                    format!("{} holds no certificate", path.display()),
-                ));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        if cfg.insecure {
-            tracing::warn!(upstream = %cfg.name, "TLS certificate verification is OFF for this upstream (insecure = true)");
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let client = builder.build().map_err(|e| {
-            ConfigError::new(
-                format!("upstreams.{}", cfg.name),
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
+            .build(connector);
         Ok(Arc::new(Self {
             client,
             base: cfg.url.trim_end_matches('/').to_string(),
-            base_url: reqwest::Url::parse(&cfg.url)
-                .ok()
-                .filter(|u| u.query().is_none() && u.fragment().is_none())
-                .map(|u| {
-                    let path = u.path().trim_end_matches('/').to_string();
-                    (u, path)
-                }),
+            base_url,
             upstream: cfg.name.clone(),
             timeout: cfg.request_timeout,
             max_body: limits.max_upstream_body_bytes,
@@ -193,21 +325,13 @@ impl HttpClient {
 
     /// A request to `path` (starting with `/`) on this upstream, carrying the trace of the
     /// call it serves on as a child span (W3C `traceparent`, and the caller's `tracestate`).
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut rb = match &self.base_url {
-            // A path with a query or fragment takes the slow way, parsed whole.
-            Some((base, base_path)) if !path.contains(['?', '#']) => {
-                let mut url = base.clone();
-                url.set_path(&format!("{base_path}{path}"));
-                self.client.request(method, url)
-            }
-            _ => self.client.request(method, format!("{}{path}", self.base)),
-        };
+    pub fn request(&self, method: Method, path: &str) -> Request {
+        let mut rb = Request::new(method, [self.base_url.path.as_str(), path].concat());
         let call = call::current();
         if let Some(trace) = call.trace {
-            rb = rb.header("traceparent", trace.child().traceparent());
+            rb = rb.header("traceparent", &trace.child().traceparent());
             if let Some(state) = call.tracestate {
-                rb = rb.header("tracestate", &*state);
+                rb = rb.header("tracestate", &state);
             }
         }
         rb
@@ -235,11 +359,7 @@ impl HttpClient {
     /// Sends the request within the request timeout and the caller's deadline, once it has a
     /// turn and unless the upstream's circuit breaker is open.
     /// `endpoint` is the request's route template (its metrics label).
-    pub async fn send(
-        &self,
-        endpoint: &'static str,
-        rb: RequestBuilder,
-    ) -> Result<Reply, UpstreamError> {
+    pub async fn send(&self, endpoint: &'static str, rb: Request) -> Result<Reply, UpstreamError> {
         let started = Instant::now();
         let result = self.send_in_turn(rb).await;
         let status = match &result {
@@ -272,7 +392,7 @@ impl HttpClient {
         result
     }
 
-    async fn send_in_turn(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+    async fn send_in_turn(&self, rb: Request) -> Result<Reply, UpstreamError> {
         let _turn = self.turn().await?;
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
@@ -330,7 +450,25 @@ impl HttpClient {
         }
     }
 
-    async fn send_admitted(&self, rb: RequestBuilder) -> Result<Reply, UpstreamError> {
+    /// The request as hyper takes it: the absolute URL, the gateway's `User-Agent`, and
+    /// `Accept: */*` unless the adapter asked for something else.
+    fn http_request(&self, rb: Request) -> Result<http::Request<Full<Bytes>>, String> {
+        if let Some(problem) = rb.invalid {
+            return Err(problem);
+        }
+        let mut request = http::Request::new(Full::new(rb.body));
+        *request.method_mut() = rb.method;
+        *request.uri_mut() = self.base_url.uri(&rb.path)?;
+        let mut headers = rb.headers;
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        headers
+            .entry(ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    async fn send_admitted(&self, rb: Request) -> Result<Reply, UpstreamError> {
         let mut timeout = self.timeout;
         if let Some(deadline) = call::current_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -343,28 +481,39 @@ impl HttpClient {
             }
             timeout = timeout.min(left);
         }
+        let request = match self.http_request(rb) {
+            Ok(request) => request,
+            Err(problem) => {
+                let e =
+                    UpstreamError::new(&self.upstream, None, UpstreamFailure::Unreachable(problem));
+                self.record(false, e.to_short_text());
+                return Err(e);
+            }
+        };
         let result = tokio::time::timeout(timeout, async {
-            let mut resp = rb.send().await?;
-            let status = resp.status().as_u16();
-            let headers = std::mem::take(resp.headers_mut());
+            let (head, mut incoming) = self.client.request(request).await?.into_parts();
+            let status = head.status.as_u16();
             let mut body = bytes::BytesMut::new();
-            while let Some(chunk) = resp.chunk().await? {
+            while let Some(frame) = incoming.frame().await {
+                let Ok(chunk) = frame?.into_data() else {
+                    continue;
+                };
                 if body.len() + chunk.len() > self.max_body {
                     return Ok(Err(status));
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok::<_, reqwest::Error>(Ok(Reply {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Ok(Reply {
                 status,
-                headers,
+                headers: head.headers,
                 body: body.freeze(),
             }))
         })
         .await;
         let outcome = match result {
             Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(transport_text(&e))),
+            Ok(Err(e)) if is_timeout(&*e) => Err(UpstreamFailure::Timeout),
+            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(transport_text(&*e))),
             Ok(Ok(Err(status))) => {
                 let e = UpstreamError::bad_response(
                     &self.upstream,
@@ -410,12 +559,82 @@ fn breaker_settings(cfg: &UpstreamConfig) -> Result<BreakerSettings, ConfigError
 }
 
 /// The innermost cause of a transport error: the part a human can act on.
-fn transport_text(e: &reqwest::Error) -> String {
+fn transport_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         text = s.to_string();
         source = s.source();
     }
     text
+}
+
+/// Whether a transport error is a timeout (connecting, most often).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, UpstreamKind};
+
+    fn client(url: &str) -> Arc<HttpClient> {
+        let cfg = UpstreamConfig::new("vc1", UpstreamKind::Vsphere, url, "u", "p");
+        HttpClient::new(&cfg, &Config::default().limits).unwrap()
+    }
+
+    #[test]
+    fn a_request_is_the_base_path_the_path_and_the_query_form_encoded() {
+        let http = client("https://vc.example.com:8443/base/");
+        let rb = http
+            .request(Method::GET, "/api/x?a=1")
+            .query(&[("filter", "name==a b;c"), ("page", "2")]);
+        let request = http.http_request(rb).unwrap();
+        assert_eq!(
+            request.uri().to_string(),
+            "https://vc.example.com:8443/base/api/x?a=1&filter=name%3D%3Da+b%3Bc&page=2"
+        );
+        assert_eq!(request.headers()[ACCEPT], "*/*");
+        assert_eq!(request.headers()[USER_AGENT], USER_AGENT_VALUE);
+    }
+
+    #[test]
+    fn bodies_and_credentials_set_their_headers_and_secrets_stay_out_of_errors() {
+        let http = client("http://127.0.0.1:1");
+        let rb = http
+            .request(Method::POST, "/login")
+            .basic_auth("user", "pa:ss")
+            .json(&serde_json::json!({"a": 1}));
+        let request = http.http_request(rb).unwrap();
+        let auth = &request.headers()[http::header::AUTHORIZATION];
+        assert_eq!(auth, "Basic dXNlcjpwYTpzcw==");
+        assert!(auth.is_sensitive());
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+
+        let rb = http
+            .request(Method::GET, "/api")
+            .secret_header("vmware-api-session-id", "SECRET\nVALUE");
+        let problem = http.http_request(rb).unwrap_err();
+        assert!(problem.contains("vmware-api-session-id"), "{problem}");
+        assert!(!problem.contains("SECRET"), "{problem}");
+    }
+
+    #[test]
+    fn a_base_url_with_a_query_or_without_a_host_is_refused() {
+        for url in ["http://vc/api?x=1", "/relative", "vc.example.com"] {
+            let cfg = UpstreamConfig::new("vc1", UpstreamKind::Vsphere, url, "u", "p");
+            let e = HttpClient::new(&cfg, &Config::default().limits).err();
+            assert!(e.is_some(), "{url}");
+        }
+    }
 }

@@ -35,19 +35,21 @@ pub const MAX_NESTING: usize = 32;
 /// `Err` saying so when arrays and objects in `json` nest deeper than [`MAX_NESTING`]: a
 /// task keeping it could not be decoded by its clients.
 pub fn check_nesting(json: &Json) -> Result<(), String> {
-    fn deeper_than(v: &Json, levels: usize) -> bool {
-        match v {
-            Json::Array(a) => levels == 0 || a.iter().any(|v| deeper_than(v, levels - 1)),
-            Json::Object(o) => levels == 0 || o.values().any(|v| deeper_than(v, levels - 1)),
-            _ => false,
-        }
-    }
-    if deeper_than(json, MAX_NESTING) {
+    if nests_deeper_than(json, MAX_NESTING) {
         Err(format!(
             "arrays and objects nest deeper than {MAX_NESTING} levels, more than protobuf clients decode"
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Whether arrays and objects nest in `json` more than `levels` deep (`json` itself is one).
+pub fn nests_deeper_than(json: &Json, levels: usize) -> bool {
+    match json {
+        Json::Array(a) => levels == 0 || a.iter().any(|v| nests_deeper_than(v, levels - 1)),
+        Json::Object(o) => levels == 0 || o.values().any(|v| nests_deeper_than(v, levels - 1)),
+        _ => false,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reqwest::Method;
+use http::Method;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 

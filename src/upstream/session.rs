@@ -27,10 +27,10 @@ use std::{
     time::Duration,
 };
 
-use reqwest::{Method, RequestBuilder};
+use http::Method;
 use tokio::time::Instant;
 
-use super::http::{Endpoint, HttpClient, Reply};
+use super::http::{Endpoint, HttpClient, Reply, Request};
 use crate::{
     call,
     config::{Secret, UpstreamConfig},
@@ -392,7 +392,7 @@ impl Session {
         &self,
         method: Method,
         at: &Endpoint,
-        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+        customize: impl Fn(Request) -> Request,
     ) -> Result<Reply, UpstreamError> {
         let token = match self.current() {
             Some(t) => t,
@@ -424,7 +424,7 @@ impl Session {
         &self,
         method: Method,
         at: &Endpoint,
-        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+        customize: impl Fn(Request) -> Request,
     ) -> Result<Reply, UpstreamError> {
         let reply = self.send(method, at, customize).await?;
         if reply.is_success() {
@@ -444,7 +444,7 @@ impl Session {
         &self,
         method: Method,
         at: &Endpoint,
-        customize: impl Fn(RequestBuilder) -> RequestBuilder,
+        customize: impl Fn(Request) -> Request,
     ) -> Result<Reply, UpstreamError> {
         self.retries.deposit();
         let mut pause = RETRY_PAUSE;
@@ -496,7 +496,7 @@ impl Session {
         token: &Token,
         method: Method,
         at: &Endpoint,
-        customize: &impl Fn(RequestBuilder) -> RequestBuilder,
+        customize: &impl Fn(Request) -> Request,
     ) -> Result<Reply, UpstreamError> {
         send_as(&self.http, &self.flow, &token.value, method, at, customize).await
     }
@@ -670,14 +670,14 @@ impl Session {
     async fn login(&self, secret: &Secret) -> Result<Secret, UpstreamError> {
         let mut rb = self.http.request(Method::POST, &self.flow.login_path);
         for (k, v) in &self.flow.login_headers {
-            rb = rb.header(*k, v);
+            rb = rb.header(k, v);
         }
         rb = match &self.flow.refresh_token {
             Some(_) => rb.form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", secret.expose()),
             ]),
-            None => rb.basic_auth(&self.user, Some(secret.expose())),
+            None => rb.basic_auth(&self.user, secret.expose()),
         };
         let reply = self.http.send("login", rb).await?;
         let upstream = self.http.upstream();
@@ -745,15 +745,15 @@ async fn send_as(
     token: &Secret,
     method: Method,
     at: &Endpoint,
-    customize: &impl Fn(RequestBuilder) -> RequestBuilder,
+    customize: &impl Fn(Request) -> Request,
 ) -> Result<Reply, UpstreamError> {
     let mut rb = http.request(method, &at.path);
     for (k, v) in &flow.extra_headers {
-        rb = rb.header(*k, v);
+        rb = rb.header(k, v);
     }
-    rb = customize(rb).header(
+    rb = customize(rb).secret_header(
         flow.auth_header,
-        format!("{}{}", flow.auth_prefix, token.expose()),
+        &[flow.auth_prefix, token.expose()].concat(),
     );
     http.send(at.template, rb).await
 }

@@ -2,7 +2,7 @@
 //! path, and the list call (`GET` with repeated query keys, answered by
 //! `{"items": [{"task", "info"}]}`). The API has no cancel. The rest is in `vapi`.
 
-use reqwest::Method;
+use http::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 

@@ -6,13 +6,13 @@
 use std::{future::Future, marker::PhantomData, sync::Arc};
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reqwest::Method;
+use http::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
     http::{Endpoint, HttpClient, Reply},
-    json::{check_nesting, timestamp_field, to_struct, to_value},
+    json::{MAX_NESTING, check_nesting, nests_deeper_than, timestamp_field, to_struct, to_value},
     session::{LoginFlow, Session, TokenSource, api_error},
     sessions::Sessions,
     source::{Batch, TaskSource},
@@ -80,8 +80,11 @@ impl<D: Dialect> VapiTasks<D> {
         let at = Endpoint::with_id(D::TASK_PATH, id);
         let session = self.sessions.current()?;
         let reply = session.read(Method::GET, &at, |rb| rb).await?;
-        let body = session.json(&reply, "task")?;
         let payload = payload();
+        if !payload && let Some(task) = basic_task(self.upstream(), D::KIND, id, &reply.body) {
+            return Ok(task);
+        }
+        let body = session.json(&reply, "task")?;
         let task = task_from_info_with(self.upstream(), D::KIND, id, body, reply.status, payload)?;
         Ok(task)
     }
@@ -252,6 +255,10 @@ pub struct LocalizableMessage {
     pub args: Vec<String>,
     #[serde(default)]
     pub localized: Option<String>,
+    /// Named arguments (vSphere 7.0+); read so that a message carrying them is not an
+    /// ignored field (see [`basic_task`]), otherwise unused.
+    #[serde(default)]
+    pub params: Option<Json>,
 }
 
 impl From<LocalizableMessage> for proto::LocalizableMessage {
@@ -326,6 +333,37 @@ struct Info {
     progress: Option<Progress>,
     #[serde(default)]
     vc_task: Option<String>,
+    /// `result`, `null` included (an absent one is `None`).
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Json>,
+}
+
+/// A field that is present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+impl Info {
+    /// The JSON values `Info` holds whole, each with the levels of arrays and objects above
+    /// it (the `Info` object included) at most.
+    fn json_values(&self) -> impl Iterator<Item = (usize, &Json)> {
+        let messages = self
+            .description
+            .iter()
+            .map(|m| (2, m))
+            .chain(
+                self.progress
+                    .iter()
+                    .flat_map(|p| p.message.iter().map(|m| (3, m))),
+            )
+            .chain(
+                self.error
+                    .iter()
+                    .flat_map(|e| e.messages.iter().map(|m| (4, m))),
+            );
+        let params = messages.filter_map(|(above, m)| Some((above, m.params.as_ref()?)));
+        self.result.iter().map(|r| (1, r)).chain(params)
+    }
 }
 
 /// vAPI status → normalized state; FAILED with error type CANCELED is a cancellation.
@@ -397,18 +435,58 @@ fn task_from_info_with(
     check_nesting(&raw).map_err(bad)?;
     check_id(id).map_err(bad)?;
     let info = Info::deserialize(&raw).map_err(|e| bad(e.to_string()))?;
+    task_of(upstream, kind, id, info, payload.then_some(map)).map_err(bad)
+}
+
+/// The BASIC view of a task (no `upstream_payload`) read from the answer's bytes straight
+/// into `Info`, without the `serde_json::Value` that [`task_from_info_with`] builds first:
+/// only when the answer is one JSON object of which `Info` reads every field (an ignored
+/// field would go unchecked), nested no deeper than the general path allows, and a task
+/// [`task_of`] accepts. `None` for anything else; the general path then reads the answer
+/// and names the problem, so both paths give the same task or the same error.
+fn basic_task(
+    upstream: &str,
+    kind: proto::UpstreamKind,
+    id: &str,
+    body: &[u8],
+) -> Option<proto::Task> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || check_id(id).is_err() {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut whole = true;
+    let info: Info = serde_ignored::deserialize(&mut de, |_| whole = false).ok()?;
+    de.end().ok()?;
+    let shallow = info
+        .json_values()
+        .all(|(above, v)| !nests_deeper_than(v, MAX_NESTING - above));
+    if !(whole && shallow) {
+        return None;
+    }
+    task_of(upstream, kind, id, info, None).ok()
+}
+
+/// The `Task` of a task's `Info`, keeping `payload` (the whole `Info`) when given; `Err` is
+/// the problem, for the caller to put in its error.
+fn task_of(
+    upstream: &str,
+    kind: proto::UpstreamKind,
+    id: &str,
+    info: Info,
+    payload: Option<&serde_json::Map<String, Json>>,
+) -> Result<proto::Task, String> {
     // An empty parent is none; one that no name can carry is an error.
     let parent = match info.parent.as_deref() {
         None | Some("") => String::new(),
         Some(p) => {
-            check_id(p).map_err(|e| bad(format!("parent: {e}")))?;
+            check_id(p).map_err(|e| format!("parent: {e}"))?;
             resource_name(upstream, "tasks", p)
         }
     };
     let error_type = info.error.as_ref().and_then(|e| e.error_type.clone());
     let state = state_of(&info.status, error_type.as_deref());
-    let start_time = timestamp_field("start_time", info.start_time.as_deref()).map_err(bad)?;
-    let end_time = timestamp_field("end_time", info.end_time.as_deref()).map_err(bad)?;
+    let start_time = timestamp_field("start_time", info.start_time.as_deref())?;
+    let end_time = timestamp_field("end_time", info.end_time.as_deref())?;
     let error = info.error.map(|e| proto::TaskError {
         r#type: e.error_type.unwrap_or_default(),
         message: e
@@ -465,8 +543,8 @@ fn task_from_info_with(
             .collect(),
         subtasks: vec![],
         error,
-        result: map.get("result").map(to_value),
-        upstream_payload: payload.then(|| to_struct(map)),
+        result: info.result.as_ref().map(to_value),
+        upstream_payload: payload.map(to_struct),
     })
 }
 

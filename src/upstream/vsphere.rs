@@ -2,7 +2,7 @@
 //! call (`POST ?action=list` with a JSON filter, answered by an object keyed by task id)
 //! and cancel (`POST /api/cis/tasks/{task}?action=cancel`). The rest is in `vapi`.
 
-use reqwest::Method;
+use http::Method;
 use serde_json::{Value as Json, json};
 
 use super::{

@@ -74,8 +74,92 @@ fn the_documents_convert() {
     }
 }
 
+/// The BASIC view as the general path gives it: the bytes parsed into a `Value` first.
+fn general_basic(bytes: &[u8]) -> Result<proto::Task, String> {
+    let raw: Json = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    task_from_info_with(UPSTREAM, proto::UpstreamKind::Vsphere, ID, raw, 200, false)
+        .map_err(|e| e.to_short_text())
+}
+
+fn fast_basic(bytes: &[u8]) -> Option<proto::Task> {
+    basic_task(UPSTREAM, proto::UpstreamKind::Vsphere, ID, bytes)
+}
+
+#[test]
+fn the_fast_path_takes_the_documents_as_vcenter_sends_them() {
+    for doc in documents() {
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let fast = fast_basic(&bytes).expect("a plain Info is read straight into its struct");
+        assert_eq!(Ok(fast), general_basic(&bytes));
+    }
+    // vSphere 7.0+ messages carry `params`: still the fast path.
+    let mut doc = documents().remove(0);
+    doc["description"]["params"] = json!({"vm": {"s": "vm-1021"}});
+    assert!(fast_basic(&serde_json::to_vec(&doc).unwrap()).is_some());
+}
+
+#[test]
+fn the_fast_path_leaves_what_it_does_not_check_to_the_general_path() {
+    let doc = serde_json::to_vec(&documents().remove(2)).unwrap();
+    // `doc` with `field` put first.
+    let with = |field: &[u8]| [&b"{"[..], field, b",", &doc[1..]].concat();
+    let deep = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    let deep_result = |levels| {
+        serde_json::to_vec(
+            &json!({"service": "s", "operation": "o", "status": "SUCCEEDED",
+            "cancelable": false, "result": deep(levels)}),
+        )
+        .unwrap()
+    };
+    // An unknown field, which a typed parse skips unchecked: bytes that are not UTF-8, a
+    // control character.
+    let not_utf8 = with(b"\"x\":\"\xff\"");
+    let control = with(b"\"x\":\"\x01\"");
+    // A result as deep as clients decode (with the `Info` object, 32 levels), then deeper.
+    let (deepest, too_deep) = (deep_result(31), deep_result(32));
+    // A field twice, an array, bytes after the document.
+    let twice = with(b"\"status\":\"FAILED\"");
+    let trailing = [&doc[..], b" x"].concat();
+    for bytes in [
+        &not_utf8,
+        &control,
+        &deepest,
+        &too_deep,
+        &twice,
+        &b"[1]".to_vec(),
+        &trailing,
+    ] {
+        if let Some(fast) = fast_basic(bytes) {
+            assert_eq!(
+                Ok(fast),
+                general_basic(bytes),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+    assert!(general_basic(&not_utf8).is_err() && fast_basic(&not_utf8).is_none());
+    assert!(general_basic(&control).is_err() && fast_basic(&control).is_none());
+    assert!(
+        fast_basic(&deepest).is_some(),
+        "31 levels in result are within the limit"
+    );
+    assert!(general_basic(&too_deep).is_err() && fast_basic(&too_deep).is_none());
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// Whenever the fast path reads a spoiled `Info` (unknown fields added anywhere, fields
+    /// removed, of another type, absurd, nested deep), it gives what the general path gives.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_path(doc in document(), spoil in spoil()) {
+        let (spoiled, _) = apply(&doc, &spoil);
+        let bytes = serde_json::to_vec(&spoiled).unwrap();
+        if let Some(fast) = fast_basic(&bytes) {
+            prop_assert_eq!(Ok(fast), general_basic(&bytes));
+        }
+    }
 
     /// Any spoiled `Info` is a task or UPSTREAM_BAD_RESPONSE, as built (nested up to 200
     /// deep) and as a session reads it (serde_json refuses beyond 128).

@@ -1,0 +1,107 @@
+//! Which certificates an upstream's TLS trusts: the system's roots, plus the PEM bundle of
+//! `ca_file` when set; or none checked at all with `insecure = true`.
+
+use std::sync::Arc;
+
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{WebPkiSupportedAlgorithms, ring},
+    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+};
+
+use crate::config::{ConfigError, UpstreamConfig};
+
+/// The rustls client configuration of one upstream (the connector sets its ALPN).
+pub fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, ConfigError> {
+    let provider = Arc::new(ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(format!("upstreams.{}", cfg.name), e.to_string()))?;
+    let config = if cfg.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(roots(cfg)?)
+            .with_no_client_auth()
+    };
+    Ok(config)
+}
+
+/// The system's roots (those it cannot parse are skipped, as browsers do), and `ca_file`'s.
+fn roots(cfg: &UpstreamConfig) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &cfg.ca_file {
+        let key = format!("upstreams.{}.ca_file", cfg.name);
+        let pem = std::fs::read(path)
+            .map_err(|e| ConfigError::new(&key, format!("cannot read {}: {e}", path.display())))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new(&key, format!("{} is not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ConfigError::new(
+                key,
+                format!("{} holds no certificate", path.display()),
+            ));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                ConfigError::new(
+                    &key,
+                    format!(
+                        "{} holds a certificate rustls cannot use: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+/// `insecure = true`: any certificate and name are accepted; the handshake's signatures are
+/// still checked, so the session is at least with the holder of the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
