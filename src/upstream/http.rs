@@ -16,7 +16,7 @@ use http::{
 };
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::{legacy::Client, proxy::matcher::Matcher},
     rt::{TokioExecutor, TokioTimer},
 };
 use tokio::{
@@ -24,7 +24,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::breaker::{Breaker, BreakerSettings};
+use super::{
+    breaker::{Breaker, BreakerSettings},
+    transport::Transport,
+};
 use crate::{
     call,
     config::{ConfigError, LimitsConfig, UpstreamConfig},
@@ -239,7 +242,7 @@ impl Base {
     }
 }
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<Transport>;
 
 const USER_AGENT_VALUE: &str = concat!("vmware-grpc-gateway/", env!("CARGO_PKG_VERSION"));
 
@@ -271,6 +274,15 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(cfg: &UpstreamConfig, limits: &LimitsConfig) -> Result<Arc<Self>, ConfigError> {
+        Self::with_proxies(cfg, limits, &Matcher::from_env())
+    }
+
+    /// [`HttpClient::new`] with the proxy rules given instead of read from the environment.
+    pub fn with_proxies(
+        cfg: &UpstreamConfig,
+        limits: &LimitsConfig,
+        proxies: &Matcher,
+    ) -> Result<Arc<Self>, ConfigError> {
         let max_requests = limits.max_upstream_requests;
         let base_url = Base::parse(&cfg.url).ok_or_else(|| {
             ConfigError::new(
@@ -281,10 +293,8 @@ impl HttpClient {
         if cfg.insecure {
             tracing::warn!(upstream = %cfg.name, "TLS certificate verification is OFF for this upstream (insecure = true)");
         }
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+        let tcp = Transport::to(&base_url.uri("/").unwrap_or_default(), proxies, &cfg.name)
+            .map_err(|problem| ConfigError::new(format!("upstreams.{}", cfg.name), problem))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(super::trust::client_config(cfg)?)
             .https_or_http()
@@ -627,6 +637,96 @@ mod tests {
         let problem = http.http_request(rb).unwrap_err();
         assert!(problem.contains("vmware-api-session-id"), "{problem}");
         assert!(!problem.contains("SECRET"), "{problem}");
+    }
+
+    /// An HTTP CONNECT proxy on loopback; what it was asked, each request head.
+    async fn connect_proxy() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        head.push(client.read_u8().await?);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    log.lock().unwrap().push(head);
+                    let mut upstream = tokio::net::TcpStream::connect(target).await?;
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await?;
+                    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        (addr, asked)
+    }
+
+    #[tokio::test]
+    async fn an_https_upstream_goes_through_the_proxy_the_rules_name_and_no_proxy_is_direct() {
+        let opts = crate::simulator::SimOptions {
+            tls: true,
+            ..Default::default()
+        };
+        let sim = crate::simulator::VcenterSim::start(&opts).await.unwrap();
+        let (proxy, asked) = connect_proxy().await;
+        let mut cfg = UpstreamConfig::new("vc1", UpstreamKind::Vsphere, &sim.url(), "u", "p");
+        cfg.insecure = true;
+        let login = |http: &HttpClient| {
+            http.request(Method::POST, "/api/session")
+                .basic_auth(sim.username(), sim.password())
+        };
+        let limits = Config::default().limits;
+
+        let proxies = Matcher::builder()
+            .https(format!("http://gw:s3cret@{proxy}"))
+            .build();
+        let http = HttpClient::with_proxies(&cfg, &limits, &proxies).unwrap();
+        let reply = http.send("login", login(&http)).await.unwrap();
+        assert_eq!(reply.status, 201, "logged in through the tunnel");
+        let heads = asked.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        let host = sim.url().trim_start_matches("https://").to_string();
+        assert!(
+            heads[0].starts_with(&format!("CONNECT {host} HTTP/1.1\r\n")),
+            "{}",
+            heads[0]
+        );
+        // base64("gw:s3cret")
+        assert!(
+            heads[0]
+                .to_ascii_lowercase()
+                .contains("proxy-authorization: basic z3c6cznjcmv0"),
+            "{}",
+            heads[0]
+        );
+
+        let direct = Matcher::builder()
+            .https(format!("http://{proxy}"))
+            .no("127.0.0.1")
+            .build();
+        let http = HttpClient::with_proxies(&cfg, &limits, &direct).unwrap();
+        assert_eq!(http.send("login", login(&http)).await.unwrap().status, 201);
+        assert_eq!(
+            asked.lock().unwrap().len(),
+            1,
+            "NO_PROXY: straight to the upstream"
+        );
+
+        let socks = Matcher::builder()
+            .https(format!("socks5://{proxy}"))
+            .build();
+        let e = HttpClient::with_proxies(&cfg, &limits, &socks)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("only http:// proxies"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod session;
 pub mod sessions;
 pub mod snapservice;
 pub mod source;
+mod transport;
 mod trust;
 pub mod vapi;
 pub mod vsphere;
