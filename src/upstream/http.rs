@@ -249,7 +249,8 @@ const USER_AGENT_VALUE: &str = concat!("vmware-grpc-gateway/", env!("CARGO_PKG_V
 /// The HTTP side of one upstream.
 pub struct HttpClient {
     /// hyper's pooled client: HTTP/1.1 connections kept warm (and HTTP/2 when the upstream's
-    /// TLS offers it), over rustls.
+    /// TLS offers it), over rustls. It follows no redirect (one would carry the session
+    /// header elsewhere): a 3xx reaches the adapter, which calls it a bad response.
     client: Client<Connector, Full<Bytes>>,
     base: String,
     /// `base` parsed once: a request's URL is this with its path set.
@@ -403,6 +404,11 @@ impl HttpClient {
     }
 
     async fn send_in_turn(&self, rb: Request) -> Result<Reply, UpstreamError> {
+        // A request that cannot be written says nothing of the upstream: it takes no turn
+        // and no breaker ticket, and leaves the upstream's health alone.
+        let request = self.http_request(rb).map_err(|problem| {
+            UpstreamError::new(&self.upstream, None, UpstreamFailure::Unreachable(problem))
+        })?;
         let _turn = self.turn().await?;
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
@@ -416,7 +422,7 @@ impl HttpClient {
         // A timeout the caller's own deadline set says nothing of the upstream.
         let caller_bound = call::current_deadline()
             .is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.timeout);
-        let result = self.send_admitted(rb).await;
+        let result = self.send_admitted(request).await;
         let caller_cut = caller_bound
             && matches!(&result, Err(e) if matches!(e.failure, UpstreamFailure::Timeout));
         if !caller_cut {
@@ -478,7 +484,10 @@ impl HttpClient {
         Ok(request)
     }
 
-    async fn send_admitted(&self, rb: Request) -> Result<Reply, UpstreamError> {
+    async fn send_admitted(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<Reply, UpstreamError> {
         let mut timeout = self.timeout;
         if let Some(deadline) = call::current_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -491,15 +500,6 @@ impl HttpClient {
             }
             timeout = timeout.min(left);
         }
-        let request = match self.http_request(rb) {
-            Ok(request) => request,
-            Err(problem) => {
-                let e =
-                    UpstreamError::new(&self.upstream, None, UpstreamFailure::Unreachable(problem));
-                self.record(false, e.to_short_text());
-                return Err(e);
-            }
-        };
         let result = tokio::time::timeout(timeout, async {
             let (head, mut incoming) = self.client.request(request).await?.into_parts();
             let status = head.status.as_u16();
@@ -727,6 +727,32 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("only http:// proxies"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_written_leaves_the_breaker_and_health_alone() {
+        let sim = crate::simulator::VcenterSim::start(&Default::default())
+            .await
+            .unwrap();
+        let mut cfg = UpstreamConfig::new("vc1", UpstreamKind::Vsphere, &sim.url(), "u", "p");
+        cfg.breaker_failures = 1;
+        let http = HttpClient::new(&cfg, &Config::default().limits).unwrap();
+        let login = || {
+            http.request(Method::POST, "/api/session")
+                .basic_auth(sim.username(), sim.password())
+        };
+        assert_eq!(http.send("login", login()).await.unwrap().status, 201);
+        for _ in 0..3 {
+            let bad = login().header("x-bad", "line\nbreak");
+            let e = http.send("login", bad).await.unwrap_err();
+            assert!(
+                matches!(e.failure, UpstreamFailure::Unreachable(_)),
+                "{e:?}"
+            );
+        }
+        assert!(http.health().reachable, "{:?}", http.health());
+        let again = http.send("login", login()).await;
+        assert_eq!(again.unwrap().status, 201, "the circuit stayed closed");
     }
 
     #[test]

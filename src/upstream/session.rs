@@ -705,6 +705,9 @@ impl Session {
         if token.is_empty() {
             return Err(bad("empty session token"));
         }
+        if http::HeaderValue::from_str(&[self.flow.auth_prefix, &token].concat()).is_err() {
+            return Err(bad("the session token cannot travel in an HTTP header"));
+        }
         Ok(Secret::new(token))
     }
 
