@@ -1,7 +1,7 @@
 //! Which certificates an upstream's TLS trusts: the system's roots, plus the PEM bundle of
 //! `ca_file` when set; or none checked at all with `insecure = true`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -33,11 +33,20 @@ pub fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, ConfigError> 
     Ok(config)
 }
 
-/// The system's roots (those it cannot parse are skipped, as browsers do), and `ca_file`'s.
+/// The system's roots, read once per process (those it cannot parse are skipped, as
+/// browsers do): every upstream starts from them.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots
+    })
+}
+
+/// The system's roots and `ca_file`'s.
 fn roots(cfg: &UpstreamConfig) -> Result<RootCertStore, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    let mut roots = system_roots().clone();
     if let Some(path) = &cfg.ca_file {
         let key = format!("upstreams.{}.ca_file", cfg.name);
         let pem = std::fs::read(path)
