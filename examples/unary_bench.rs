@@ -1,6 +1,8 @@
 //! Load tool for the unary path (docs/BENCHMARKS.md): `GetTask` (BASIC view) through the
 //! gateway against `GET /api/cis/tasks/{task}` straight at the simulated vCenter, with the
-//! same concurrency in the same run, then both again one call at a time.
+//! same concurrency in the same run, then both again one call at a time. A third mode,
+//! `floor`, sends `GetUpstream` (answered from the gateway's configuration, no upstream
+//! request) at the same concurrency: what the gRPC serving stack costs a call on its own.
 //!
 //! It prints figures and asserts nothing. The simulator and the load generator run in this
 //! process; the gateway runs as a child process (the crate's binary, `serve --config`, with
@@ -24,7 +26,10 @@ use clap::Parser;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use vmware_grpc_gateway::{
-    proto::{GetTaskRequest, TaskView, task_service_client::TaskServiceClient},
+    proto::{
+        GetTaskRequest, GetUpstreamRequest, TaskView, task_service_client::TaskServiceClient,
+        upstream_service_client::UpstreamServiceClient,
+    },
     simulator::{Phase, SimClock, SimOptions, Simulator, Step, TaskSpec},
 };
 
@@ -49,7 +54,7 @@ struct Args {
     /// `RUST_LOG` of the gateway (its per-call log line is at info).
     #[arg(long, default_value = "warn")]
     gateway_log: String,
-    /// Only these modes (comma-separated: gateway, direct, gateway-seq, direct-seq).
+    /// Only these modes (comma-separated: gateway, direct, gateway-seq, direct-seq, floor).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -310,6 +315,27 @@ async fn through_gateway(
     .await
 }
 
+/// `GetUpstream` through the gateway: the gRPC stack, the layers and a handler, no upstream.
+async fn floor(channels: &[Channel], in_flight: usize, secs: u64, pid: u32) -> Figures {
+    let clients: Arc<Vec<UpstreamServiceClient<Channel>>> = Arc::new(
+        channels
+            .iter()
+            .cloned()
+            .map(UpstreamServiceClient::new)
+            .collect(),
+    );
+    drive(in_flight, secs, Some(pid), move |w, _| {
+        let mut client = clients[w % clients.len()].clone();
+        async move {
+            let req = GetUpstreamRequest {
+                name: "upstreams/vc1".to_string(),
+            };
+            client.get_upstream(req).await.is_ok()
+        }
+    })
+    .await
+}
+
 async fn direct(
     client: &reqwest::Client,
     urls: &Arc<Vec<String>>,
@@ -427,6 +453,11 @@ async fn bench(args: &Args) -> Result<()> {
         f.print("direct-seq", 1);
         results.push(("direct-seq", f));
     }
+    if run("floor") {
+        let f = floor(&channels, in_flight, args.secs, pid).await;
+        f.print("floor", in_flight);
+        results.push(("floor", f));
+    }
     let get = |m: &str| results.iter().find(|(k, _)| *k == m).map(|(_, f)| f);
     if let (Some(g), Some(d)) = (get("gateway"), get("direct")) {
         println!(
@@ -438,6 +469,13 @@ async fn bench(args: &Args) -> Result<()> {
         println!(
             "  one at a time, the gateway adds {} ms at p50",
             ms(g.p50.saturating_sub(d.p50))
+        );
+    }
+    if let (Some(g), Some(f)) = (get("gateway"), get("floor")) {
+        let share = |x: &Figures| x.cpu_per_call.map_or(0.0, |c| c.as_secs_f64() * 1e6);
+        println!(
+            "  the gRPC stack alone (floor, GetUpstream) is {:.0} % of a GetTask's gateway CPU",
+            100.0 * share(f) / share(g).max(1e-9)
         );
     }
     println!(

@@ -17,7 +17,7 @@ pub struct Call {
     pub timeout: Option<Duration>,
     /// When the gateway gives up on it (see [`deadline`]).
     pub deadline: Option<Instant>,
-    /// The gateway's span of the call's trace (its `traceparent`, which the RPC log layer set).
+    /// The gateway's span of the call's trace (which the RPC log layer started).
     pub trace: Option<TraceContext>,
     /// The caller's `tracestate`, passed on as it came.
     pub tracestate: Option<Arc<str>>,
@@ -28,21 +28,31 @@ pub struct Call {
 }
 
 impl Call {
-    /// The call of a request: its metadata, and the grant the edge layer authenticated.
+    /// The call of a request: its metadata, and what the layers above the handlers put in its
+    /// extensions: the grant the edge layer authenticated, and the gateway's span of the
+    /// call's trace that the RPC log layer started (without that layer, the request's own
+    /// `traceparent`).
     pub fn from_request(metadata: &MetadataMap, extensions: &http::Extensions) -> Call {
+        let trace = extensions.get::<TraceContext>().copied();
         Call {
             grant: extensions.get::<Arc<Grant>>().cloned(),
-            ..Call::from_metadata(metadata)
+            trace: trace.or_else(|| traceparent(metadata)),
+            ..Call::with_trace(metadata, None)
         }
     }
 
+    /// The call of bare metadata, its `traceparent` taken as the call's span.
     pub fn from_metadata(metadata: &MetadataMap) -> Call {
+        Call::with_trace(metadata, traceparent(metadata))
+    }
+
+    fn with_trace(metadata: &MetadataMap, trace: Option<TraceContext>) -> Call {
         let timeout = call_timeout(metadata);
         let header = |name| metadata.get(name).and_then(|v| v.to_str().ok());
         Call {
             timeout,
             deadline: timeout.and_then(deadline_after),
-            trace: header("traceparent").and_then(TraceContext::parse),
+            trace,
             tracestate: header("tracestate")
                 .filter(|s| !s.is_empty() && s.len() <= 512)
                 .map(Arc::from),
@@ -105,6 +115,11 @@ pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     let margin = (timeout / 10).min(Duration::from_millis(50));
     Instant::now().checked_add(timeout - margin)
+}
+
+fn traceparent(metadata: &MetadataMap) -> Option<TraceContext> {
+    let value = metadata.get("traceparent")?.to_str().ok()?;
+    TraceContext::parse(value)
 }
 
 /// The call's whole time from its `grpc-timeout` header (`<digits><unit>`, unit one of

@@ -66,13 +66,14 @@ fn bad(field: &str, expected: &str, got: &str) -> GatewayError {
     )
 }
 
-fn upstream_segment(seg: &str, field: &str, expected: &str, got: &str) -> Result<UpstreamRef> {
+/// The `{upstream}` segment `seg`, if it is one.
+fn upstream_segment(seg: &str) -> Option<UpstreamRef> {
     if seg == "-" {
-        Ok(UpstreamRef::Any)
+        Some(UpstreamRef::Any)
     } else if is_valid_upstream_name(seg) {
-        Ok(UpstreamRef::Named(seg.to_string()))
+        Some(UpstreamRef::Named(seg.to_string()))
     } else {
-        Err(bad(field, expected, got))
+        None
     }
 }
 
@@ -80,22 +81,29 @@ fn upstream_segment(seg: &str, field: &str, expected: &str, got: &str) -> Result
 pub fn parse_upstream(name: &str, field: &str) -> Result<UpstreamRef> {
     const EXPECTED: &str = "upstreams/{upstream}";
     match name.split('/').collect::<Vec<_>>().as_slice() {
-        ["upstreams", seg] => upstream_segment(seg, field, EXPECTED, name),
+        ["upstreams", seg] => upstream_segment(seg).ok_or_else(|| bad(field, EXPECTED, name)),
         _ => Err(bad(field, EXPECTED, name)),
     }
 }
 
 /// Parses `upstreams/{upstream}/{collection}/{id}`, decoding the id.
 pub fn parse_resource(name: &str, collection: &str, field: &str) -> Result<ResourceName> {
-    let expected = format!("upstreams/{{upstream}}/{collection}/{{id}}");
-    let parts: Vec<&str> = name.split('/').collect();
-    let ["upstreams", seg, coll, raw_id] = parts.as_slice() else {
-        return Err(bad(field, &expected, name));
+    // Written out only for an error: this runs on every call.
+    let expected = || format!("upstreams/{{upstream}}/{collection}/{{id}}");
+    let mut parts = name.split('/');
+    let (Some("upstreams"), Some(seg), Some(coll), Some(raw_id), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad(field, &expected(), name));
     };
-    if *coll != collection || raw_id.is_empty() || raw_id.len() > MAX_ID_LEN {
-        return Err(bad(field, &expected, name));
+    if coll != collection || raw_id.is_empty() || raw_id.len() > MAX_ID_LEN {
+        return Err(bad(field, &expected(), name));
     }
-    let upstream = upstream_segment(seg, field, &expected, name)?;
+    let upstream = upstream_segment(seg).ok_or_else(|| bad(field, &expected(), name))?;
     let id = percent_decode(raw_id).ok_or_else(|| {
         GatewayError::invalid(
             Reason::InvalidName,
@@ -104,7 +112,7 @@ pub fn parse_resource(name: &str, collection: &str, field: &str) -> Result<Resou
         )
     })?;
     if id.is_empty() || id.chars().any(char::is_control) {
-        return Err(bad(field, &expected, name));
+        return Err(bad(field, &expected(), name));
     }
     Ok(ResourceName { upstream, id })
 }

@@ -6,9 +6,9 @@
 //! away first.
 //!
 //! The trace: the caller's W3C `traceparent` is continued in a span of the gateway's, or a
-//! new trace starts; the request's `traceparent` header is set to the gateway's span, which
-//! the call context (`call::Call`) reads, so every upstream request the call causes carries
-//! the same trace id.
+//! new trace starts; the gateway's span rides in the request's extensions, where the call
+//! context (`call::Call`) reads it, so every upstream request the call causes carries the
+//! same trace id.
 
 use std::{
     future::Future,
@@ -16,7 +16,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 use tonic::Code;
@@ -65,9 +65,9 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::continue_from)
             .unwrap_or_else(TraceContext::new_root);
-        if let Ok(v) = HeaderValue::try_from(trace.traceparent()) {
-            req.headers_mut().insert("traceparent", v);
-        }
+        // Handed to the call context as it is (`call::Call::from_request`), not written back
+        // as a header for it to parse again.
+        req.extensions_mut().insert(trace);
         let method = req.uri().path();
         let peer = crate::tls::peer(req.extensions());
         let span = tracing::info_span!(
