@@ -290,16 +290,11 @@ impl CallerStore {
         }
     }
 
-    /// Checks the file every `every` until the store is dropped.
-    pub fn spawn_reloader(self: &Arc<Self>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(store) = weak.upgrade() else { return };
-                store.refresh();
-            }
-        });
+    /// Checks the file every `every` until the returned watch or the store is dropped.
+    pub fn watch(self: &Arc<Self>, every: Duration) -> crate::reload::Watch {
+        crate::reload::every(self, every, |store: &CallerStore| {
+            store.refresh();
+        })
     }
 }
 

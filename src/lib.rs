@@ -20,6 +20,7 @@ pub mod error;
 pub mod identity;
 pub mod names;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod simulator;
 pub mod telemetry;

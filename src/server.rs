@@ -155,14 +155,15 @@ pub async fn serve_on(
     };
     // Fires at the end of the grace: the calls still running answer SHUTTING_DOWN.
     let cut = CancellationToken::new();
-    let auth = match &cfg.auth {
+    // The tokens file is looked at again for as long as the gateway serves.
+    let (auth, _tokens_watch) = match &cfg.auth {
         Some(a) => {
             let store = CallerStore::load(&a.tokens_file)
                 .map_err(|e| ConfigError::new("auth.tokens_file", e))?;
-            store.spawn_reloader(a.reload_interval);
-            Some(Arc::new(Authenticator::new(store, a)))
+            let watch = store.watch(a.reload_interval);
+            (Some(Arc::new(Authenticator::new(store, a))), Some(watch))
         }
-        None => None,
+        None => (None, None),
     };
     let stack = tower::ServiceBuilder::new()
         .layer(RpcLogLayer)

@@ -5,8 +5,8 @@
 //! tonic instead: [`incoming`] accepts TCP connections (TCP_NODELAY set), runs each TLS
 //! handshake on its own task within [`HANDSHAKE_TIMEOUT`] (a slow or silent client never
 //! holds up the others), and hands the finished connections to tonic. Each handshake takes
-//! the rustls configuration current at that moment ([`ServerTls`]); a reloader task compares
-//! the files' contents every [`RELOAD_INTERVAL`] and swaps in a new configuration when they
+//! the rustls configuration current at that moment ([`ServerTls`]); a watch (`reload.rs`)
+//! compares the files' contents every [`RELOAD_INTERVAL`] and swaps in a new configuration when they
 //! change, so connections made after a rotation see the new certificate, and open ones keep
 //! theirs.
 //!
@@ -30,7 +30,6 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::mpsc,
-    task::JoinHandle,
 };
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -310,30 +309,11 @@ impl ServerTls {
         }
     }
 
-    /// Looks at the files every [`RELOAD_INTERVAL`] until the returned guard is dropped.
-    fn spawn_reloader(self: Arc<Self>) -> AbortOnDrop {
-        AbortOnDrop(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RELOAD_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first tick is now: the files were just read
-            loop {
-                tick.tick().await;
-                let tls = self.clone();
-                // Reading files blocks; keep it off the runtime's workers.
-                if let Err(e) = tokio::task::spawn_blocking(move || tls.reload()).await {
-                    tracing::warn!(error = %e, "TLS reload failed");
-                }
-            }
-        }))
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// Looks at the files every [`RELOAD_INTERVAL`] until the returned watch is dropped.
+    fn watch(self: &Arc<Self>) -> crate::reload::Watch {
+        crate::reload::every(self, RELOAD_INTERVAL, |tls: &ServerTls| {
+            tls.reload();
+        })
     }
 }
 
@@ -440,7 +420,7 @@ async fn accept_tls(
     tls: Arc<ServerTls>,
     ready: mpsc::Sender<io::Result<Conn>>,
 ) {
-    let _reloader = tls.clone().spawn_reloader();
+    let _watch = tls.watch();
     loop {
         let accepted = tokio::select! {
             _ = ready.closed() => return,
