@@ -286,6 +286,11 @@ where
     }
 }
 
+/// One client of a service per connection, for the workers to share round the connections.
+fn clients<C>(channels: &[Channel], client: fn(Channel) -> C) -> Arc<Vec<C>> {
+    Arc::new(channels.iter().cloned().map(client).collect())
+}
+
 async fn through_gateway(
     channels: &[Channel],
     names: &Arc<Vec<String>>,
@@ -293,13 +298,7 @@ async fn through_gateway(
     secs: u64,
     pid: u32,
 ) -> Figures {
-    let clients: Arc<Vec<TaskServiceClient<Channel>>> = Arc::new(
-        channels
-            .iter()
-            .cloned()
-            .map(TaskServiceClient::new)
-            .collect(),
-    );
+    let clients = clients(channels, TaskServiceClient::new);
     let names = names.clone();
     drive(in_flight, secs, Some(pid), move |w, n| {
         let mut client = clients[w % clients.len()].clone();
@@ -317,13 +316,7 @@ async fn through_gateway(
 
 /// `GetUpstream` through the gateway: the gRPC stack, the layers and a handler, no upstream.
 async fn floor(channels: &[Channel], in_flight: usize, secs: u64, pid: u32) -> Figures {
-    let clients: Arc<Vec<UpstreamServiceClient<Channel>>> = Arc::new(
-        channels
-            .iter()
-            .cloned()
-            .map(UpstreamServiceClient::new)
-            .collect(),
-    );
+    let clients = clients(channels, UpstreamServiceClient::new);
     drive(in_flight, secs, Some(pid), move |w, _| {
         let mut client = clients[w % clients.len()].clone();
         async move {

@@ -61,12 +61,18 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn looks_once_per_interval_and_not_at_once() {
+    /// A watch whose target counts its looks.
+    fn counted() -> (Arc<AtomicUsize>, Watch) {
         let looks = Arc::new(AtomicUsize::new(0));
-        let _watch = every(&looks, EVERY, |n: &AtomicUsize| {
+        let watch = every(&looks, EVERY, |n: &AtomicUsize| {
             n.fetch_add(1, Ordering::SeqCst);
         });
+        (looks, watch)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn looks_once_per_interval_and_not_at_once() {
+        let (looks, _watch) = counted();
         settle().await;
         assert_eq!(
             looks.load(Ordering::SeqCst),
@@ -83,10 +89,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stops_when_dropped() {
-        let looks = Arc::new(AtomicUsize::new(0));
-        let watch = every(&looks, EVERY, |n: &AtomicUsize| {
-            n.fetch_add(1, Ordering::SeqCst);
-        });
+        let (looks, watch) = counted();
         tokio::time::sleep(EVERY).await;
         settle().await;
         assert_eq!(looks.load(Ordering::SeqCst), 1);
