@@ -343,24 +343,7 @@ impl TlsFiles {
         let client_roots = match (&self.client_ca, &cfg.client_ca_file) {
             (Some(pem), Some(path)) => {
                 let mut roots = RootCertStore::empty();
-                for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
-                    let cert = cert
-                        .map_err(|e| err("client_ca_file", path, pem_problem(&e, "certificate")))?;
-                    roots.add(cert).map_err(|e| {
-                        err(
-                            "client_ca_file",
-                            path,
-                            format!("certificate {} is not usable as a CA: {e}", i + 1),
-                        )
-                    })?;
-                }
-                if roots.is_empty() {
-                    return Err(err(
-                        "client_ca_file",
-                        path,
-                        "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
-                    ));
-                }
+                add_pem_roots(&mut roots, pem).map_err(|p| err("client_ca_file", path, p))?;
                 Some(Arc::new(roots))
             }
             _ => None,
@@ -370,6 +353,24 @@ impl TlsFiles {
             client_roots,
         })
     }
+}
+
+/// Adds every certificate of the PEM bundle `pem` to `roots` as a trusted CA (the server's
+/// `client_ca_file`, an upstream's `ca_file`); `Err` is what is wrong, in words that never
+/// quote the file, for the caller to prefix with the key and the path.
+pub fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
+    let mut added = 0;
+    for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let cert = cert.map_err(|e| pem_problem(&e, "certificate"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {} is not usable as a CA: {e}", i + 1))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(())
 }
 
 /// What is wrong with a PEM file, in words that never quote it (pki-types' own messages

@@ -7,10 +7,10 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{WebPkiSupportedAlgorithms, ring},
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
-use crate::config::{ConfigError, UpstreamConfig};
+use crate::config::{ConfigError, UpstreamConfig, add_pem_roots};
 
 /// The rustls client configuration of one upstream (the connector sets its ALPN).
 pub fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, ConfigError> {
@@ -51,26 +51,8 @@ fn roots(cfg: &UpstreamConfig) -> Result<RootCertStore, ConfigError> {
         let key = format!("upstreams.{}.ca_file", cfg.name);
         let pem = std::fs::read(path)
             .map_err(|e| ConfigError::new(&key, format!("cannot read {}: {e}", path.display())))?;
-        let certs = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::new(&key, format!("{} is not PEM: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(ConfigError::new(
-                key,
-                format!("{} holds no certificate", path.display()),
-            ));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                ConfigError::new(
-                    &key,
-                    format!(
-                        "{} holds a certificate rustls cannot use: {e}",
-                        path.display()
-                    ),
-                )
-            })?;
-        }
+        add_pem_roots(&mut roots, &pem)
+            .map_err(|problem| ConfigError::new(&key, format!("{}: {problem}", path.display())))?;
     }
     Ok(roots)
 }
@@ -112,5 +94,37 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamKind;
+
+    #[test]
+    fn a_ca_file_adds_its_certificates_and_a_bad_one_is_refused_naming_the_key() {
+        let dir = std::env::temp_dir().join(format!("vmwgw-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["vc.example.com".to_string()]).unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.cert.pem()).unwrap();
+        std::fs::write(dir.join("none.crt"), "no certificate here\n").unwrap();
+        let with = |file: &str| {
+            let mut cfg = UpstreamConfig::new("vc1", UpstreamKind::Vsphere, "https://vc", "u", "p");
+            cfg.ca_file = Some(dir.join(file));
+            roots(&cfg)
+        };
+
+        let trusted = with("ca.crt").unwrap();
+        assert_eq!(trusted.len(), system_roots().len() + 1);
+        for (file, problem) in [
+            ("none.crt", "no PEM certificate"),
+            ("missing.crt", "cannot read"),
+        ] {
+            let e = with(file).unwrap_err();
+            assert_eq!(e.key, "upstreams.vc1.ca_file", "{e}");
+            assert!(e.problem.contains(problem), "{file}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
